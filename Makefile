@@ -1,0 +1,46 @@
+# opsvc — see README.md. Everything here needs only Go; `make bench-deps`
+# installs the peer supervisors for the side-by-side benchmark.
+GO      ?= go
+BIN     := bin/opsvc
+RUNDIR  := $(CURDIR)/.run
+export CGO_ENABLED = 0
+
+.PHONY: all build run test lint vet fmt-check bench bench-go bench-deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/opsvc
+
+# Runs the daemon in the foreground on the bundled example units, with its
+# state and control socket in ./.run (ignored by git). Stop it with Ctrl-C.
+run: build
+	@mkdir -p $(RUNDIR)
+	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
+	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
+	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/examples/opsvc.toml
+
+test: vet fmt-check
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+lint: vet fmt-check
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./... | tee .run-bench-go.txt
+	./contrib/bench/run.sh
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-deps:
+	./contrib/bench/deps.sh
+
+clean:
+	rm -rf bin .run

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(goleakM{m}, map[string]func(){
+		"opsvc": func() {
+			ctx, stop := signalContext()
+			err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+			stop()
+			os.Exit(report(err, os.Stderr))
+		},
+	})
+}
+
+// goleakM checks for leaked goroutines after the tests of this package.
+type goleakM struct{ m *testing.M }
+
+func (g goleakM) Run() int {
+	code := g.m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			return 1
+		}
+	}
+	return code
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			// Unix socket paths are limited to 108 bytes: keep them short.
+			dir, err := os.MkdirTemp("", "ots")
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { os.RemoveAll(dir) })
+			env.Setenv("OPSVC_SOCKET", filepath.Join(dir, "opsvc.sock"))
+			env.Setenv("RUNDIR", dir)
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, "xdg-config"))
+			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, "xdg-state"))
+			env.Setenv("OPSVC_CONFIG", filepath.Join(env.WorkDir, "opsvc.toml"))
+			env.Setenv("EXAMPLES", filepath.Join(mustAbs("../../contrib/examples")))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitdaemon": cmdWaitDaemon,
+			"groupsgone": cmdGroupsGone,
+			"jsonfield":  cmdJSONField,
+		},
+	})
+}
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// waitdaemon waits until the daemon on $OPSVC_SOCKET answers GET /v1/units
+// (up to 20 s): the socket appears before the first plan has run.
+func cmdWaitDaemon(ts *testscript.TestScript, neg bool, args []string) {
+	sock := ts.Getenv("OPSVC_SOCKET")
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(20 * time.Second)
+	delay := 5 * time.Millisecond
+	for {
+		resp, err := client.Get("http://opsvc/v1/units")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("daemon on %s did not answer within 20s: %v", sock, err)
+		}
+		time.Sleep(delay) // polling an external process's readiness, bounded above
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// groupsgone FILE: FILE holds `opsvc status --json` output; every process
+// group of a unit listed there must be gone.
+func cmdGroupsGone(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: groupsgone FILE")
+	}
+	var st struct {
+		Units []struct {
+			Name string `json:"name"`
+			PID  int    `json:"pid"`
+		} `json:"units"`
+	}
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &st); err != nil {
+		ts.Fatalf("parse %s: %v", args[0], err)
+	}
+	n := 0
+	for _, u := range st.Units {
+		if u.PID <= 0 {
+			continue
+		}
+		n++
+		err := syscall.Kill(-u.PID, 0)
+		if err != syscall.ESRCH {
+			ts.Fatalf("process group %d of unit %s is still there (kill: %v)", u.PID, u.Name, err)
+		}
+	}
+	if n == 0 {
+		ts.Fatalf("no pids in %s", args[0])
+	}
+}
+
+// jsonfield FILE PATH WANT: a field of a JSON file, by a dotted path with
+// numeric indexes (units.0.state), equals WANT.
+func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: jsonfield FILE PATH WANT")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &v); err != nil {
+		ts.Fatalf("parse %s: %v", args[0], err)
+	}
+	cur := v
+	for _, k := range splitPath(args[1]) {
+		switch x := cur.(type) {
+		case map[string]any:
+			cur = x[k]
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(x) {
+				ts.Fatalf("%s: no index %s", args[1], k)
+			}
+			cur = x[i]
+		default:
+			ts.Fatalf("%s: cannot descend into %v", args[1], cur)
+		}
+	}
+	got := fmt.Sprint(cur)
+	if s, ok := cur.(string); ok {
+		got = s
+	}
+	if (got == args[2]) == neg {
+		ts.Fatalf("%s = %q, want %s%q", args[1], got, map[bool]string{true: "not ", false: ""}[neg], args[2])
+	}
+}
+
+func splitPath(p string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '.' {
+			out = append(out, p[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}

@@ -1,0 +1,306 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// kind is the TOML type a settings key takes.
+type kind int
+
+const (
+	kindString kind = iota
+	kindStrings
+	kindInt
+	kindInts
+	kindFloat
+)
+
+func (k kind) String() string {
+	return [...]string{"a string", "an array of strings", "an integer", "an array of integers", "a number"}[k]
+}
+
+// field is one key of opsvc.toml. The table below is immutable.
+type field struct {
+	table, key string
+	kind       kind
+	example    string // a valid line, for hints
+	set        func(s *Settings, v any)
+}
+
+var tables = []string{"orchestrator", "control"}
+
+var fields = []field{
+	{"orchestrator", "model", kindString, `model = "sonnet"`, func(s *Settings, v any) { s.Orchestrator.Model = v.(string) }},
+	{"orchestrator", "valid_models", kindStrings, `valid_models = ["haiku", "sonnet", "opus"]`, func(s *Settings, v any) { s.Orchestrator.ValidModels = v.([]string) }},
+	{"orchestrator", "max_turns", kindInt, `max_turns = 30`, func(s *Settings, v any) { s.Orchestrator.MaxTurns = v.(int) }},
+	{"orchestrator", "max_continuations", kindInt, `max_continuations = 5`, func(s *Settings, v any) { s.Orchestrator.MaxContinuations = v.(int) }},
+	{"orchestrator", "max_budget_usd", kindFloat, `max_budget_usd = 5.0`, func(s *Settings, v any) { s.Orchestrator.MaxBudgetUSD = v.(float64) }},
+	{"orchestrator", "max_concurrent_sessions", kindInt, `max_concurrent_sessions = 0`, func(s *Settings, v any) { s.Orchestrator.MaxConcurrentSessions = v.(int) }},
+	{"orchestrator", "max_sessions_per_minute", kindInt, `max_sessions_per_minute = 60`, func(s *Settings, v any) { s.Orchestrator.MaxSessionsPerMinute = v.(int) }},
+	{"orchestrator", "global_budget_usd", kindFloat, `global_budget_usd = 50.0`, func(s *Settings, v any) { s.Orchestrator.GlobalBudgetUSD = v.(float64) }},
+	{"orchestrator", "per_worker_budget_usd", kindFloat, `per_worker_budget_usd = 10.0`, func(s *Settings, v any) { s.Orchestrator.PerWorkerBudgetUSD = v.(float64) }},
+	{"control", "group", kindString, `group = "opsvc"`, func(s *Settings, v any) { s.Control.Group = v.(string) }},
+	{"control", "allow_uids", kindInts, `allow_uids = [1000]`, func(s *Settings, v any) { s.Control.AllowUIDs = v.([]int) }},
+	{"control", "listen", kindString, `listen = "127.0.0.1:7070"`, func(s *Settings, v any) { s.Control.Listen = v.(string) }},
+}
+
+func lookupField(table, key string) (field, bool) {
+	for _, f := range fields {
+		if f.table == table && f.key == key {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// LoadSettings reads opsvc.toml at path. A missing file means the defaults.
+// Problems are reported all at once (errors.Join of *Problem, each
+// FILE:LINE:COL: message (hint)): syntax, unknown keys with a did-you-mean,
+// wrong types, and values out of bounds (never clamped).
+func LoadSettings(path string) (Settings, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DefaultSettings(), nil
+	}
+	if err != nil {
+		return Settings{}, fmt.Errorf("config: read settings %s: %w", path, err)
+	}
+	return ParseSettings(path, data)
+}
+
+// ParseSettings parses the content of an opsvc.toml; name is the file name
+// used in errors. Keys it does not set keep their defaults. On error the
+// Settings are zero.
+func ParseSettings(name string, data []byte) (Settings, error) {
+	var raw map[string]any
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Settings{}, &Problem{File: name, Line: pe.Position.Line, Col: max(pe.Position.Col, 1), Msg: pe.Message}
+		}
+		return Settings{}, fmt.Errorf("config: parse %s: %w", name, err)
+	}
+	loc := locate(data)
+	var errs []error
+	problem := func(key toml.Key, atValue bool, msg, hint string) {
+		line, col := loc.find(key, atValue)
+		errs = append(errs, &Problem{File: name, Line: line, Col: col, Field: strings.Join(key, "."), Msg: msg, Hint: hint})
+	}
+
+	s := DefaultSettings()
+	seen := make(map[string]bool)
+	for _, k := range md.Keys() {
+		// Deeper keys belong to a top-level or second-level key, which is
+		// checked once, at its first appearance.
+		// (A dotted key creates its tables without listing them.)
+		table := k[0]
+		if top := k[:1]; !seen[top.String()] {
+			seen[top.String()] = true
+			if !slices.Contains(tables, table) {
+				problem(top, false, fmt.Sprintf("unknown key %q", table), hintTopLevel(table))
+			} else if _, ok := raw[table].(map[string]any); !ok {
+				problem(top, true, fmt.Sprintf("%s must be a table, not %s", table, typeName(raw[table])), "write ["+table+"] on a line of its own, then its keys")
+			}
+		}
+		tv, isTable := raw[table].(map[string]any)
+		if !slices.Contains(tables, table) || !isTable || len(k) == 1 {
+			continue
+		}
+		k = k[:2]
+		if seen[k.String()] {
+			continue
+		}
+		seen[k.String()] = true
+		f, ok := lookupField(table, k[1])
+		if !ok {
+			problem(k, false, fmt.Sprintf("unknown key %q in [%s]", k[1], table), hintInTable(table, k[1]))
+			continue
+		}
+		v, what := convert(tv[k[1]], f.kind)
+		if what != "" {
+			problem(k, true, fmt.Sprintf("%s.%s must be %s, not %s", table, f.key, f.kind, what), "e.g. "+f.example)
+			continue
+		}
+		f.set(&s, v)
+	}
+	for _, p := range s.check() {
+		key := toml.Key(strings.Split(p.keys[0], "."))
+		for _, k := range p.keys {
+			// Point at the first key involved that the file sets.
+			if kk := toml.Key(strings.Split(k, ".")); md.IsDefined(kk...) {
+				key = kk
+				break
+			}
+		}
+		problem(key, true, p.msg, p.hint)
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int {
+			pa, pb := a.(*Problem), b.(*Problem)
+			if pa.Line != pb.Line {
+				return pa.Line - pb.Line
+			}
+			return pa.Col - pb.Col
+		})
+		return Settings{}, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+// convert returns v as the Go value of kind k, or describes what v is
+// instead.
+func convert(v any, k kind) (any, string) {
+	switch k {
+	case kindString:
+		if s, ok := v.(string); ok {
+			return s, ""
+		}
+	case kindInt:
+		if n, ok := v.(int64); ok {
+			return int(n), ""
+		}
+	case kindFloat:
+		switch n := v.(type) {
+		case float64:
+			return n, ""
+		case int64:
+			return float64(n), ""
+		}
+	case kindStrings, kindInts:
+		list, ok := v.([]any)
+		if !ok {
+			break
+		}
+		strs, ints := make([]string, 0, len(list)), make([]int, 0, len(list))
+		for i, e := range list {
+			s, isStr := e.(string)
+			n, isInt := e.(int64)
+			if (k == kindStrings && !isStr) || (k == kindInts && !isInt) {
+				return nil, fmt.Sprintf("an array whose element %d is %s", i+1, typeName(e))
+			}
+			strs, ints = append(strs, s), append(ints, int(n))
+		}
+		if k == kindStrings {
+			return strs, ""
+		}
+		return ints, ""
+	}
+	return nil, typeName(v)
+}
+
+// typeName names the TOML type of a decoded value.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case time.Time:
+		return "a date-time"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("a %T", v) // local dates and times
+}
+
+// hintInTable suggests the key meant by an unknown key in a table.
+func hintInTable(table, key string) string {
+	var names []string
+	for _, f := range fields {
+		if f.table == table {
+			names = append(names, f.key)
+		}
+	}
+	if m := closest(key, names); m != "" {
+		return fmt.Sprintf("did you mean %q?", m)
+	}
+	for _, f := range fields {
+		if f.table != table && normalize(f.key) == normalize(key) {
+			return fmt.Sprintf("%s belongs in [%s]", f.key, f.table)
+		}
+	}
+	return "known keys: " + strings.Join(names, ", ")
+}
+
+// hintTopLevel suggests the table meant by an unknown top-level key.
+func hintTopLevel(key string) string {
+	if m := closest(key, tables); m != "" {
+		return fmt.Sprintf("did you mean [%s]?", m)
+	}
+	var leaves []string
+	for _, f := range fields {
+		leaves = append(leaves, f.key)
+	}
+	if m := closest(key, leaves); m != "" {
+		for _, f := range fields {
+			switch {
+			case f.key == m && normalize(m) == normalize(key):
+				return fmt.Sprintf("%s belongs in [%s]", m, f.table)
+			case f.key == m:
+				return fmt.Sprintf("did you mean %s in [%s]?", m, f.table)
+			}
+		}
+	}
+	return "opsvc.toml has the tables [orchestrator] and [control]"
+}
+
+func normalize(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
+
+// closest returns the candidate nearest to s, if near enough to be a typo.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 1<<30
+	ns := normalize(s)
+	for _, c := range candidates {
+		d := editDistance(ns, normalize(c))
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= 2 || bestD <= len(s)/3 {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of adjacent bytes.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,144 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/opsvc/opsvc/config"
+)
+
+// Leases enforces the coordination limits across every orchestrator: how
+// many sessions run at once, how many start per minute, and what all chains,
+// and each unit, may spend per day. It is pure bookkeeping owned by the
+// reconcile loop; time is passed in.
+type Leases struct {
+	active map[string]lease   // by lease id
+	starts []time.Time        // grants in the last minute
+	day    string             // UTC date the spend counters are for
+	spent  float64            // all units, today
+	byUnit map[string]float64 // per unit, today
+	nextID int
+}
+
+type lease struct {
+	unit    string
+	chainID string
+	granted time.Time
+}
+
+// Grant is the answer to session.acquire.
+type Grant struct {
+	Granted bool   `json:"granted"`
+	LeaseID string `json:"lease_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`   // why not, when not granted
+	RetryMS int64  `json:"retry_ms,omitempty"` // when to ask again
+}
+
+// NewLeases returns empty bookkeeping.
+func NewLeases() *Leases {
+	return &Leases{active: map[string]lease{}, byUnit: map[string]float64{}}
+}
+
+func (l *Leases) roll(now time.Time) {
+	day := now.UTC().Format("2006-01-02")
+	if day != l.day {
+		l.day, l.spent, l.byUnit = day, 0, map[string]float64{}
+	}
+	keep := l.starts[:0]
+	for _, t := range l.starts {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	l.starts = keep
+}
+
+// Spend records money spent outside a lease (for example, today's sessions
+// found in the registry at start-up).
+func (l *Leases) Spend(unit string, usd float64, now time.Time) {
+	l.roll(now)
+	l.spent += usd
+	l.byUnit[unit] += usd
+}
+
+// Acquire asks for a session lease for unit under the limits.
+func (l *Leases) Acquire(s config.OrchestratorSettings, unit, chainID string, now time.Time) Grant {
+	l.roll(now)
+	if s.GlobalBudgetUSD > 0 && l.spent >= s.GlobalBudgetUSD {
+		return Grant{Reason: fmt.Sprintf("global_budget_usd %.2f spent today", s.GlobalBudgetUSD), RetryMS: untilTomorrow(now)}
+	}
+	if s.PerWorkerBudgetUSD > 0 && l.byUnit[unit] >= s.PerWorkerBudgetUSD {
+		return Grant{Reason: fmt.Sprintf("per_worker_budget_usd %.2f spent today by %s", s.PerWorkerBudgetUSD, unit), RetryMS: untilTomorrow(now)}
+	}
+	if s.MaxConcurrentSessions > 0 && len(l.active) >= s.MaxConcurrentSessions {
+		return Grant{Reason: fmt.Sprintf("max_concurrent_sessions (%d) running", s.MaxConcurrentSessions), RetryMS: 250}
+	}
+	if s.MaxSessionsPerMinute > 0 && len(l.starts) >= s.MaxSessionsPerMinute {
+		wait := time.Minute - now.Sub(l.starts[0])
+		return Grant{Reason: fmt.Sprintf("max_sessions_per_minute (%d) reached", s.MaxSessionsPerMinute), RetryMS: wait.Milliseconds() + 1}
+	}
+	l.nextID++
+	id := "l" + strconv.Itoa(l.nextID) + "-" + strconv.FormatInt(now.UnixNano(), 36)
+	l.active[id] = lease{unit: unit, chainID: chainID, granted: now}
+	l.starts = append(l.starts, now)
+	return Grant{Granted: true, LeaseID: id}
+}
+
+// Release ends a lease and books its cost.
+func (l *Leases) Release(id string, costUSD float64, now time.Time) error {
+	le, ok := l.active[id]
+	if !ok {
+		return fmt.Errorf("no lease %q", id)
+	}
+	delete(l.active, id)
+	l.Spend(le.unit, costUSD, now)
+	return nil
+}
+
+// ReleaseUnit drops every lease a unit holds (its worker is gone).
+func (l *Leases) ReleaseUnit(unit string) {
+	for id, le := range l.active {
+		if le.unit == unit {
+			delete(l.active, id)
+		}
+	}
+}
+
+// Active counts leases held.
+func (l *Leases) Active() int { return len(l.active) }
+
+func untilTomorrow(now time.Time) int64 {
+	u := now.UTC()
+	next := time.Date(u.Year(), u.Month(), u.Day()+1, 0, 0, 0, 0, time.UTC)
+	return next.Sub(u).Milliseconds()
+}
+
+// handleSessionRequest answers session.acquire and session.release from an
+// orchestrator worker.
+func (s *Supervisor) handleSessionRequest(name string, rt *runtime, method string, params json.RawMessage) (any, error) {
+	now := s.now()
+	switch method {
+	case "session.acquire":
+		var p struct {
+			ChainID string `json:"chain_id"`
+		}
+		json.Unmarshal(params, &p)
+		g := s.leases.Acquire(s.opts.Settings.Orchestrator, name, p.ChainID, now)
+		if g.Granted {
+			s.publish("session.lease", name, rt.PID, map[string]any{"lease_id": g.LeaseID, "chain_id": p.ChainID})
+		}
+		return g, nil
+	case "session.release":
+		var p struct {
+			LeaseID string  `json:"lease_id"`
+			CostUSD float64 `json:"cost_usd"`
+		}
+		if err := json.Unmarshal(params, &p); err != nil {
+			return nil, fmt.Errorf("session.release: %v", err)
+		}
+		return map[string]any{"released": true}, s.leases.Release(p.LeaseID, p.CostUSD, now)
+	}
+	return nil, fmt.Errorf("unknown method %q", method)
+}

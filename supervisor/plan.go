@@ -1,0 +1,409 @@
+package supervisor
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/opsvc/opsvc/unit"
+)
+
+// Desired is what the operator and the unit files want of one unit.
+type Desired struct {
+	Unit *unit.Unit // last good definition; nil when the unit never loaded
+	Want bool       // wanted running
+	// StartGen is bumped by every explicit start: a unit whose last run is
+	// over (exited with restart = "no", or failed) runs again only for a new
+	// generation, like systemd's reset-failed + start.
+	StartGen uint64
+	// RestartGen is bumped by every explicit restart.
+	RestartGen uint64
+}
+
+// Observed is what the supervisor knows of one unit's processes. It is owned
+// by the reconcile loop; Plan only reads it.
+type Observed struct {
+	State State
+	Sub   string
+	Since time.Time
+
+	PID     int    // main process, 0 when none
+	Running bool   // a process of the unit is alive (not yet reaped)
+	Hash    string // definition the running process was started from
+
+	Stopping   bool       // a stop was sent
+	StopReason StopReason // why
+	Killed     bool       // SIGKILL was sent
+
+	// Settled marks a run that is over for good (exited without restart, or
+	// failed); only a new StartGen starts it again.
+	Settled    bool
+	Gen        uint64 // StartGen of the last start
+	RestartGen uint64 // RestartGen handled
+
+	RestartAt time.Time   // auto-restart due (zero: none scheduled)
+	Failures  int         // consecutive failed runs, for the backoff
+	Starts    []time.Time // recent starts, for the start limit
+
+	StartDeadline    time.Time // notify/ipc readiness deadline
+	StopDeadline     time.Time // SIGKILL after this
+	WatchdogDeadline time.Time // heartbeat deadline (zero: off)
+
+	Blocked string // why a wanted unit is not started
+}
+
+// StopReason says why a unit is being stopped; it decides what happens after.
+type StopReason uint8
+
+// Stop reasons.
+const (
+	StopNone       StopReason = 0
+	StopManual     StopReason = 1 // operator stop, or unit removed
+	StopRestart    StopReason = 2 // operator restart
+	StopChanged    StopReason = 3 // definition changed
+	StopDependency StopReason = 4 // a required unit is stopped
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case StopManual:
+		return "stop"
+	case StopRestart:
+		return "restart"
+	case StopChanged:
+		return "definition changed"
+	case StopDependency:
+		return "dependency stopped"
+	}
+	return ""
+}
+
+// ActionKind is what the loop must do.
+type ActionKind uint8
+
+// Action kinds.
+const (
+	ActStart    ActionKind = 1 // start the unit's process
+	ActStop     ActionKind = 2 // send the stop request (signal or IPC shutdown)
+	ActKill     ActionKind = 3 // SIGKILL the process group
+	ActFail     ActionKind = 4 // give up: state failed
+	ActBlock    ActionKind = 5 // record why a wanted unit waits
+	ActForget   ActionKind = 6 // the unit is gone from the files and stopped
+	ActWatchdog ActionKind = 7 // heartbeat missed: kill, then restart per policy
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case ActStart:
+		return "start"
+	case ActStop:
+		return "stop"
+	case ActKill:
+		return "kill"
+	case ActFail:
+		return "fail"
+	case ActBlock:
+		return "block"
+	case ActForget:
+		return "forget"
+	case ActWatchdog:
+		return "watchdog"
+	}
+	return fmt.Sprintf("ActionKind(%d)", uint8(k))
+}
+
+// Action is one step of a plan, with the reason it is taken.
+type Action struct {
+	Kind   ActionKind
+	Unit   string
+	Reason string
+	Stop   StopReason // for ActStop
+}
+
+// Plan compares what is wanted with what runs and says what to do now, and
+// when to look again (zero time: no timer needed). It is pure: no I/O, no
+// clock, no mutation of its arguments.
+func Plan(desired map[string]Desired, observed map[string]Observed, now time.Time) ([]Action, time.Time) {
+	names := make([]string, 0, len(desired)+len(observed))
+	for n := range desired {
+		names = append(names, n)
+	}
+	for n := range observed {
+		if _, ok := desired[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+
+	var (
+		acts []Action
+		wake time.Time
+	)
+	at := func(t time.Time) {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
+			wake = t
+		}
+	}
+	for _, name := range names {
+		d, inDesired := desired[name]
+		o, seen := observed[name]
+		if !seen {
+			o = Observed{State: Inactive}
+		}
+		wanted := inDesired && d.Want && d.Unit != nil
+
+		// Deadlines first: they apply whatever is wanted.
+		if o.Running {
+			switch {
+			case o.Stopping && !o.Killed && !o.StopDeadline.IsZero():
+				if !now.Before(o.StopDeadline) {
+					acts = append(acts, Action{Kind: ActKill, Unit: name, Reason: "stop timeout"})
+					continue
+				}
+				at(o.StopDeadline)
+			case !o.Stopping && o.State == Activating && !o.StartDeadline.IsZero():
+				if !now.Before(o.StartDeadline) {
+					acts = append(acts, Action{Kind: ActKill, Unit: name, Reason: "start timeout"})
+					continue
+				}
+				at(o.StartDeadline)
+			case !o.Stopping && o.State == Active && !o.WatchdogDeadline.IsZero():
+				if !now.Before(o.WatchdogDeadline) {
+					acts = append(acts, Action{Kind: ActWatchdog, Unit: name, Reason: "watchdog timeout"})
+					continue
+				}
+				at(o.WatchdogDeadline)
+			}
+		}
+		if o.Running && o.Stopping {
+			continue // wait for the exit
+		}
+
+		if !wanted {
+			if o.Running {
+				// Stop only once nothing that runs after or requires it is running.
+				if dep := runningDependent(name, desired, observed); dep != "" {
+					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
+					continue
+				}
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "not wanted", Stop: StopManual})
+				continue
+			}
+			if !inDesired && seen {
+				acts = append(acts, Action{Kind: ActForget, Unit: name, Reason: "removed"})
+			}
+			continue
+		}
+
+		// Wanted.
+		if o.Running {
+			if req := stoppedRequirement(d.Unit, desired); req != "" {
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "required unit " + req + " is stopped", Stop: StopDependency})
+				continue
+			}
+			if d.RestartGen > o.RestartGen {
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "restart requested", Stop: StopRestart})
+				continue
+			}
+			if o.Hash != "" && o.Hash != d.Unit.Hash {
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "definition changed", Stop: StopChanged})
+			}
+			continue
+		}
+
+		// Wanted, not running.
+		if o.Settled && o.Gen >= d.StartGen && o.RestartGen >= d.RestartGen {
+			continue // over for this generation (failed, or exited for good)
+		}
+		if o.State == Active && o.Sub == "exited" && o.Hash == d.Unit.Hash && o.Gen >= d.StartGen && o.RestartGen >= d.RestartGen {
+			continue // a oneshot that succeeded
+		}
+		if !o.RestartAt.IsZero() && now.Before(o.RestartAt) && o.Gen >= d.StartGen {
+			at(o.RestartAt)
+			continue
+		}
+		if why := waitingFor(d.Unit, desired, observed); why != "" {
+			if o.Blocked != why {
+				acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: why})
+			}
+			continue
+		}
+		svc := d.Unit.Service
+		if svc.StartLimitBurst > 0 && svc.StartLimitInterval > 0 && o.Gen >= d.StartGen {
+			n := StartsWithin(o.Starts, now, svc.StartLimitInterval)
+			if n >= svc.StartLimitBurst {
+				acts = append(acts, Action{Kind: ActFail, Unit: name, Reason: "start-limit-hit"})
+				continue
+			}
+		}
+		acts = append(acts, Action{Kind: ActStart, Unit: name, Reason: startReason(o, d)})
+	}
+	return acts, wake
+}
+
+func startReason(o Observed, d Desired) string {
+	switch {
+	case d.StartGen > o.Gen:
+		return "start requested"
+	case d.RestartGen > o.RestartGen:
+		return "restart requested"
+	case o.StopReason == StopChanged:
+		return "definition changed"
+	case !o.RestartAt.IsZero():
+		return "auto-restart"
+	}
+	return "wanted"
+}
+
+// StartsWithin counts the starts inside the window (now-interval, now].
+func StartsWithin(starts []time.Time, now time.Time, interval time.Duration) int {
+	n := 0
+	for _, t := range starts {
+		if now.Sub(t) < interval {
+			n++
+		}
+	}
+	return n
+}
+
+// waitingFor says why a wanted unit cannot start yet: a requirement that is
+// not ready, or an ordering predecessor still starting.
+func waitingFor(u *unit.Unit, desired map[string]Desired, observed map[string]Observed) string {
+	for _, r := range u.Requires {
+		d, ok := desired[r]
+		if !ok || d.Unit == nil {
+			return "requires " + r + ", which is not loaded"
+		}
+		o := observed[r]
+		if o.State == Failed {
+			return "requires " + r + ", which failed"
+		}
+		if !d.Want {
+			return "requires " + r + ", which is stopped"
+		}
+		if o.State != Active {
+			return "waiting for " + r + " to be ready"
+		}
+	}
+	for _, a := range u.After {
+		d, ok := desired[a]
+		if !ok || !d.Want || d.Unit == nil {
+			continue
+		}
+		if o := observed[a]; o.Blocked == "" && (o.State == Activating || ((o.State == Inactive || o.State == 0) && !o.Settled)) {
+			return "after " + a + ", which is starting"
+		}
+	}
+	return ""
+}
+
+// stoppedRequirement names a requirement of a running unit that the operator
+// stopped or removed.
+func stoppedRequirement(u *unit.Unit, desired map[string]Desired) string {
+	for _, r := range u.Requires {
+		if d, ok := desired[r]; !ok || !d.Want {
+			return r
+		}
+	}
+	return ""
+}
+
+// runningDependent names a running unit that must stop before name does:
+// one that requires it or is ordered after it.
+func runningDependent(name string, desired map[string]Desired, observed map[string]Observed) string {
+	var deps []string
+	for n, d := range desired {
+		if d.Unit == nil || !observed[n].Running {
+			continue
+		}
+		if contains(d.Unit.Requires, name) || contains(d.Unit.After, name) {
+			deps = append(deps, n)
+		}
+	}
+	if len(deps) == 0 {
+		return ""
+	}
+	sort.Strings(deps)
+	return deps[0]
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Backoff is the delay before the n-th consecutive restart (n ≥ 1): base
+// doubled per failure, capped at max.
+func Backoff(base, max time.Duration, n int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < n; i++ {
+		d *= 2
+		if max > 0 && d >= max {
+			return max
+		}
+	}
+	if max > 0 && d > max {
+		return max
+	}
+	return d
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	Code   int    `json:"code"`   // exit code, or 128+signal when killed
+	Signal string `json:"signal"` // "SIGKILL" when killed by a signal, else ""
+}
+
+// Decision is what to do after a process exited on its own.
+type Decision struct {
+	Restart  bool
+	Delay    time.Duration
+	Failures int    // consecutive failures after this exit
+	Result   string // systemd's result word: success, exit-code, signal, timeout, watchdog
+	Failed   bool   // the unit ends failed (no restart, and the exit was a failure)
+}
+
+// OnExit decides what follows an exit that nobody asked for. ran is how long
+// the process was up; result is "" unless the loop killed it (timeout,
+// watchdog).
+func OnExit(svc unit.Service, st ExitStatus, ran time.Duration, failures int, result string) Decision {
+	success := st.Signal == "" && containsInt(svc.SuccessExitStatus, st.Code) && result == ""
+	if svc.Type == unit.TypeOneshot && success {
+		return Decision{Result: "success"}
+	}
+	if result == "" {
+		switch {
+		case success:
+			result = "success"
+		case st.Signal != "":
+			result = "signal"
+		default:
+			result = "exit-code"
+		}
+	}
+	if svc.RestartDelayMax > 0 && ran > svc.RestartDelayMax {
+		failures = 0 // a long, healthy run resets the backoff
+	}
+	restart := svc.Restart == unit.RestartAlways || (svc.Restart == unit.RestartOnFailure && !success)
+	if !restart {
+		return Decision{Result: result, Failed: !success, Failures: failures}
+	}
+	failures++
+	return Decision{Restart: true, Delay: Backoff(svc.RestartDelay, svc.RestartDelayMax, failures), Failures: failures, Result: result}
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,277 @@
+package supervisor
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ExecRunner forks real processes, each in its own process group. With
+// ReapAll it is the process's only reaper: it sets PR_SET_CHILD_SUBREAPER and
+// reaps every child, orphans included, on SIGCHLD. Without it, each process
+// is waited for by pid, which leaves other children of the process alone
+// (tests, libraries).
+type ExecRunner struct {
+	reapAll bool
+
+	// forkMu: starts hold it shared around fork+register, the reaper holds it
+	// exclusively, so no child is reaped before it is registered.
+	forkMu sync.RWMutex
+	mu     sync.Mutex
+	procs  map[int]*execProc
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// NewExecRunner returns a runner; Close stops its reaper.
+func NewExecRunner(reapAll bool) (*ExecRunner, error) {
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), stop: make(chan struct{}), done: make(chan struct{})}
+	if !reapAll {
+		close(r.done)
+		return r, nil
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("supervisor: set child subreaper: %w", err)
+	}
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGCHLD)
+	go func() {
+		defer close(r.done)
+		defer signal.Stop(sigc)
+		for {
+			select {
+			case <-sigc:
+				r.reap()
+			case <-r.stop:
+				r.reap()
+				return
+			}
+		}
+	}()
+	return r, nil
+}
+
+// Close stops the reaper goroutine.
+func (r *ExecRunner) Close() error {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	<-r.done
+	return nil
+}
+
+func (r *ExecRunner) reap() {
+	r.forkMu.Lock()
+	defer r.forkMu.Unlock()
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		r.mu.Lock()
+		p := r.procs[pid]
+		delete(r.procs, pid)
+		r.mu.Unlock()
+		if p != nil {
+			p.exited(ws)
+		}
+	}
+}
+
+// Start forks spec's process in a new process group.
+func (r *ExecRunner) Start(spec Spec) (Process, error) {
+	if len(spec.Argv) == 0 {
+		return nil, errors.New("supervisor: start: empty exec")
+	}
+	path, err := lookPath(spec.Argv[0], spec.Env)
+	if err != nil {
+		return nil, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	files := []uintptr{devnull.Fd(), outW.Fd(), errW.Fd()}
+	for _, f := range spec.ExtraFiles {
+		files = append(files, f.Fd())
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   spec.Dir,
+		Env:   spec.Env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: spec.Credential,
+		},
+	}
+	p := &execProc{done: make(chan struct{})}
+	r.forkMu.RLock()
+	pid, err := syscall.ForkExec(path, spec.Argv, attr)
+	if err == nil {
+		p.pid = pid
+		if r.reapAll {
+			r.mu.Lock()
+			r.procs[pid] = p
+			r.mu.Unlock()
+		}
+	}
+	r.forkMu.RUnlock()
+	outW.Close()
+	errW.Close()
+	for _, f := range spec.ExtraFiles {
+		f.Close()
+	}
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
+	}
+	p.copiers.Add(2)
+	go p.copyLines(outR, spec.Stdout)
+	go p.copyLines(errR, spec.Stderr)
+	if !r.reapAll {
+		go p.wait()
+	}
+	return p, nil
+}
+
+// lookPath resolves a bare command name in the PATH the child will get.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := os.Getenv("PATH")
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("supervisor: start %s: executable file not found in PATH (give an absolute path in exec, or fix PATH)", name)
+}
+
+type execProc struct {
+	pid     int
+	done    chan struct{}
+	exit    ExitStatus
+	copiers sync.WaitGroup
+}
+
+func (p *execProc) PID() int              { return p.pid }
+func (p *execProc) Done() <-chan struct{} { return p.done }
+func (p *execProc) Exit() ExitStatus      { return p.exit }
+
+func (p *execProc) Signal(sig syscall.Signal) error {
+	err := syscall.Kill(-p.pid, sig)
+	if err == syscall.ESRCH {
+		return nil
+	}
+	return err
+}
+
+func (p *execProc) wait() {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(p.pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			p.exit = ExitStatus{Code: 255}
+			close(p.done)
+			return
+		}
+		p.exited(ws)
+		return
+	}
+}
+
+func (p *execProc) exited(ws unix.WaitStatus) {
+	switch {
+	case ws.Signaled():
+		p.exit = ExitStatus{Code: 128 + int(ws.Signal()), Signal: SignalName(ws.Signal())}
+	default:
+		p.exit = ExitStatus{Code: ws.ExitStatus()}
+	}
+	close(p.done)
+}
+
+// copyLines reads a worker's pipe line by line into w until every writer
+// (the whole process group) has closed it.
+func (p *execProc) copyLines(r *os.File, w io.Writer) {
+	defer p.copiers.Done()
+	defer r.Close()
+	if w == nil {
+		io.Copy(io.Discard, r)
+		return
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			w.Write(line)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// SignalName is "SIGTERM" for syscall.SIGTERM.
+func SignalName(sig syscall.Signal) string {
+	n := unix.SignalName(sig)
+	if n == "" {
+		return fmt.Sprintf("SIG%d", int(sig))
+	}
+	return n
+}
+
+// ParseSignal reads "SIGTERM" or "TERM".
+func ParseSignal(name string) (syscall.Signal, error) {
+	n := strings.ToUpper(name)
+	if !strings.HasPrefix(n, "SIG") {
+		n = "SIG" + n
+	}
+	if s := unix.SignalNum(n); s != 0 {
+		return s, nil
+	}
+	return 0, fmt.Errorf("supervisor: unknown signal %q", name)
+}

@@ -1,0 +1,450 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// File names inside the state directory.
+const (
+	FileName    = "registry.json"          // the registry
+	LockName    = "registry.lock"          // sidecar lock file (the data file's inode changes on every write)
+	ArchiveName = "registry-archive.jsonl" // archived chains, one JSON object per line, append only
+	tempName    = "registry.json.tmp"      // written only under the exclusive lock, then renamed over FileName
+)
+
+// Version is the registry.json schema version this package reads and writes.
+const Version = 1
+
+// DefaultArchiveCap is how many chains registry.json keeps when
+// Options.ArchiveCap is 0.
+const DefaultArchiveCap = 1000
+
+const defaultMode fs.FileMode = 0o644
+
+// ErrCorrupt is wrapped by the error returned when registry.json (or a line
+// of the archive) cannot be read as a registry.
+var ErrCorrupt = errors.New("registry: corrupt registry file")
+
+// CorruptError reports a registry.json that could not be read. The file has
+// been renamed to Aside (unless Aside is empty: the rename failed) and the
+// next Update or View starts from an empty registry.
+type CorruptError struct {
+	Path  string // the registry file
+	Aside string // where its content was kept; "" if it could not be moved
+	Err   error  // what is wrong with it
+}
+
+func (e *CorruptError) Error() string {
+	if e.Aside == "" {
+		return fmt.Sprintf("registry: %s is corrupt (%v) and could not be moved aside (move it away by hand to start an empty registry)", e.Path, e.Err)
+	}
+	return fmt.Sprintf("registry: %s was corrupt (%v); kept it as %s and started an empty registry (repair it and move it back while opsvc is stopped to restore the chains)", e.Path, e.Err, e.Aside)
+}
+
+// Unwrap returns ErrCorrupt and the cause.
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// Options configure a Store.
+type Options struct {
+	// ArchiveCap is how many chains registry.json keeps; finished chains
+	// beyond it (oldest first) move to registry-archive.jsonl. 0 means
+	// DefaultArchiveCap; a negative value never archives.
+	ArchiveCap int
+	// Now is the clock used to name a corrupt file kept aside; nil means time.Now.
+	Now func() time.Time
+	// NewID makes chain ids (Registry.NewID); nil means NewChainID.
+	NewID func(now time.Time) string
+}
+
+// Store is the registry of one state directory. Every Update is a
+// read-modify-write under an exclusive flock on the sidecar lock file, so many
+// Stores, in one process or many, may share a directory without losing an
+// update. A Store holds no open file between calls and is safe for
+// concurrent use.
+type Store struct {
+	dir        string
+	path       string
+	lockPath   string
+	archiveCap int
+	now        func() time.Time
+	newID      func(time.Time) string
+}
+
+// Open returns the Store of the state directory dir, creating the directory
+// if needed. It reads nothing yet.
+func Open(dir string, opts Options) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("registry: open: empty state directory (set --state or OPSVC_STATE)")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("registry: open %s: %w", dir, err)
+	}
+	s := &Store{
+		dir:        dir,
+		path:       filepath.Join(dir, FileName),
+		lockPath:   filepath.Join(dir, LockName),
+		archiveCap: opts.ArchiveCap,
+		now:        opts.Now,
+		newID:      opts.NewID,
+	}
+	if s.archiveCap == 0 {
+		s.archiveCap = DefaultArchiveCap
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Dir returns the state directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Path returns the path of registry.json.
+func (s *Store) Path() string { return s.path }
+
+func (s *Store) lock() *flock.Flock {
+	// A fresh Flock (and so a fresh file description) per call: flock locks
+	// belong to the open file, so goroutines of one process exclude each
+	// other exactly as processes do.
+	return flock.New(s.lockPath, flock.SetPermissions(defaultMode))
+}
+
+// Update runs fn on the registry under the exclusive lock and writes the
+// result back (temp file, fsync, rename, fsync of the directory), archiving
+// finished chains beyond the cap first. The lock is held across the read, fn
+// and the write, so concurrent updates from any process are serialised and
+// none is lost. If fn returns an error nothing is written and that error is
+// returned. fn must not keep the registry or its chains after it returns.
+func (s *Store) Update(fn func(*Registry) error) error {
+	lk := s.lock()
+	if err := lk.Lock(); err != nil {
+		return fmt.Errorf("registry: lock %s: %w", s.lockPath, err)
+	}
+	defer lk.Unlock()
+
+	r, old, mode, err := s.read()
+	if err != nil {
+		return s.keepAsideIfCorrupt(err)
+	}
+	if err := fn(r); err != nil {
+		return err
+	}
+	if archived := r.Archive(s.archiveCap); len(archived) > 0 {
+		// The archive is appended and synced before registry.json drops the
+		// chains: a crash in between leaves a chain in both, never in neither.
+		if err := s.appendArchive(archived); err != nil {
+			return err
+		}
+	}
+	return s.write(r, old, mode)
+}
+
+// View runs fn on the registry under the shared lock; changes fn makes are
+// not written. Many Views run at once; a View waits for a running Update.
+func (s *Store) View(fn func(*Registry) error) error {
+	lk := s.lock()
+	if err := lk.RLock(); err != nil {
+		return fmt.Errorf("registry: lock %s: %w", s.lockPath, err)
+	}
+	defer lk.Unlock()
+
+	r, _, _, err := s.read()
+	var bad *badData
+	if errors.As(err, &bad) {
+		// Moving the file aside is a change: do it under the exclusive
+		// lock, after reading again (a writer may have replaced the file).
+		if err := lk.Unlock(); err != nil {
+			return fmt.Errorf("registry: unlock %s: %w", s.lockPath, err)
+		}
+		if err := lk.Lock(); err != nil {
+			return fmt.Errorf("registry: lock %s: %w", s.lockPath, err)
+		}
+		r, _, _, err = s.read()
+	}
+	if err != nil {
+		return s.keepAsideIfCorrupt(err)
+	}
+	return fn(r)
+}
+
+// badData is what read returns for a registry.json it cannot parse.
+type badData struct{ err error }
+
+func (b *badData) Error() string { return b.err.Error() }
+func (b *badData) Unwrap() error { return b.err }
+
+// fileFormat is the JSON shape of registry.json.
+type fileFormat struct {
+	Version *int     `json:"version"`
+	Chains  []*Chain `json:"chains"`
+}
+
+// read loads registry.json. A missing or empty file is an empty registry;
+// unreadable content is a *badData error. It returns the raw bytes (to skip
+// writing an unchanged registry) and the file mode to keep.
+func (s *Store) read() (*Registry, []byte, fs.FileMode, error) {
+	r := &Registry{NewID: s.newID}
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil, defaultMode, nil
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("registry: read %s: %w", s.path, err)
+	}
+	defer f.Close()
+	mode := defaultMode
+	if fi, err := f.Stat(); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("registry: read %s: %w", s.path, err)
+	}
+	chains, err := decode(data)
+	if err != nil {
+		return nil, nil, 0, &badData{err}
+	}
+	r.Chains = chains
+	return r, data, mode, nil
+}
+
+// decode parses the content of registry.json.
+func decode(data []byte) ([]*Chain, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	var ff fileFormat
+	if err := json.Unmarshal(data, &ff); err != nil {
+		return nil, err
+	}
+	if ff.Version == nil {
+		return nil, errors.New("no \"version\" field")
+	}
+	if *ff.Version != Version {
+		return nil, fmt.Errorf("version %d, but this opsvc reads version %d", *ff.Version, Version)
+	}
+	for i, c := range ff.Chains {
+		if c == nil {
+			return nil, fmt.Errorf("chain %d is null", i)
+		}
+		if c.ID == "" {
+			return nil, fmt.Errorf("chain %d has no id", i)
+		}
+		if c.Sessions == nil {
+			c.Sessions = []Session{}
+		}
+	}
+	return ff.Chains, nil
+}
+
+// keepAsideIfCorrupt turns a *badData error into a *CorruptError after moving
+// registry.json to registry.json.corrupt-<UTC time>; it must be called under
+// the exclusive lock. Other errors are returned as they are.
+func (s *Store) keepAsideIfCorrupt(err error) error {
+	var bad *badData
+	if !errors.As(err, &bad) {
+		return err
+	}
+	ce := &CorruptError{Path: s.path, Err: bad.err}
+	base := s.path + ".corrupt-" + s.now().UTC().Format("20060102T150405.000000000") + "Z"
+	aside := base
+	for i := 2; ; i++ {
+		// Never overwrite an earlier kept-aside file.
+		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(s.path, aside); err != nil {
+		ce.Err = fmt.Errorf("%w; moving it aside: %v", bad.err, err)
+		return ce
+	}
+	_ = syncDir(s.dir)
+	ce.Aside = aside
+	return ce
+}
+
+// write replaces registry.json with r, unless its encoding equals old.
+func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
+	// One chain per line: readable with grep and cheaper than indenting.
+	var buf bytes.Buffer
+	buf.Grow(len(old) + 1024)
+	fmt.Fprintf(&buf, "{\"version\":%d,\"chains\":[", Version)
+	first := true
+	for _, c := range r.Chains {
+		if c == nil {
+			continue
+		}
+		if c.Sessions == nil {
+			c.Sessions = []Session{}
+		}
+		line, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("registry: encode chain %s: %w", c.ID, err)
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		buf.WriteString("\n")
+		buf.Write(line)
+	}
+	buf.WriteString("\n]}\n")
+	data := buf.Bytes()
+	if bytes.Equal(data, old) {
+		return nil
+	}
+	tmp := filepath.Join(s.dir, tempName)
+	if err := writeSynced(tmp, data, mode); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("registry: write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("registry: replace %s: %w", s.path, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("registry: sync %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// writeSynced writes data to a fresh file at path and fsyncs it.
+func writeSynced(path string, data []byte, mode fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// appendArchive appends chains to the archive, one per line, and fsyncs it.
+// A last line left unterminated by a crash is closed first so that it stays
+// a line of its own.
+func (s *Store) appendArchive(chains []Chain) error {
+	path := filepath.Join(s.dir, ArchiveName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, defaultMode)
+	if err != nil {
+		return fmt.Errorf("registry: archive chains: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("registry: archive chains: %w", err)
+	}
+	var buf bytes.Buffer
+	if size := fi.Size(); size > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, size-1); err != nil {
+			return fmt.Errorf("registry: archive chains: read %s: %w", path, err)
+		}
+		if last[0] != '\n' {
+			buf.WriteByte('\n')
+		}
+	}
+	for i := range chains {
+		line, err := json.Marshal(&chains[i])
+		if err != nil {
+			return fmt.Errorf("registry: archive chain %s: %w", chains[i].ID, err)
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("registry: archive chains: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("registry: archive chains: sync %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("registry: archive chains: sync %s: %w", s.dir, err)
+		}
+	}
+	return nil
+}
+
+// ReadArchive returns the archived chains, oldest first, under the shared
+// lock. A chain archived twice (a crash between the archive append and the
+// registry write) is returned once, as last written. Lines that cannot be
+// read are skipped and reported in an error wrapping ErrCorrupt, returned
+// together with the chains that could be read. A missing archive is empty.
+func (s *Store) ReadArchive() ([]Chain, error) {
+	lk := s.lock()
+	if err := lk.RLock(); err != nil {
+		return nil, fmt.Errorf("registry: lock %s: %w", s.lockPath, err)
+	}
+	defer lk.Unlock()
+
+	path := filepath.Join(s.dir, ArchiveName)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: read archive: %w", err)
+	}
+	defer f.Close()
+
+	var (
+		out  []Chain
+		at   = make(map[string]int)
+		errs []error
+	)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var c Chain
+		if err := json.Unmarshal(line, &c); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %v", path, n, err))
+			continue
+		}
+		if c.ID == "" {
+			errs = append(errs, fmt.Errorf("%s:%d: chain has no id", path, n))
+			continue
+		}
+		if c.Sessions == nil {
+			c.Sessions = []Session{}
+		}
+		if i, ok := at[c.ID]; ok {
+			out[i] = c
+			continue
+		}
+		at[c.ID] = len(out)
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("registry: read archive %s: %w", path, err)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("%w: %w (those lines are skipped; the file is left as it is)", ErrCorrupt, errors.Join(errs...))
+	}
+	return out, nil
+}

@@ -1,0 +1,260 @@
+package unit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// build makes the effective unit name from its files, in the order applied,
+// and checks everything that needs the whole definition. noTemplate marks an
+// instance file whose template is missing.
+func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effective, []Problem) {
+	e := merge(layers)
+	probs := append([]Problem(nil), e.problems...)
+	add := func(o origin, msg, hint string) {
+		at := o.at
+		if !at.valid() {
+			at = pos{1, 1}
+		}
+		probs = append(probs, Problem{File: o.src.path, Line: at.line, Col: at.col, Msg: msg, Hint: hint})
+	}
+	main := origin{layers[0].src, pos{1, 1}}
+	table := func(t string) origin {
+		if o, ok := e.tables[t]; ok {
+			return o
+		}
+		return main
+	}
+
+	e.expand(name)
+	s.resolvePaths(e, add)
+
+	u := &Unit{Name: name, Enabled: true, Service: DefaultService(), Dir: layers[0].src.dir}
+	for _, src := range e.srcs {
+		u.Sources = append(u.Sources, src.path)
+	}
+	u.Description, _ = e.str("unit.description")
+	u.After = e.strs("unit.after")
+	u.Requires = e.strs("unit.requires")
+	if v, ok := e.one["unit.enabled"]; ok {
+		u.Enabled = v.v.(bool)
+	}
+	for _, id := range []string{"unit.after", "unit.requires"} {
+		for _, v := range e.list[id] {
+			if err := ValidName(v.v.(string)); err != nil {
+				add(v.origin, fmt.Sprintf("%s: %s", strings.TrimPrefix(id, "unit."), strings.TrimPrefix(err.Error(), "unit: ")), "")
+			}
+		}
+	}
+
+	svc := &u.Service
+	_, isOrch := e.tables[tOrchestrator]
+	if v, ok := e.one["service.type"]; ok {
+		t := Type(v.v.(string))
+		switch {
+		case isOrch && t != TypeOrchestrator:
+			add(v.origin, fmt.Sprintf("type = %q, but the unit has an [orchestrator] table", t), `an orchestrator unit runs the built-in worker: remove type`)
+		case !isOrch && t == TypeOrchestrator:
+			add(v.origin, `type = "orchestrator" needs an [orchestrator] table`, "add [orchestrator] with task and agent, or use another type")
+		}
+		svc.Type = t
+	}
+	if isOrch {
+		svc.Type = TypeOrchestrator
+	}
+	svc.Exec = e.strs("service.exec")
+	switch {
+	case isOrch && len(svc.Exec) > 0:
+		add(e.list["service.exec"][0].origin, "an orchestrator unit takes no exec", "remove exec: the built-in worker runs the [orchestrator] agent")
+	case !isOrch && len(svc.Exec) == 0 && !e.failed["service.exec"] && !e.failed[""]:
+		o, hint := table(tService), `add exec = ["/path/to/program", "arg"] to [service]`
+		if r, ok := e.reset["service.exec"]; ok {
+			o = r
+		}
+		if noTemplate {
+			prefix, _, _ := splitName(name)
+			hint += fmt.Sprintf(", or add the template %s@.toml", prefix)
+		}
+		add(o, "missing exec: the unit runs nothing", hint)
+	}
+	svc.WorkingDirectory, _ = e.str("service.working_directory")
+	if len(e.env) > 0 {
+		svc.Environment = make(map[string]string, len(e.env))
+		for k, v := range e.env {
+			svc.Environment[k] = v.v.(string)
+		}
+	}
+	svc.EnvironmentFiles = e.strs("service.environment_files")
+	svc.User, _ = e.str("service.user")
+	svc.Group, _ = e.str("service.group")
+	if r, ok := e.str("service.restart"); ok {
+		svc.Restart = RestartPolicy(r)
+	}
+	dur := func(id string, dst *time.Duration) {
+		if v, ok := e.one[id]; ok {
+			*dst = v.v.(time.Duration)
+		}
+	}
+	dur("service.restart_delay", &svc.RestartDelay)
+	dur("service.restart_delay_max", &svc.RestartDelayMax)
+	dur("service.start_limit_interval", &svc.StartLimitInterval)
+	dur("service.start_timeout", &svc.StartTimeout)
+	dur("service.stop_timeout", &svc.StopTimeout)
+	dur("service.watchdog", &svc.Watchdog)
+	if v, ok := e.one["service.start_limit_burst"]; ok {
+		svc.StartLimitBurst = int(v.v.(int64))
+	}
+	if sig, ok := e.str("service.stop_signal"); ok {
+		svc.StopSignal = sig
+	}
+	if na, ok := e.str("service.notify_access"); ok {
+		svc.NotifyAccess = na
+	}
+	if vs := e.list["service.success_exit_status"]; len(vs) > 0 { // [] resets to the default
+		svc.SuccessExitStatus = nil
+		for _, v := range vs {
+			svc.SuccessExitStatus = append(svc.SuccessExitStatus, int(v.v.(int64)))
+		}
+	}
+	if svc.Type == TypeOneshot && svc.Restart == RestartAlways {
+		add(e.one["service.restart"].origin, `restart = "always" is not allowed for a oneshot unit`, `use "on-failure" or "no"`)
+	}
+	if svc.RestartDelayMax < svc.RestartDelay {
+		o, ok := e.one["service.restart_delay_max"]
+		if !ok {
+			o = e.one["service.restart_delay"]
+		}
+		add(o.origin, fmt.Sprintf("restart_delay_max (%v) is less than restart_delay (%v)", svc.RestartDelayMax, svc.RestartDelay), "the delay doubles from restart_delay up to restart_delay_max")
+	}
+
+	if isOrch {
+		o := &Orchestrator{}
+		o.ProjectDir, _ = e.str("orchestrator.project_dir")
+		o.Task, _ = e.str("orchestrator.task")
+		o.Agent = e.strs("orchestrator.agent")
+		o.Model, _ = e.str("orchestrator.model")
+		num := func(id string) int {
+			if v, ok := e.one[id]; ok {
+				return int(v.v.(int64))
+			}
+			return 0
+		}
+		o.MaxTurns = num("orchestrator.max_turns")
+		o.MaxContinuations = num("orchestrator.max_continuations")
+		o.MaxConsecutiveErrors = num("orchestrator.max_consecutive_errors")
+		if v, ok := e.one["orchestrator.max_budget_usd"]; ok {
+			o.MaxBudgetUSD = v.v.(float64)
+		}
+		if v, ok := e.one["orchestrator.resume"]; ok {
+			o.Resume = v.v.(bool)
+		}
+		if strings.TrimSpace(o.Task) == "" && !e.failed["orchestrator.task"] && !e.failed[""] {
+			add(table(tOrchestrator), "an [orchestrator] table needs a task", `add task = "what the agent should work on"`)
+		}
+		if len(o.Agent) == 0 && !e.failed["orchestrator.agent"] && !e.failed[""] {
+			add(table(tOrchestrator), "an [orchestrator] table needs an agent command", `add agent = ["claude", "-p", "--output-format", "json"]`)
+		}
+		u.Orchestrator = o
+	}
+	u.Hash = hashUnit(u)
+	return u, e, probs
+}
+
+// expand replaces specifiers in every free-form string value.
+func (e *effective) expand(name string) {
+	for id, v := range e.one {
+		if fieldByID(id).spec {
+			v.v = expandSpecifiers(v.v.(string), name)
+			e.one[id] = v
+		}
+	}
+	for id, vs := range e.list {
+		if f := fieldByID(id); f.spec && f.kind == kStrings {
+			for i := range vs {
+				vs[i].v = expandSpecifiers(vs[i].v.(string), name)
+			}
+		}
+	}
+	for k, v := range e.env {
+		v.v = expandSpecifiers(v.v.(string), name)
+		e.env[k] = v
+	}
+}
+
+// resolvePaths makes relative paths absolute against the directory of the
+// file that wrote them, and checks exec[0] and agent[0].
+func (s *Set) resolvePaths(e *effective, add func(origin, string, string)) {
+	resolve := func(dir, p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return filepath.Clean(p)
+		}
+		return filepath.Join(dir, p)
+	}
+	for i := range fields {
+		f := &fields[i]
+		switch f.path {
+		case pathResolve:
+			if v, ok := e.one[f.id()]; ok && v.v.(string) != "" {
+				v.v = resolve(v.src.dir, v.v.(string))
+				e.one[f.id()] = v
+			}
+		case pathOptional:
+			for j, v := range e.list[f.id()] {
+				p := v.v.(string)
+				opt := strings.HasPrefix(p, "-")
+				p = resolve(v.src.dir, strings.TrimPrefix(p, "-"))
+				if opt {
+					p = "-" + p
+				}
+				e.list[f.id()][j].v = p
+			}
+		case pathFirst:
+			vs := e.list[f.id()]
+			if len(vs) == 0 {
+				continue
+			}
+			raw := vs[0].v.(string)
+			label := f.key + "[0]"
+			if raw == "" {
+				add(vs[0].origin, label+" is empty", "give the program to run: an absolute path, ./relative to the unit file, or a command name in PATH")
+				continue
+			}
+			if !strings.Contains(raw, "/") {
+				if f.key == "exec" {
+					s.ld.checkInPath(vs[0].origin, label, raw, e, add)
+				}
+				continue
+			}
+			abs := resolve(vs[0].src.dir, raw)
+			vs[0].v = abs
+			shown := abs
+			if !filepath.IsAbs(raw) {
+				shown = filepath.Join(filepath.Dir(vs[0].src.path), raw)
+			}
+			s.ld.checkExecutable(vs[0].origin, label, raw, abs, shown, add)
+		}
+	}
+}
+
+// hashed is what Unit.Hash covers: the definition, not where it came from.
+type hashed struct {
+	Name         string
+	Description  string
+	After        []string
+	Requires     []string
+	Enabled      bool
+	Service      Service
+	Orchestrator *Orchestrator
+}
+
+func hashUnit(u *Unit) string {
+	// Marshal cannot fail: the schema refuses NaN and infinite numbers.
+	b, _ := json.Marshal(hashed{u.Name, u.Description, u.After, u.Requires, u.Enabled, u.Service, u.Orchestrator})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

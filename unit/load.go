@@ -1,0 +1,510 @@
+package unit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// maxFileSize bounds one unit or drop-in file.
+const maxFileSize = 1 << 20
+
+// Set is every unit of one units directory, with the problems of those that
+// failed to load. A Set is not changed after Load: its methods are safe for
+// concurrent use.
+type Set struct {
+	Dir      string               // the directory as given to Load
+	Units    map[string]*Unit     // every valid unit, incl. instances made by NAME@INST.toml files
+	Problems map[string][]Problem // by unit name ("tick@" for a template); a unit with problems is NOT in Units
+
+	ld      *loader
+	files   map[string]*layer       // unit, instance or template name → its NAME.toml
+	dropins map[string][]*layer     // NAME → the files of NAME.d/, in order
+	effs    map[string]*effective   // built units (valid or not) → effective definition
+	deps    map[string][]dependency // built units → their requires and after entries
+}
+
+// loader reads one units directory. stat and getenv reach the host: stat
+// for executables outside the directory, getenv for PATH.
+type loader struct {
+	fsys   fs.FS
+	dir    string // as given; used in messages and Sources
+	absDir string // absolute; relative paths resolve against it
+	stat   func(name string) (fs.FileInfo, error)
+	getenv func(key string) string
+}
+
+// source is one file of a Set.
+type source struct {
+	path   string // Set.Dir joined with the file's name in the set: shown in messages
+	dir    string // absolute directory of the file
+	pseudo bool   // not a file: carries problems of a drop-in directory
+}
+
+// layer is one parsed file: its checked settings and its problems.
+type layer struct {
+	src      *source
+	settings map[string]*setting // by field id, "service.exec"
+	tables   map[string]pos      // tables the file writes
+	problems []Problem
+	failed   map[string]bool // field ids with a problem; "" for the whole file
+}
+
+// setting is one key as one file writes it.
+type setting struct {
+	key  pos
+	val  item            // scalar kinds
+	list []item          // kStrings, kInts; empty means an explicit []
+	env  map[string]item // kEnv
+}
+
+// item is one checked value: string, bool, int64, float64 or time.Duration.
+type item struct {
+	v  any
+	at pos
+}
+
+// Load reads the units directory dir. The error is only for a directory that
+// cannot be read; problems of single files are in Set.Problems.
+func Load(dir string) (*Set, error) {
+	return LoadFS(os.DirFS(dir), dir)
+}
+
+// LoadFS reads a units directory from fsys, whose root is the directory dir
+// (dir names it in messages and Sources, and relative paths resolve against
+// it). An exec[0] or agent[0] inside dir is checked in fsys (mode 0755 makes
+// a fstest.MapFile executable); one outside dir, or found through PATH, is
+// checked on the host.
+func LoadFS(fsys fs.FS, dir string) (*Set, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unit: load %s: %w", dir, err)
+	}
+	ld := &loader{fsys: fsys, dir: dir, absDir: abs, stat: os.Stat, getenv: os.Getenv}
+	return ld.load()
+}
+
+func (l *loader) load() (*Set, error) {
+	entries, err := fs.ReadDir(l.fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("unit: read units directory %s: %w (create it, or point --units or OPSVC_UNITS at the right one)", l.dir, unwrapPath(err))
+	}
+	s := &Set{
+		Dir:      l.dir,
+		Units:    make(map[string]*Unit),
+		Problems: make(map[string][]Problem),
+		ld:       l,
+		files:    make(map[string]*layer),
+		dropins:  make(map[string][]*layer),
+		effs:     make(map[string]*effective),
+		deps:     make(map[string][]dependency),
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") {
+			continue
+		}
+		fi, statErr := l.entryInfo(".", e)
+		switch {
+		case strings.HasSuffix(n, ".d") && statErr == nil && fi.IsDir():
+			s.dropins[strings.TrimSuffix(n, ".d")] = l.readDropins(n)
+		case strings.HasSuffix(n, ".toml") && (statErr != nil || fi.Mode().IsRegular()):
+			name := strings.TrimSuffix(n, ".toml")
+			src := &source{path: filepath.Join(l.dir, n), dir: l.absDir}
+			if err := ValidName(name); err != nil {
+				s.Problems[name] = []Problem{{File: src.path, Line: 1, Col: 1, Msg: "bad file name: " + strings.TrimPrefix(err.Error(), "unit: "), Hint: "rename the file"}}
+				continue
+			}
+			if statErr != nil {
+				s.files[name] = unreadable(src, statErr)
+				continue
+			}
+			s.files[name] = l.readFile(n, src)
+		}
+	}
+	s.buildAll()
+	return s, nil
+}
+
+// entryInfo stats a directory entry, following a symbolic link.
+func (l *loader) entryInfo(dir string, e fs.DirEntry) (fs.FileInfo, error) {
+	if e.Type()&fs.ModeSymlink != 0 {
+		return fs.Stat(l.fsys, path.Join(dir, e.Name()))
+	}
+	return e.Info()
+}
+
+func (l *loader) readFile(name string, src *source) *layer {
+	f, err := l.fsys.Open(name)
+	if err != nil {
+		return unreadable(src, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return unreadable(src, err)
+	}
+	if len(data) > maxFileSize {
+		return &layer{src: src, failed: map[string]bool{"": true}, problems: []Problem{{File: src.path, Line: 1, Col: 1,
+			Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize), Hint: "a unit file is a short TOML file"}}}
+	}
+	return parseFile(src, data)
+}
+
+func unreadable(src *source, err error) *layer {
+	return &layer{src: src, failed: map[string]bool{"": true}, problems: []Problem{{File: src.path, Line: 1, Col: 1,
+		Msg: "cannot read: " + unwrapPath(err).Error(), Hint: "check that the file exists and is readable"}}}
+}
+
+// unwrapPath drops the operation and path of a *fs.PathError: messages name
+// the file themselves.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// readDropins reads the *.toml files of the drop-in directory dir, in
+// lexical order of file name.
+func (l *loader) readDropins(dir string) []*layer {
+	absDir := filepath.Join(l.absDir, dir)
+	entries, err := fs.ReadDir(l.fsys, dir)
+	if err != nil {
+		src := &source{path: filepath.Join(l.dir, dir), dir: absDir, pseudo: true}
+		return []*layer{unreadable(src, err)}
+	}
+	var layers []*layer
+	for _, e := range entries { // ReadDir sorts by name
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".toml") {
+			continue
+		}
+		src := &source{path: filepath.Join(l.dir, dir, n), dir: absDir}
+		fi, err := l.entryInfo(dir, e)
+		switch {
+		case err != nil:
+			layers = append(layers, unreadable(src, err))
+		case fi.Mode().IsRegular():
+			layers = append(layers, l.readFile(path.Join(dir, n), src))
+		}
+	}
+	return layers
+}
+
+// parseFile parses and checks one file on its own: syntax, known tables and
+// keys, types, durations, enums and specifiers.
+func parseFile(src *source, data []byte) *layer {
+	l := &layer{src: src, settings: make(map[string]*setting), tables: make(map[string]pos), failed: make(map[string]bool)}
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			// Position.Col can be off by a line's length; Start is exact.
+			at := pos{1, 1}
+			if lines := lineStarts(string(data)); pe.Position.Line >= 1 && pe.Position.Line <= len(lines) {
+				at = pos{pe.Position.Line, 1}
+				if c := pe.Position.Start - lines[pe.Position.Line-1]; c >= 0 && (pe.Position.Line == len(lines) || pe.Position.Start < lines[pe.Position.Line]) {
+					at.col = c + 1
+				}
+			}
+			l.add(at, "syntax error: "+pe.Message, "")
+		} else {
+			l.add(pos{1, 1}, "syntax error: "+err.Error(), "")
+		}
+		l.failed[""] = true
+		return l
+	}
+	idx := indexPositions(string(data))
+	for _, name := range sortedKeys(doc) {
+		v := doc[name]
+		kp := idx.key(pathOf(name))
+		if !slices.Contains(tableNames, name) {
+			l.unknownTop(name, v, kp)
+			continue
+		}
+		t, ok := v.(map[string]any)
+		if !ok {
+			l.add(kp, fmt.Sprintf("%s must be a table, not %s", name, tomlType(v)), fmt.Sprintf("write [%s] and put its keys below it", name))
+			continue
+		}
+		l.tables[name] = kp
+		for _, key := range sortedKeys(t) {
+			p := pathOf(name, key)
+			f := lookupField(name, key)
+			if f == nil {
+				l.unknownKey(name, key, idx.key(p))
+				continue
+			}
+			if st := l.check(f, t[key], p, idx); st != nil {
+				l.settings[f.id()] = st
+			} else {
+				l.failed[f.id()] = true
+			}
+		}
+	}
+	sort.SliceStable(l.problems, func(i, j int) bool {
+		a, b := l.problems[i], l.problems[j]
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
+	return l
+}
+
+func (l *layer) add(p pos, msg, hint string) {
+	if !p.valid() {
+		p = pos{1, 1}
+	}
+	l.problems = append(l.problems, Problem{File: l.src.path, Line: p.line, Col: p.col, Msg: msg, Hint: hint})
+}
+
+func (l *layer) unknownTop(name string, v any, p pos) {
+	if _, isTable := v.(map[string]any); isTable {
+		hint := "the tables are [unit], [service] and [orchestrator]"
+		if c, ok := closest(name, tableNames); ok {
+			hint = fmt.Sprintf("did you mean [%s]?", c)
+		}
+		l.add(p, fmt.Sprintf("unknown table [%s]", name), hint)
+		return
+	}
+	hint := "keys go in [unit], [service] or [orchestrator]"
+	for _, t := range tableNames {
+		if lookupField(t, name) != nil {
+			hint = fmt.Sprintf("%s belongs in [%s]", name, t)
+			break
+		}
+	}
+	l.add(p, fmt.Sprintf("unknown key %q outside any table", name), hint)
+}
+
+func (l *layer) unknownKey(table, key string, p pos) {
+	var hint string
+	for _, t := range tableNames {
+		if t != table && lookupField(t, key) != nil {
+			hint = fmt.Sprintf("%s belongs in [%s]", key, t)
+		}
+	}
+	if hint == "" {
+		if c, ok := closest(key, tableKeys(table)); ok {
+			hint = fmt.Sprintf("did you mean %q?", c)
+		} else {
+			hint = fmt.Sprintf("the keys of [%s] are %s", table, strings.Join(tableKeys(table), ", "))
+		}
+	}
+	l.add(p, fmt.Sprintf("unknown key %q in [%s]", key, table), hint)
+}
+
+// check converts the value v of field f, reporting every problem in it.
+// It returns nil when the value cannot be used.
+func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
+	kp, vp := idx.key(p), idx.val(p)
+	wrong := func(at pos, v any, hint string) *setting {
+		l.add(at, fmt.Sprintf("%s must be %s, not %s", f.key, f.want(), tomlType(v)), hint)
+		return nil
+	}
+	one := func(x any) *setting { return &setting{key: kp, val: item{x, vp}} }
+	switch f.kind {
+	case kString:
+		s, ok := v.(string)
+		if !ok {
+			return wrong(vp, v, fmt.Sprintf("quote it: %s = \"...\"", f.key))
+		}
+		if !l.specifiersOK(f, s, vp) {
+			return nil
+		}
+		return one(s)
+	case kEnum:
+		s, ok := v.(string)
+		if !ok {
+			return wrong(vp, v, "")
+		}
+		if !slices.Contains(f.enum, s) {
+			hint := ""
+			if c, ok := closest(s, f.enum); ok {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			l.add(vp, fmt.Sprintf("%s = %q is not one of %s", f.key, s, quoteList(f.enum)), hint)
+			return nil
+		}
+		return one(s)
+	case kSignal:
+		s, ok := v.(string)
+		if !ok {
+			return wrong(vp, v, `write stop_signal = "SIGTERM"`)
+		}
+		sig, ok := parseSignal(s)
+		if !ok {
+			hint := `use a signal name such as "SIGTERM", "TERM" or "SIGINT"`
+			if c, ok := closest(s, signalNames); ok {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			l.add(vp, fmt.Sprintf("%s = %q is not a signal name", f.key, s), hint)
+			return nil
+		}
+		return one(sig)
+	case kDuration:
+		s, ok := v.(string)
+		if !ok {
+			hint := `durations are strings with a unit, such as "100ms", "30s" or "1m30s"`
+			if n, isInt := v.(int64); isInt {
+				hint = fmt.Sprintf(`durations are strings with a unit: write %s = "%ds"`, f.key, n)
+			}
+			return wrong(vp, v, hint)
+		}
+		d, err := parseDuration(s)
+		if err != nil {
+			l.add(vp, fmt.Sprintf("%s: %v", f.key, err), `use a number with a unit (ns, us, ms, s, m, h), such as "100ms", "30s" or "1m30s", or "0"`)
+			return nil
+		}
+		return one(d)
+	case kBool:
+		b, ok := v.(bool)
+		if !ok {
+			return wrong(vp, v, fmt.Sprintf("write %s = true or %s = false, without quotes", f.key, f.key))
+		}
+		return one(b)
+	case kInt:
+		n, ok := v.(int64)
+		if !ok {
+			return wrong(vp, v, "")
+		}
+		if float64(n) < f.lo || float64(n) > f.hi {
+			l.add(vp, fmt.Sprintf("%s = %d is out of range", f.key, n), fmt.Sprintf("use an integer from %d to %d", int64(f.lo), int64(f.hi)))
+			return nil
+		}
+		return one(n)
+	case kFloat:
+		var x float64
+		switch n := v.(type) {
+		case float64:
+			x = n
+		case int64:
+			x = float64(n)
+		default:
+			return wrong(vp, v, "")
+		}
+		if !(x >= f.lo && x <= f.hi) { // also refuses NaN
+			l.add(vp, fmt.Sprintf("%s = %v is out of range", f.key, x), fmt.Sprintf("use a number from %v to %v", f.lo, f.hi))
+			return nil
+		}
+		return one(x)
+	case kStrings, kInts:
+		arr, ok := v.([]any)
+		if !ok {
+			hint := ""
+			if s, isStr := v.(string); isStr && f.kind == kStrings {
+				hint = fmt.Sprintf("write %s = [%q]", f.key, s)
+			}
+			return wrong(vp, v, hint)
+		}
+		st := &setting{key: kp, list: []item{}}
+		good := true
+		for i, e := range arr {
+			ep := idx.val(elemPath(p, i))
+			if !ep.valid() {
+				ep = vp
+			}
+			if f.kind == kStrings {
+				s, ok := e.(string)
+				if !ok {
+					l.add(ep, fmt.Sprintf("%s[%d] must be a string, not %s", f.key, i, tomlType(e)), "quote it")
+					good = false
+					continue
+				}
+				if !l.specifiersOK(f, s, ep) {
+					good = false
+					continue
+				}
+				st.list = append(st.list, item{s, ep})
+				continue
+			}
+			n, ok := e.(int64)
+			if !ok {
+				l.add(ep, fmt.Sprintf("%s[%d] must be an integer, not %s", f.key, i, tomlType(e)), "")
+				good = false
+				continue
+			}
+			if float64(n) < f.lo || float64(n) > f.hi {
+				l.add(ep, fmt.Sprintf("%s[%d] = %d is out of range", f.key, i, n), fmt.Sprintf("use integers from %d to %d", int64(f.lo), int64(f.hi)))
+				good = false
+				continue
+			}
+			st.list = append(st.list, item{n, ep})
+		}
+		if !good {
+			return nil
+		}
+		return st
+	case kEnv:
+		t, ok := v.(map[string]any)
+		if !ok {
+			return wrong(vp, v, "")
+		}
+		st := &setting{key: kp, env: make(map[string]item)}
+		good := true
+		for _, k := range sortedKeys(t) {
+			ep := pathOf(p, k)
+			if !validEnvName(k) {
+				l.add(idx.key(ep), fmt.Sprintf("environment variable name %q is not valid", k), "use letters, digits and _, not starting with a digit")
+				good = false
+				continue
+			}
+			s, ok := t[k].(string)
+			if !ok {
+				l.add(idx.val(ep), fmt.Sprintf("environment value %s must be a string, not %s", k, tomlType(t[k])), fmt.Sprintf("quote it: %s = \"...\"", k))
+				good = false
+				continue
+			}
+			if !l.specifiersOK(f, s, idx.val(ep)) {
+				good = false
+				continue
+			}
+			st.env[k] = item{s, idx.val(ep)}
+		}
+		if !good {
+			return nil
+		}
+		return st
+	}
+	return nil
+}
+
+func (l *layer) specifiersOK(f *field, s string, at pos) bool {
+	if !f.spec {
+		return true
+	}
+	if bad := badSpecifier(s); bad != "" {
+		l.add(at, fmt.Sprintf("unknown specifier %q in %s", bad, f.key), specifierHint)
+		return false
+	}
+	return true
+}
+
+// lineStarts returns the byte offset of the start of each line of data.
+func lineStarts(data string) []int {
+	starts := []int{0}
+	for i := 0; i < len(data); i++ {
+		if data[i] == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,134 @@
+// Package unit parses opsvc unit files: TOML, drop-ins, templates, specifiers,
+// validation with positions, and the directory watcher. It never starts processes.
+package unit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Type is how a unit's readiness and stop are decided (DESIGN §5).
+type Type string
+
+// Unit types.
+const (
+	TypeSimple       Type = "simple"
+	TypeNotify       Type = "notify"
+	TypeIPC          Type = "ipc"
+	TypeOneshot      Type = "oneshot"
+	TypeOrchestrator Type = "orchestrator" // set by the loader for units with an [orchestrator] table
+)
+
+// RestartPolicy says when an exited unit is started again.
+type RestartPolicy string
+
+// Restart policies.
+const (
+	RestartNo        RestartPolicy = "no"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartAlways    RestartPolicy = "always"
+)
+
+// Unit is the effective definition of one unit: the unit file with its drop-ins
+// (and, for an instance, its template) applied and specifiers expanded.
+type Unit struct {
+	Name        string   // full name: "web", "tick@a"
+	Description string   //
+	After       []string // ordering only
+	Requires    []string // start after these are ready; stop when they stop
+	Enabled     bool     // wanted running (default true)
+
+	Service      Service
+	Orchestrator *Orchestrator // nil unless the unit has an [orchestrator] table
+
+	// Dir is the absolute directory of the unit's main file. Relative paths
+	// in exec[0], working_directory, environment_files, project_dir and
+	// agent[0] were resolved against the directory of the file that set them
+	// (Dir, or a NAME.d/ for a drop-in).
+	Dir string
+	// Sources are the files that made this definition, in the order applied.
+	Sources []string
+	// Hash identifies the effective definition: equal hashes mean nothing to restart.
+	Hash string
+}
+
+// Service is the [service] table.
+type Service struct {
+	Type               Type
+	Exec               []string // argv; Exec[0] absolute, or a bare name looked up in PATH at start
+	WorkingDirectory   string
+	Environment        map[string]string
+	EnvironmentFiles   []string // absolute; a leading "-" marks an optional file
+	User               string
+	Group              string
+	Restart            RestartPolicy
+	RestartDelay       time.Duration
+	RestartDelayMax    time.Duration
+	StartLimitBurst    int
+	StartLimitInterval time.Duration
+	StartTimeout       time.Duration
+	StopTimeout        time.Duration
+	StopSignal         string // "SIGTERM", …
+	Watchdog           time.Duration
+	NotifyAccess       string // "main" | "all"
+	SuccessExitStatus  []int
+}
+
+// Orchestrator is the [orchestrator] table (DESIGN §9). Zero numeric values
+// mean "take the daemon's [orchestrator] setting".
+type Orchestrator struct {
+	ProjectDir           string   `json:"project_dir"`
+	Task                 string   `json:"task"`
+	Agent                []string `json:"agent"`
+	Model                string   `json:"model,omitempty"`
+	MaxTurns             int      `json:"max_turns,omitempty"`
+	MaxContinuations     int      `json:"max_continuations,omitempty"`
+	MaxBudgetUSD         float64  `json:"max_budget_usd,omitempty"`
+	MaxConsecutiveErrors int      `json:"max_consecutive_errors,omitempty"`
+	Resume               bool     `json:"resume"`
+}
+
+// Defaults of the [service] table (DESIGN §4).
+const (
+	DefaultRestartDelay       = 100 * time.Millisecond
+	DefaultRestartDelayMax    = 30 * time.Second
+	DefaultStartLimitBurst    = 5
+	DefaultStartLimitInterval = 10 * time.Second
+	DefaultStartTimeout       = 90 * time.Second
+	DefaultStopTimeout        = 10 * time.Second
+	DefaultStopSignal         = "SIGTERM"
+)
+
+// DefaultService returns a [service] table with every default of DESIGN §4 set.
+func DefaultService() Service {
+	return Service{
+		Type:               TypeSimple,
+		Restart:            RestartOnFailure,
+		RestartDelay:       DefaultRestartDelay,
+		RestartDelayMax:    DefaultRestartDelayMax,
+		StartLimitBurst:    DefaultStartLimitBurst,
+		StartLimitInterval: DefaultStartLimitInterval,
+		StartTimeout:       DefaultStartTimeout,
+		StopTimeout:        DefaultStopTimeout,
+		StopSignal:         DefaultStopSignal,
+		NotifyAccess:       "main",
+		SuccessExitStatus:  []int{0},
+	}
+}
+
+// Problem is one thing wrong with a unit file, with its position.
+type Problem struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Col  int    `json:"col"`
+	Msg  string `json:"message"`
+	Hint string `json:"hint,omitempty"`
+}
+
+func (p Problem) Error() string {
+	s := fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+	if p.Hint != "" {
+		s += " (" + p.Hint + ")"
+	}
+	return s
+}

@@ -1,0 +1,290 @@
+package unit
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// defaultDebounce is the quiet time NewWatcher waits for when given none.
+const defaultDebounce = 200 * time.Millisecond
+
+// maxSymlinks bounds the chain of symbolic links followed from the units
+// directory.
+const maxSymlinks = 40
+
+// Watcher tells when a units directory may have changed. It watches the
+// directory, every NAME.d/ in it, the directories of symbolic links on the
+// way to it (so a swapped Kubernetes-style "..data" link is noticed), and the
+// directories of files that *.toml entries link to. A change only says "look
+// again": the receiver reloads the whole set.
+type Watcher struct {
+	fw       *fsnotify.Watcher
+	dir      string // absolute, not resolved
+	debounce time.Duration
+	changes  chan struct{} // buffer 1: values coalesce
+	kick     chan struct{} // buffer 1: reader → loop, "something relevant happened"
+	done     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	closeErr error
+
+	mu     sync.Mutex
+	filter map[string]dirFilter // watched directory → the names in it that count
+}
+
+// dirFilter says which entries of a watched directory count.
+type dirFilter struct {
+	units bool            // units or drop-in directory: *.toml, *.d, and "..*" (Kubernetes) names
+	names map[string]bool // and these names
+}
+
+func (f dirFilter) match(name string) bool {
+	if f.names[name] {
+		return true
+	}
+	if !f.units {
+		return false
+	}
+	if strings.HasPrefix(name, "..") {
+		return true
+	}
+	return !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".toml") || strings.HasSuffix(name, ".d"))
+}
+
+// NewWatcher watches the units directory dir. Changes() receives one value
+// per burst of changes, once debounce has passed without another (or at
+// most ten debounce periods after the burst began); debounce <= 0 means
+// 200ms. The error is for a directory that cannot be watched.
+func NewWatcher(dir string, debounce time.Duration) (*Watcher, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unit: watch %s: %w", dir, err)
+	}
+	if debounce <= 0 {
+		debounce = defaultDebounce
+	}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("unit: watch %s: %w (raise fs.inotify.max_user_instances, or use opsvc reload)", dir, err)
+	}
+	w := &Watcher{
+		fw:       fw,
+		dir:      abs,
+		debounce: debounce,
+		changes:  make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		filter:   make(map[string]dirFilter),
+	}
+	if err := w.sync(); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("unit: watch %s: %w", dir, unwrapPath(err))
+	}
+	w.wg.Add(2)
+	go w.read(fw.Events, fw.Errors)
+	go w.loop()
+	return w, nil
+}
+
+// Changes receives a value when the directory should be read again. It is
+// never closed.
+func (w *Watcher) Changes() <-chan struct{} { return w.changes }
+
+// Close stops watching and waits for the watcher's goroutines to end.
+func (w *Watcher) Close() error {
+	w.once.Do(func() {
+		close(w.done)
+		w.closeErr = w.fw.Close()
+		w.wg.Wait()
+	})
+	return w.closeErr
+}
+
+// read drains events and errors until both channels are closed. It never
+// blocks on anything but them: it only pokes the loop.
+func (w *Watcher) read(events <-chan fsnotify.Event, errs <-chan error) {
+	defer w.wg.Done()
+	for events != nil || errs != nil {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if w.relevant(ev) {
+				w.poke()
+			}
+		case _, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			// fsnotify.ErrEventOverflow means events were lost; any other
+			// error may hide a change too. Either way: look again.
+			w.poke()
+		}
+	}
+}
+
+func (w *Watcher) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// relevant reports whether ev can change what Load reads.
+func (w *Watcher) relevant(ev fsnotify.Event) bool {
+	if ev.Op == fsnotify.Chmod || ev.Op == 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.filter[ev.Name]; ok { // a watched directory itself
+		return true
+	}
+	f, ok := w.filter[filepath.Dir(ev.Name)]
+	return ok && f.match(filepath.Base(ev.Name))
+}
+
+// loop owns the watch list and the debounce timer.
+func (w *Watcher) loop() {
+	defer w.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var (
+		pending  bool
+		deadline time.Time
+	)
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-w.kick:
+			// Watch new NAME.d/ directories and re-resolve links at once, so
+			// files written into them next are seen.
+			_ = w.sync()
+			now := time.Now()
+			if !pending {
+				pending, deadline = true, now.Add(10*w.debounce)
+			}
+			timer.Reset(max(0, min(w.debounce, deadline.Sub(now))))
+		case <-timer.C:
+			pending = false
+			select {
+			case w.changes <- struct{}{}:
+			default: // a change is already waiting to be read
+			}
+		}
+	}
+}
+
+// sync brings the watch list in line with the directory as it is now. The
+// error is for the units directory itself.
+func (w *Watcher) sync() error {
+	want, real := w.plan()
+	w.mu.Lock()
+	have := w.filter
+	w.mu.Unlock()
+	for d := range have {
+		if _, ok := want[d]; !ok {
+			_ = w.fw.Remove(d) // gone already if the directory was removed
+		}
+	}
+	var err error
+	if real == "" {
+		_, err = os.Stat(w.dir)
+		if err == nil {
+			err = fmt.Errorf("cannot resolve %s", w.dir)
+		}
+	}
+	// Add every wanted directory, also those already watched: a directory
+	// removed and made again under the same name needs a new watch.
+	for d := range want {
+		if e := w.fw.Add(d); e != nil {
+			delete(want, d)
+			if d == real {
+				err = e
+			}
+		}
+	}
+	w.mu.Lock()
+	w.filter = want
+	w.mu.Unlock()
+	return err
+}
+
+// plan returns the directories to watch with their filters, and the
+// resolved units directory ("" if it does not resolve).
+func (w *Watcher) plan() (map[string]dirFilter, string) {
+	want := make(map[string]dirFilter)
+	addName := func(dir, name string) {
+		f := want[dir]
+		if f.names == nil {
+			f.names = make(map[string]bool)
+		}
+		f.names[name] = true
+		want[dir] = f
+	}
+	addUnits := func(dir string) {
+		f := want[dir]
+		f.units = true
+		want[dir] = f
+	}
+	// The parent of the directory, and of each link on the way to the real
+	// directory, for the link's name: a removed, re-created or swapped
+	// directory or link is seen there.
+	p := w.dir
+	for range maxSymlinks {
+		addName(filepath.Dir(p), filepath.Base(p))
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = filepath.Clean(target)
+	}
+	real, err := filepath.EvalSymlinks(w.dir)
+	if err != nil {
+		return want, ""
+	}
+	addUnits(real)
+	entries, _ := os.ReadDir(real)
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") {
+			continue
+		}
+		isLink := e.Type()&fs.ModeSymlink != 0
+		switch {
+		case strings.HasSuffix(n, ".d"):
+			r, err := filepath.EvalSymlinks(filepath.Join(real, n))
+			if err != nil {
+				continue
+			}
+			if fi, err := os.Stat(r); err == nil && fi.IsDir() {
+				addUnits(r)
+			}
+		case strings.HasSuffix(n, ".toml") && isLink:
+			// A linked file: watch where it points, e.g. ..data/a.toml.
+			if r, err := filepath.EvalSymlinks(filepath.Join(real, n)); err == nil {
+				addName(filepath.Dir(r), filepath.Base(r))
+			}
+		}
+	}
+	return want, real
+}
