@@ -18,7 +18,7 @@ run: build
 	@mkdir -p $(RUNDIR)
 	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
 	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
-	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/examples/opsvc.toml
+	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
 
 test: vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

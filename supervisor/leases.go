@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/registry"
 )
 
 // Leases enforces the coordination limits across every orchestrator: how
@@ -141,4 +142,27 @@ func (s *Supervisor) handleSessionRequest(name string, rt *runtime, method strin
 		return map[string]any{"released": true}, s.leases.Release(p.LeaseID, p.CostUSD, now)
 	}
 	return nil, fmt.Errorf("unknown method %q", method)
+}
+
+// loadSpend books today's session costs from the registry, so the daily
+// budgets hold across daemon restarts.
+func (s *Supervisor) loadSpend() {
+	if s.opts.Registry == nil {
+		return
+	}
+	now := s.now()
+	today := now.UTC().Format("2006-01-02")
+	err := s.opts.Registry.View(func(r *registry.Registry) error {
+		for _, c := range r.Chains {
+			for _, ss := range c.Sessions {
+				if !ss.EndedAt.IsZero() && ss.EndedAt.UTC().Format("2006-01-02") == today {
+					s.leases.Spend(c.Unit, ss.CostUSD, now)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.logf("registry: %v", err)
+	}
 }

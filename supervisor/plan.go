@@ -48,6 +48,7 @@ type Observed struct {
 	StartDeadline    time.Time // notify/ipc readiness deadline
 	StopDeadline     time.Time // SIGKILL after this
 	WatchdogDeadline time.Time // heartbeat deadline (zero: off)
+	EOFDeadline      time.Time // the IPC channel closed: the process must exit by then
 
 	Blocked string // why a wanted unit is not started
 }
@@ -77,6 +78,13 @@ func (r StopReason) String() string {
 	}
 	return ""
 }
+
+// ReasonChannelClosed is why a worker that closed its IPC channel and did
+// not exit is killed.
+const ReasonChannelClosed = "ipc channel closed"
+
+// EOFGrace is how long a worker may live on after closing its IPC channel.
+const EOFGrace = time.Second
 
 // ActionKind is what the loop must do.
 type ActionKind uint8
@@ -161,6 +169,12 @@ func Plan(desired map[string]Desired, observed map[string]Observed, now time.Tim
 					continue
 				}
 				at(o.StopDeadline)
+			case !o.Stopping && !o.EOFDeadline.IsZero():
+				if !now.Before(o.EOFDeadline) {
+					acts = append(acts, Action{Kind: ActKill, Unit: name, Reason: ReasonChannelClosed})
+					continue
+				}
+				at(o.EOFDeadline)
 			case !o.Stopping && o.State == Activating && !o.StartDeadline.IsZero():
 				if !now.Before(o.StartDeadline) {
 					acts = append(acts, Action{Kind: ActKill, Unit: name, Reason: "start timeout"})
@@ -394,6 +408,10 @@ func OnExit(svc unit.Service, st ExitStatus, ran time.Duration, failures int, re
 	restart := svc.Restart == unit.RestartAlways || (svc.Restart == unit.RestartOnFailure && !success)
 	if !restart {
 		return Decision{Result: result, Failed: !success, Failures: failures}
+	}
+	if success {
+		// restart = "always" after a clean exit: the plain delay, no backoff.
+		return Decision{Restart: true, Delay: svc.RestartDelay, Result: result}
 	}
 	failures++
 	return Decision{Restart: true, Delay: Backoff(svc.RestartDelay, svc.RestartDelayMax, failures), Failures: failures, Result: result}

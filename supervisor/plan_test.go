@@ -94,6 +94,18 @@ func TestPlan(t *testing.T) {
 			want:     []Action{{Kind: ActWatchdog, Unit: "web", Reason: "watchdog timeout"}},
 		},
 		{
+			name:     "closed channel: wait for the exit",
+			desired:  map[string]Desired{"w": {Unit: mkUnit("w", "h1"), Want: true}},
+			observed: map[string]Observed{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0.Add(time.Second)}},
+			wake:     t0.Add(time.Second),
+		},
+		{
+			name:     "closed channel and still running: kill",
+			desired:  map[string]Desired{"w": {Unit: mkUnit("w", "h1"), Want: true}},
+			observed: map[string]Observed{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0}},
+			want:     []Action{{Kind: ActKill, Unit: "w", Reason: ReasonChannelClosed}},
+		},
+		{
 			name:     "auto-restart not yet due",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
 			observed: map[string]Observed{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0.Add(200 * time.Millisecond)}},
@@ -269,7 +281,7 @@ func TestOnExit(t *testing.T) {
 		{"on-failure, third crash", svc, ExitStatus{Code: 137, Signal: "SIGKILL"}, time.Second, 2, "", Decision{Restart: true, Delay: 400 * time.Millisecond, Failures: 3, Result: "signal"}},
 		{"long run resets backoff", svc, ExitStatus{Code: 1}, time.Minute, 7, "", Decision{Restart: true, Delay: 100 * time.Millisecond, Failures: 1, Result: "exit-code"}},
 		{"success_exit_status", custom, ExitStatus{Code: 3}, time.Second, 0, "", Decision{Result: "success"}},
-		{"always restarts a clean exit", always, ExitStatus{}, time.Second, 0, "", Decision{Restart: true, Delay: 100 * time.Millisecond, Failures: 1, Result: "success"}},
+		{"always restarts a clean exit", always, ExitStatus{}, time.Second, 3, "", Decision{Restart: true, Delay: 100 * time.Millisecond, Failures: 0, Result: "success"}},
 		{"no: failure ends failed", no, ExitStatus{Code: 2}, time.Second, 0, "", Decision{Result: "exit-code", Failed: true}},
 		{"watchdog kill", svc, ExitStatus{Code: 137, Signal: "SIGKILL"}, time.Second, 0, "watchdog", Decision{Restart: true, Delay: 100 * time.Millisecond, Failures: 1, Result: "watchdog"}},
 		{"oneshot success", oneshot, ExitStatus{}, time.Second, 0, "", Decision{Result: "success"}},

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,6 +90,9 @@ type runtime struct {
 	lastError  string // why the last start failed
 	sources    []string
 	drain      bool // stop lets an orchestrator finish its session
+	// fields are extra journald fields for output lines (the running session
+	// of an orchestrator); written by the loop, read by output goroutines.
+	fields atomic.Pointer[map[string]string]
 }
 
 type exitEvent struct {
@@ -181,6 +185,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			changes = w.Changes()
 		}
 	}
+	s.loadSpend()
 	s.reload("start")
 
 	timer := time.NewTimer(time.Hour)
@@ -336,7 +341,11 @@ func (s *Supervisor) apply(a Action, now time.Time) bool {
 		return true
 	case ActKill:
 		rt.Killed = true
-		if !rt.Stopping {
+		switch {
+		case rt.Stopping:
+		case a.Reason == ReasonChannelClosed:
+			rt.killResult = "protocol"
+		default:
 			rt.killResult = "timeout"
 		}
 		s.publish("unit.killed", a.Unit, rt.PID, map[string]any{"reason": a.Reason})
@@ -384,15 +393,16 @@ func (s *Supervisor) start(name string, rt *runtime, d Desired, now time.Time, r
 	}
 	rt.Gen, rt.RestartGen = d.StartGen, d.RestartGen
 	rt.Settled, rt.Stopping, rt.Killed, rt.StopReason = false, false, false, StopNone
-	rt.RestartAt, rt.StopDeadline, rt.WatchdogDeadline, rt.StartDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	rt.RestartAt, rt.StopDeadline, rt.WatchdogDeadline, rt.StartDeadline, rt.EOFDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	rt.Blocked, rt.killResult, rt.statusText = "", "", ""
+	rt.drain = false
 	rt.Starts = append(trimStarts(rt.Starts, now, svc.StartLimitInterval), now)
 	rt.Hash = u.Hash
 	rt.sources = u.Sources
 	s.setState(name, rt, Activating, "start")
 	s.publish("unit.starting", name, 0, map[string]any{"reason": reason})
 
-	proc, ch, ns, err := s.spawn(name, u)
+	proc, ch, ns, err := s.spawn(name, u, rt)
 	if err != nil {
 		rt.lastError = err.Error()
 		s.logf("%s: %v", name, err)
@@ -459,11 +469,16 @@ func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Tim
 	rt.Stopping = true
 	rt.StopReason = why
 	rt.StopDeadline = now.Add(svc.StopTimeout)
+	drain := rt.drain && svc.Type == unit.TypeOrchestrator
+	if drain {
+		// The session finishes first; a plain stop cuts it short.
+		rt.StopDeadline = time.Time{}
+	}
 	rt.WatchdogDeadline = time.Time{}
 	s.setState(name, rt, Deactivating, "stop")
 	s.publish("unit.stopping", name, rt.PID, map[string]any{"reason": reason})
 	if rt.channel != nil && (svc.Type == unit.TypeIPC || svc.Type == unit.TypeOrchestrator) {
-		err := rt.channel.Send(worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds()})
+		err := rt.channel.Send(worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain})
 		if err == nil {
 			return
 		}
@@ -518,7 +533,7 @@ func (s *Supervisor) handleExit(ev exitEvent) {
 		rt.Stopping = false
 		rt.Failures = 0
 		rt.RestartAt = time.Time{}
-		rt.StopDeadline = time.Time{}
+		rt.StopDeadline, rt.EOFDeadline = time.Time{}, time.Time{}
 		switch rt.StopReason {
 		case StopRestart:
 			rt.RestartGen = d.RestartGen
@@ -545,7 +560,7 @@ func (s *Supervisor) afterExit(name string, rt *runtime, st ExitStatus, ran time
 	rt.result = dec.Result
 	rt.Failures = dec.Failures
 	rt.killResult = ""
-	rt.StartDeadline, rt.WatchdogDeadline = time.Time{}, time.Time{}
+	rt.StartDeadline, rt.WatchdogDeadline, rt.EOFDeadline = time.Time{}, time.Time{}, time.Time{}
 	switch {
 	case d.Unit.Service.Type == unit.TypeOneshot && dec.Result == "success":
 		rt.Settled = true
@@ -566,7 +581,7 @@ func (s *Supervisor) afterExit(name string, rt *runtime, st ExitStatus, ran time
 }
 
 // spawn starts a unit's process with its channel and notify socket.
-func (s *Supervisor) spawn(name string, u *unit.Unit) (Process, *worker.Channel, *sdnotify.Server, error) {
+func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime) (Process, *worker.Channel, *sdnotify.Server, error) {
 	svc := u.Service
 	extra := map[string]string{
 		"OPSVC_UNIT": name,
@@ -590,7 +605,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit) (Process, *worker.Channel,
 		}
 	}
 	if svc.Type == unit.TypeOrchestrator {
-		cfg, err := json.Marshal(u.Orchestrator)
+		cfg, err := json.Marshal(s.orchestratorConfig(u.Orchestrator))
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -646,8 +661,9 @@ func (s *Supervisor) spawn(name string, u *unit.Unit) (Process, *worker.Channel,
 	}
 	spec := Spec{Unit: name, Argv: argv, Env: env, Dir: dir, Credential: cred, ExtraFiles: files}
 	if s.opts.Logs != nil {
-		spec.Stdout = s.opts.Logs.Reader(name, "stdout", 0)
-		spec.Stderr = s.opts.Logs.Reader(name, "stderr", 0)
+		rt.fields.Store(nil)
+		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rt.fields, now: s.now}
+		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rt.fields, now: s.now}
 	}
 	proc, err := s.opts.Runner.Start(spec)
 	files = nil // the runner closed them
@@ -707,11 +723,11 @@ func (s *Supervisor) handleMsg(m unitMsg) {
 	case m.problem != nil:
 		s.publish("unit.ipc_error", m.unit, rt.PID, map[string]any{"error": m.problem.Error()})
 	case m.eof:
-		// The daemon treats a closed channel as a crash: the process is killed
-		// and the exit follows its usual path.
+		// A worker that closes its channel must exit: one that lives on past
+		// EOFGrace is killed and its exit counts as a failure (protocol).
 		if rt.proc == m.proc && rt.Running && !rt.Stopping {
 			s.publish("unit.ipc_closed", m.unit, rt.PID, nil)
-			rt.proc.Signal(syscall.SIGKILL)
+			rt.EOFDeadline = now.Add(EOFGrace)
 		}
 	}
 }
@@ -748,6 +764,13 @@ func (s *Supervisor) handleIPC(name string, rt *runtime, d Desired, m worker.Mes
 			typ = m.Name
 			if dm, ok := data.(map[string]any); ok {
 				ev = dm
+			}
+			switch typ {
+			case "session.started":
+				f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
+				rt.fields.Store(&f)
+			case "session.finished":
+				rt.fields.Store(nil)
 			}
 		}
 		s.publish(typ, name, rt.PID, ev)

@@ -16,13 +16,7 @@ import (
 func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effective, []Problem) {
 	e := merge(layers)
 	probs := append([]Problem(nil), e.problems...)
-	add := func(o origin, msg, hint string) {
-		at := o.at
-		if !at.valid() {
-			at = pos{1, 1}
-		}
-		probs = append(probs, Problem{File: o.src.path, Line: at.line, Col: at.col, Msg: msg, Hint: hint})
-	}
+	add := func(o origin, msg, hint string) { probs = append(probs, problemAt(o, msg, hint)) }
 	main := origin{layers[0].src, pos{1, 1}}
 	table := func(t string) origin {
 		if o, ok := e.tables[t]; ok {

@@ -17,6 +17,7 @@ import (
 	"github.com/opsvc/opsvc/supervisor"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
+	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/supervisor/sdnotify"
 )
 
@@ -24,6 +25,11 @@ import (
 // every unit and exits 0 once no worker is left.
 func runDaemon(c *cli) error {
 	p := c.paths
+	for _, d := range []*string{&p.Units, &p.State, &p.Socket, &p.Config} {
+		if abs, err := filepath.Abs(*d); err == nil {
+			*d = abs
+		}
+	}
 	settings, err := config.LoadSettings(p.Config)
 	if err != nil {
 		return fail(exitFailure, "daemon: %v", err)
@@ -58,6 +64,11 @@ func runDaemon(c *cli) error {
 		logger.Print(msg)
 		lg.Write(logs.Line{Time: time.Now(), Unit: "opsvc", Stream: "daemon", Text: msg})
 	}
+	reg, err := registry.Open(p.State, registry.Options{})
+	if err != nil {
+		ln.Close()
+		return fail(exitFailure, "daemon: registry: %v", err)
+	}
 	runner, err := supervisor.NewExecRunner(true)
 	if err != nil {
 		ln.Close()
@@ -74,6 +85,7 @@ func runDaemon(c *cli) error {
 		Runner:           runner,
 		Bus:              b,
 		Logs:             lg,
+		Registry:         reg,
 		Logf:             logf,
 		Executable:       exe,
 		Notify:           func(state string) error { _, err := sdnotify.Notify(state); return err },

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -445,6 +446,11 @@ func (c *cli) send() error {
 		}
 		return asExit("send "+name, err)
 	}
-	fmt.Fprintf(c.stdout, "%s\n", out.Data)
+	var buf bytes.Buffer
+	if json.Indent(&buf, out.Data, "", "  ") != nil {
+		buf.Reset()
+		buf.Write(out.Data)
+	}
+	fmt.Fprintf(c.stdout, "%s\n", buf.Bytes())
 	return nil
 }

@@ -1,0 +1,478 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/worker"
+)
+
+// Environment variables the worker reads (set by the daemon) and sets for each session.
+const (
+	EnvConfig       = "OPSVC_ORCHESTRATOR"  // the unit's [orchestrator] table as JSON
+	EnvState        = "OPSVC_STATE"         // the state directory
+	EnvChainID      = "OPSVC_CHAIN_ID"      // session: its chain
+	EnvSessionIndex = "OPSVC_SESSION_INDEX" // session: 0 for a chain's first
+	EnvModel        = "OPSVC_MODEL"         // session: the model to use
+	EnvMaxTurns     = "OPSVC_MAX_TURNS"     // session: its turn limit
+	EnvHandoffIn    = "OPSVC_HANDOFF_IN"    // session: the previous handoff file, or empty
+	EnvHandoffOut   = "OPSVC_HANDOFF_OUT"   // session: where to write its handoff
+	EnvResult       = "OPSVC_RESULT"        // session: where to write its result JSON
+)
+
+// DoneMarker in a Claude Code result text says that the chain's work is done.
+const DoneMarker = "[opsvc:done]"
+
+// Defaults for the [orchestrator] values a unit leaves unset (zero).
+const (
+	DefaultModel                = "sonnet"
+	DefaultMaxTurns             = 30
+	DefaultMaxContinuations     = 5
+	DefaultMaxBudgetUSD         = 5.0
+	DefaultMaxConsecutiveErrors = 3
+)
+
+// HandoffDir is the directory, inside the state directory, of the chains' handoff and result files.
+const HandoffDir = "handoffs"
+
+// Request methods the worker sends the daemon.
+const (
+	MethodAcquire = "session.acquire"
+	MethodRelease = "session.release"
+)
+
+// Options is what Run works with. Conn, Store and Unit are required.
+type Options struct {
+	Conn   *worker.Conn      // the channel to the daemon
+	Store  *registry.Store   // the registry
+	Config unit.Orchestrator // the unit's [orchestrator] table; zero values take the defaults
+	Unit   string            // the unit's name
+	// StateDir holds STATE/handoffs; "" means Store.Dir().
+	StateDir string
+	// Env is the environment the sessions start from; nil means os.Environ().
+	Env []string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logf receives the worker's own diagnostics; nil writes them to Stderr.
+	Logf func(format string, args ...any)
+	// Stdout and Stderr receive the agent's output lines; nil means os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+	// Executable is the binary re-executed as each session's guard: one whose Main is this
+	// package's. "" means /proc/self/exe.
+	Executable string
+}
+
+// WithDefaults returns cfg with every unset (zero) value replaced by its default.
+func WithDefaults(cfg unit.Orchestrator) unit.Orchestrator {
+	if cfg.Model == "" {
+		cfg.Model = DefaultModel
+	}
+	if cfg.MaxTurns <= 0 {
+		cfg.MaxTurns = DefaultMaxTurns
+	}
+	if cfg.MaxContinuations <= 0 {
+		cfg.MaxContinuations = DefaultMaxContinuations
+	}
+	if cfg.MaxBudgetUSD <= 0 {
+		cfg.MaxBudgetUSD = DefaultMaxBudgetUSD
+	}
+	if cfg.MaxConsecutiveErrors <= 0 {
+		cfg.MaxConsecutiveErrors = DefaultMaxConsecutiveErrors
+	}
+	return cfg
+}
+
+// Verdict is how a chain ends after a session, or "" when it goes on (DESIGN §9): complete when
+// the session said done, budget_exceeded when totalCost reached the budget, failed when
+// consecutiveErrors reached the circuit breaker, exhausted when 1 + max_continuations sessions
+// have run. cfg has its defaults applied.
+func Verdict(cfg unit.Orchestrator, done bool, totalCost float64, consecutiveErrors, sessions int) registry.ChainStatus {
+	switch {
+	case done:
+		return registry.ChainComplete
+	case totalCost >= cfg.MaxBudgetUSD:
+		return registry.ChainBudgetExceeded
+	case consecutiveErrors >= cfg.MaxConsecutiveErrors:
+		return registry.ChainFailed
+	case sessions >= 1+cfg.MaxContinuations:
+		return registry.ChainExhausted
+	}
+	return ""
+}
+
+// runner is one Run.
+type runner struct {
+	opts    Options
+	cfg     unit.Orchestrator
+	project string // absolute project_dir
+	stop    *stopWatch
+	chainID string
+	// unleased is set once the worker learns that no daemon gives leases.
+	unleased bool
+	smu      sync.Mutex
+	// lastStatus is the last status line sent, to send each only once.
+	lastStatus string
+}
+
+// Run runs one chain to its end, or until the daemon stops the worker, and returns nil in both
+// cases, with the chain recorded. It returns an error only when it cannot do its work: the
+// options are incomplete or the registry cannot be written.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Conn == nil || opts.Store == nil {
+		return errors.New("orchestrator: run: Options.Conn and Options.Store are required")
+	}
+	if opts.Unit == "" {
+		return fmt.Errorf("orchestrator: run: no unit name (set %s)", worker.EnvUnit)
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = opts.Store.Dir()
+	}
+	if opts.Env == nil {
+		opts.Env = os.Environ()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Logf == nil {
+		w := opts.Stderr
+		opts.Logf = func(format string, args ...any) { fmt.Fprintf(w, "orchestrator: "+format+"\n", args...) }
+	}
+	if opts.Executable == "" {
+		opts.Executable = selfExe
+	}
+	r := &runner{opts: opts, cfg: WithDefaults(opts.Config)}
+	r.project = r.cfg.ProjectDir
+	if r.project == "" {
+		r.project = "."
+	}
+	if abs, err := filepath.Abs(r.project); err == nil {
+		r.project = abs
+	}
+	r.stop = watchStop(ctx, opts.Conn, func(drain bool) {
+		if drain {
+			r.status("stopping: a running session may finish first (drain)")
+		} else {
+			r.status("stopping: interrupting the chain")
+		}
+	})
+	defer r.stop.close()
+	return r.run()
+}
+
+func (r *runner) run() error {
+	handoff, err := r.startChain()
+	if err != nil {
+		return err
+	}
+	if err := r.opts.Conn.Ready(); err != nil {
+		r.logf("ready: %v", err)
+	}
+	r.status(fmt.Sprintf("chain %s: starting", r.chainID))
+	for index := 0; ; index++ {
+		lease, ok := r.acquire(index)
+		if !ok {
+			return r.finish(registry.ChainInterrupted, r.stop.why())
+		}
+		if r.stop.requested() {
+			r.release(lease, 0)
+			return r.finish(registry.ChainInterrupted, r.stop.why())
+		}
+		s, done, chain, err := r.session(index, handoff)
+		r.release(lease, s.CostUSD)
+		if err != nil {
+			return err
+		}
+		if s.HandoffComplete {
+			handoff = s.HandoffFile
+		}
+		if s.Status == registry.SessionInterrupted {
+			return r.finish(registry.ChainInterrupted, r.stop.why())
+		}
+		if v := Verdict(r.cfg, done, chain.TotalCostUSD, chain.ConsecutiveErrors, index+1); v != "" {
+			return r.finish(v, "")
+		}
+		if r.stop.requested() {
+			return r.finish(registry.ChainInterrupted, r.stop.why())
+		}
+	}
+}
+
+// startChain creates the chain, or resumes the unit's newest incomplete one, and publishes it. It
+// returns the handoff file carried over, or "".
+func (r *runner) startChain() (string, error) {
+	now := r.opts.Now()
+	cc := registry.ChainConfig{
+		Model:            r.cfg.Model,
+		MaxTurns:         r.cfg.MaxTurns,
+		MaxContinuations: r.cfg.MaxContinuations,
+		MaxBudgetUSD:     r.cfg.MaxBudgetUSD,
+	}
+	var from, handoff string
+	err := r.opts.Store.Update(func(reg *registry.Registry) error {
+		from, handoff = "", ""
+		if r.cfg.Resume {
+			if inc := reg.FindIncomplete(r.opts.Unit); len(inc) > 0 {
+				old := inc[len(inc)-1]
+				if err := reg.SetStatus(old.ID, registry.ChainInterrupted, now); err != nil {
+					return err
+				}
+				from = old.ID
+				handoff = lastHandoff(old)
+			}
+		}
+		r.chainID = reg.CreateChain(r.opts.Unit, r.cfg.Task, r.project, cc, from, now).ID
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("orchestrator: create chain: %w", err)
+	}
+	if from != "" {
+		r.publish("chain.resumed", chainEvent{ChainID: r.chainID, RestartedFrom: from})
+		r.logf("chain %s resumes chain %s", r.chainID, from)
+	} else {
+		r.publish("chain.created", chainEvent{ChainID: r.chainID, Task: r.cfg.Task})
+	}
+	return handoff, nil
+}
+
+// lastHandoff is the newest non-empty handoff file among c's recorded sessions, or "".
+func lastHandoff(c *registry.Chain) string {
+	for i := len(c.Sessions) - 1; i >= 0; i-- {
+		if f := c.Sessions[i].HandoffFile; f != "" && nonEmptyFile(f) {
+			return f
+		}
+	}
+	return ""
+}
+
+func nonEmptyFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+}
+
+// grant is the daemon's answer to session.acquire (supervisor.Grant).
+type grant struct {
+	Granted bool   `json:"granted"`
+	LeaseID string `json:"lease_id"`
+	Reason  string `json:"reason"`
+	RetryMS int64  `json:"retry_ms"`
+}
+
+// acquire waits for a session lease. It returns false when the worker is asked to stop first.
+// Without a daemon it returns "" and true.
+func (r *runner) acquire(index int) (string, bool) {
+	for {
+		if r.stop.requested() {
+			return "", false
+		}
+		if r.unleased {
+			return "", true
+		}
+		raw, err := r.opts.Conn.Request(r.stop.ctx, MethodAcquire, map[string]any{"chain_id": r.chainID, "index": index})
+		wait := time.Second
+		switch {
+		case errors.Is(err, worker.ErrNotSupervised):
+			r.unleased = true
+			return "", true
+		case r.stop.requested():
+			return "", false
+		case err != nil:
+			r.status("waiting for a session lease: " + err.Error())
+		default:
+			var g grant
+			if err := json.Unmarshal(raw, &g); err != nil {
+				r.status(fmt.Sprintf("waiting for a session lease: the daemon's answer %s: %v", raw, err))
+				break
+			}
+			if g.Granted {
+				return g.LeaseID, true
+			}
+			r.status("waiting for a session lease: " + g.Reason)
+			if g.RetryMS > 0 {
+				wait = time.Duration(g.RetryMS) * time.Millisecond
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.stop.any:
+			t.Stop()
+			return "", false
+		}
+	}
+}
+
+// release gives the lease back with the session's cost. Errors are logged: the daemon drops a
+// worker's leases when it exits.
+func (r *runner) release(lease string, cost float64) {
+	if lease == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := r.opts.Conn.Request(ctx, MethodRelease, map[string]any{"lease_id": lease, "cost_usd": cost})
+	if err != nil && !r.channelGone() {
+		r.logf("release lease %s: %v", lease, err)
+	}
+}
+
+// totals is what the chain's end depends on, as the registry has it after a session.
+type totals struct {
+	TotalCostUSD      float64
+	ConsecutiveErrors int
+}
+
+// session runs session index and records it. It returns the session as recorded, whether it said
+// done and the chain's totals; an error only when the registry could not be written.
+func (r *runner) session(index int, handoffIn string) (registry.Session, bool, totals, error) {
+	dir := filepath.Join(r.opts.StateDir, HandoffDir, r.chainID)
+	spec := sessionSpec{
+		index:      index,
+		argv:       r.cfg.Agent,
+		dir:        r.project,
+		handoffIn:  handoffIn,
+		handoffOut: filepath.Join(dir, fmt.Sprintf("%d.md", index)),
+		resultPath: filepath.Join(dir, fmt.Sprintf("%d.result.json", index)),
+	}
+	spec.prompt, spec.handoffIn = prompt(r.cfg.Task, handoffIn)
+	spec.env = sessionEnv(r.opts.Env, map[string]string{
+		EnvChainID:      r.chainID,
+		EnvSessionIndex: fmt.Sprint(index),
+		EnvModel:        r.cfg.Model,
+		EnvMaxTurns:     fmt.Sprint(r.cfg.MaxTurns),
+		EnvHandoffIn:    spec.handoffIn,
+		EnvHandoffOut:   spec.handoffOut,
+		EnvResult:       spec.resultPath,
+	})
+	r.publish("session.started", sessionStarted{ChainID: r.chainID, Index: index})
+	r.status(fmt.Sprintf("chain %s: session %d running", r.chainID, index))
+
+	var out outcome
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		now := r.opts.Now()
+		out = outcome{Session: registry.Session{Index: index, Status: registry.SessionError, HandoffFile: spec.handoffOut,
+			Error: fmt.Sprintf("create handoff directory: %v (check the state directory's permissions)", err), StartedAt: now, EndedAt: now}}
+	} else {
+		out = r.runSession(spec)
+	}
+	s := out.Session
+	now := r.opts.Now()
+	var t totals
+	err := r.opts.Store.Update(func(reg *registry.Registry) error {
+		if err := reg.RecordSession(r.chainID, s, now); err != nil {
+			return err
+		}
+		c := reg.Find(r.chainID)
+		t = totals{TotalCostUSD: c.TotalCostUSD, ConsecutiveErrors: c.ConsecutiveErrors}
+		return nil
+	})
+	if err != nil {
+		return s, false, t, fmt.Errorf("orchestrator: record session %d of chain %s: %w", index, r.chainID, err)
+	}
+	r.publish("session.finished", sessionFinished{
+		ChainID: r.chainID, Index: index, Status: string(s.Status),
+		Turns: s.Turns, CostUSD: s.CostUSD, Error: s.Error,
+	})
+	if s.Error != "" {
+		r.logf("chain %s: session %d: %s", r.chainID, index, s.Error)
+	}
+	return s, out.Done, t, nil
+}
+
+// finish gives the chain its final (or interrupted) status, publishes it and returns nil.
+func (r *runner) finish(status registry.ChainStatus, reason string) error {
+	now := r.opts.Now()
+	var sessions int
+	var cost float64
+	err := r.opts.Store.Update(func(reg *registry.Registry) error {
+		if err := reg.SetStatus(r.chainID, status, now); err != nil {
+			return err
+		}
+		c := reg.Find(r.chainID)
+		sessions, cost = len(c.Sessions), c.TotalCostUSD
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator: end chain %s as %s: %w", r.chainID, status, err)
+	}
+	ev := chainEvent{ChainID: r.chainID, Status: string(status), Reason: reason}
+	switch status {
+	case registry.ChainFailed:
+		r.publish("chain.failed", ev)
+	case registry.ChainInterrupted:
+		r.publish("chain.interrupted", ev)
+	default:
+		r.publish("chain.completed", ev)
+	}
+	r.status(fmt.Sprintf("chain %s: %s after %d sessions ($%.4f)", r.chainID, status, sessions, cost))
+	return nil
+}
+
+// Event payloads.
+type chainEvent struct {
+	ChainID       string `json:"chain_id"`
+	Task          string `json:"task,omitempty"`
+	RestartedFrom string `json:"restarted_from,omitempty"`
+	Status        string `json:"status,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+type sessionStarted struct {
+	ChainID string `json:"chain_id"`
+	Index   int    `json:"index"`
+}
+
+type sessionFinished struct {
+	ChainID string  `json:"chain_id"`
+	Index   int     `json:"index"`
+	Status  string  `json:"status"`
+	Turns   int     `json:"turns"`
+	CostUSD float64 `json:"cost_usd"`
+	Error   string  `json:"error"`
+}
+
+func (r *runner) publish(name string, data any) {
+	if err := r.opts.Conn.Publish(name, data); err != nil && !r.channelGone() {
+		r.logf("publish %s: %v", name, err)
+	}
+}
+
+// status sends a status line unless it is the one last sent.
+func (r *runner) status(text string) {
+	r.smu.Lock()
+	same := text == r.lastStatus
+	r.lastStatus = text
+	r.smu.Unlock()
+	if same {
+		return
+	}
+	if err := r.opts.Conn.Status(text); err != nil && !r.channelGone() {
+		r.logf("status: %v", err)
+	}
+}
+
+func (r *runner) channelGone() bool {
+	select {
+	case <-r.opts.Conn.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *runner) logf(format string, args ...any) { r.opts.Logf(format, args...) }
