@@ -90,7 +90,7 @@ func runDaemon(c *cli) error {
 		Executable:       exe,
 		Notify:           func(state string) error { _, err := sdnotify.Notify(state); return err },
 		WatchdogInterval: sdnotify.WatchdogInterval(),
-		Watch:            true,
+		Watch:            !c.args.has("no-watch"),
 	})
 	if err != nil {
 		ln.Close()

@@ -41,7 +41,7 @@ func fail(code int, format string, args ...any) error {
 const usage = `usage: opsvc [--socket PATH] COMMAND [ARGS] [FLAGS]
 
 Commands:
-  daemon [--units DIR] [--state DIR] [--config FILE]   run the supervisor
+  daemon [--units DIR] [--state DIR] [--config FILE] [--no-watch]  run the supervisor
   status [UNIT...] [--json]                            show units (exit 3 if one is not active)
   start|stop|restart UNIT... [--no-wait] [--drain]     change what runs
   reload                                               re-read the unit files now
@@ -211,7 +211,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"daemon":   {nil, runDaemon},
+		"daemon":   {map[string]bool{"no-watch": false}, runDaemon},
 		"status":   {nil, (*cli).status},
 		"start":    {map[string]bool{"no-wait": false}, func(c *cli) error { return c.verb("start") }},
 		"stop":     {map[string]bool{"no-wait": false, "drain": false}, func(c *cli) error { return c.verb("stop") }},

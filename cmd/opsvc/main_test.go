@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func TestScripts(t *testing.T) {
 			"waitdaemon": cmdWaitDaemon,
 			"groupsgone": cmdGroupsGone,
 			"jsonfield":  cmdJSONField,
+			"waitevent":  cmdWaitEvent,
+			"seqcheck":   cmdSeqCheck,
+			"jsonset":    cmdJSONSet,
 		},
 	})
 }
@@ -145,32 +149,37 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: jsonfield FILE PATH WANT")
 	}
+	got := jsonAt(ts, args[0], args[1])
+	if (got == args[2]) == neg {
+		ts.Fatalf("%s = %q, want %s%q", args[1], got, map[bool]string{true: "not ", false: ""}[neg], args[2])
+	}
+}
+
+// jsonAt reads a field of a JSON file by a dotted path with numeric indexes.
+func jsonAt(ts *testscript.TestScript, file, path string) string {
 	var v any
-	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &v); err != nil {
-		ts.Fatalf("parse %s: %v", args[0], err)
+	if err := json.Unmarshal([]byte(ts.ReadFile(file)), &v); err != nil {
+		ts.Fatalf("parse %s: %v", file, err)
 	}
 	cur := v
-	for _, k := range splitPath(args[1]) {
+	for _, k := range splitPath(path) {
 		switch x := cur.(type) {
 		case map[string]any:
 			cur = x[k]
 		case []any:
 			i, err := strconv.Atoi(k)
 			if err != nil || i < 0 || i >= len(x) {
-				ts.Fatalf("%s: no index %s", args[1], k)
+				ts.Fatalf("%s: no index %s", path, k)
 			}
 			cur = x[i]
 		default:
-			ts.Fatalf("%s: cannot descend into %v", args[1], cur)
+			ts.Fatalf("%s: cannot descend into %v", path, cur)
 		}
 	}
-	got := fmt.Sprint(cur)
 	if s, ok := cur.(string); ok {
-		got = s
+		return s
 	}
-	if (got == args[2]) == neg {
-		ts.Fatalf("%s = %q, want %s%q", args[1], got, map[bool]string{true: "not ", false: ""}[neg], args[2])
-	}
+	return fmt.Sprint(cur)
 }
 
 func splitPath(p string) []string {
@@ -183,4 +192,98 @@ func splitPath(p string) []string {
 		}
 	}
 	return out
+}
+
+// waitevent TYPE UNIT [KEY=VALUE...] [#N]: wait (20 s at most) for the N-th
+// (first by default) event of TYPE for UNIT ("-" for any) whose data has the
+// given values, reading the daemon's event stream from the start.
+func cmdWaitEvent(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: waitevent TYPE UNIT [KEY=VALUE...]")
+	}
+	sock := ts.Getenv("OPSVC_SOCKET")
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://opsvc/v1/events?since=0&type="+args[0], nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		ts.Fatalf("events: %v", err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	nth, conds := 1, args[2:]
+	if len(conds) > 0 && strings.HasPrefix(conds[len(conds)-1], "#") {
+		nth, _ = strconv.Atoi(conds[len(conds)-1][1:])
+		conds = conds[:len(conds)-1]
+	}
+	for {
+		var e struct {
+			Seq  uint64         `json:"seq"`
+			Type string         `json:"type"`
+			Unit string         `json:"unit"`
+			Data map[string]any `json:"data"`
+		}
+		if err := dec.Decode(&e); err != nil {
+			ts.Fatalf("no %s event for %s within 20s (%v)", args[0], args[1], err)
+		}
+		if args[1] != "-" && e.Unit != args[1] {
+			continue
+		}
+		match := true
+		for _, kv := range conds {
+			k, v, _ := strings.Cut(kv, "=")
+			if fmt.Sprint(e.Data[k]) != v {
+				match = false
+			}
+		}
+		if match {
+			if nth--; nth > 0 {
+				continue
+			}
+			ts.Logf("event %d %s %s", e.Seq, e.Type, e.Unit)
+			return
+		}
+	}
+}
+
+// seqcheck FILE [FIRST]: FILE is NDJSON events whose seqs run FIRST (1 by
+// default), FIRST+1, … without a gap.
+func cmdSeqCheck(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: seqcheck FILE [FIRST]")
+	}
+	want := uint64(1)
+	if len(args) == 2 {
+		n, err := strconv.ParseUint(args[1], 10, 64)
+		if err != nil {
+			ts.Fatalf("bad FIRST %q", args[1])
+		}
+		want = n
+	}
+	for _, line := range strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), "\n") {
+		var e struct {
+			Seq uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			ts.Fatalf("bad line %q: %v", line, err)
+		}
+		if e.Seq != want {
+			ts.Fatalf("seq %d where %d was due", e.Seq, want)
+		}
+		want++
+	}
+	ts.Logf("events up to seq %d", want-1)
+}
+
+// jsonset FILE PATH VAR: set $VAR to a field of a JSON file.
+func cmdJSONSet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: jsonset FILE PATH VAR")
+	}
+	ts.Setenv(args[2], jsonAt(ts, args[0], args[1]))
 }
