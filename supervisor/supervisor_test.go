@@ -61,6 +61,20 @@ func testWorker(mode string) int {
 		f := os.NewFile(3, "ipc")
 		f.Write([]byte(`{"type":"ready"}` + "\n"))
 		select {}
+	case "http-get":
+		// A client of the control socket, run as another user.
+		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", os.Getenv("SOCK"))
+		}}}
+		resp, err := c.Get("http://opsvc/v1/units")
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		b, _ := io.ReadAll(resp.Body)
+		fmt.Printf("%d %s", resp.StatusCode, b)
+		return 0
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ignoring SIGTERM")
@@ -120,7 +134,8 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 	}
 	exe, _ := os.Executable()
 	h.sup, err = New(Options{
-		Paths:      config.Paths{Units: h.units, State: h.state, Socket: filepath.Join(dir, "s.sock")},
+		Paths:      config.Paths{Units: h.units, State: h.state, Socket: filepath.Join(dir, "s.sock"), Config: filepath.Join(dir, "opsvc.toml")},
+		Settings:   config.DefaultSettings(),
 		Runner:     h.runner,
 		Bus:        h.bus,
 		Logs:       h.logs,
@@ -557,4 +572,90 @@ func TestInvalidEditKeepsLastGood(t *testing.T) {
 	if us := h.status("a"); us.PID != a.PID {
 		t.Errorf("a restarted by an edit of b")
 	}
+}
+
+func TestForeignPeerIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	h := newHarness(t, map[string]string{"a.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"})
+	// Let uid 65534 reach the socket, so the daemon itself must refuse it.
+	dir := filepath.Dir(h.state)
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Join(dir, "s.sock"), 0o666)
+	bin := filepath.Join(dir, "client")
+	data, err := os.ReadFile(testExe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		cmd := exec.Command(bin, "-test.run=^$")
+		cmd.Env = []string{"OPSVC_TEST_WORKER=http-get", "SOCK=" + filepath.Join(dir, "s.sock")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	out := run()
+	if !strings.HasPrefix(out, "403 ") || !strings.Contains(out, "uid 65534 may not use this daemon") || !strings.Contains(out, "allow_uids") {
+		t.Fatalf("foreign peer got %q, want 403 with a hint", out)
+	}
+	e := h.waitEvent("api.denied", "")
+	if num(e.Data["uid"]) != 65534 {
+		t.Errorf("api.denied event = %+v, want uid 65534", e)
+	}
+	// Allowed once listed in [control] allow_uids.
+	if code, b := h.do("PUT", "/v1/settings", strings.NewReader(`{"control":{"allow_uids":[65534]}}`)); code != 200 {
+		t.Fatalf("PUT settings: %d %s", code, b)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "opsvc.toml")); err != nil || !strings.Contains(string(b), "65534") {
+		t.Errorf("settings not persisted: %v %s", err, b)
+	}
+	if code, b := h.do("PUT", "/v1/settings", strings.NewReader(`{"orchestrator":{"max_turns":999}}`)); code != 400 || !strings.Contains(string(b), "max_turns") {
+		t.Errorf("out-of-range PUT = %d %s, want 400 naming max_turns", code, b)
+	}
+	if out := run(); !strings.HasPrefix(out, "200 ") {
+		t.Fatalf("allowed peer got %q, want 200", out)
+	}
+}
+
+func TestNodeWorker(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed (apt-get install nodejs)")
+	}
+	script, _ := filepath.Abs("../worker/testdata/worker.js")
+	h := newHarness(t, map[string]string{
+		"js.toml": fmt.Sprintf("[service]\ntype = \"ipc\"\nexec = [%q, %q]\nstop_timeout = \"10s\"\n", node, script),
+	})
+	h.waitEvent("unit.ready", "js")
+	code, b := h.do("POST", "/v1/units/js/command", strings.NewReader(`{"name":"echo","args":{"n":42}}`))
+	if code != 200 || !strings.Contains(string(b), `"n": 42`) {
+		t.Fatalf("echo to node = %d %s", code, b)
+	}
+	// A message over 1 MiB is refused and reported; the channel goes on.
+	code, b = h.do("POST", "/v1/units/js/command", strings.NewReader(`{"name":"big","args":{"size":2000000}}`))
+	if code != 200 {
+		t.Fatalf("big = %d %s", code, b)
+	}
+	h.waitEvent("unit.ipc_error", "js")
+	h.waitEvent("worker.after-big", "js")
+	pid := h.status("js").PID
+	if code, b := h.do("POST", "/v1/units/js/stop?wait=1", nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, b)
+	}
+	bye := h.waitEvent("worker.bye", "js")
+	if d, _ := bye.Data["data"].(map[string]any); num(d["deadline_ms"]) != 10000 {
+		t.Errorf("bye = %+v, want the shutdown deadline 10000 ms", bye.Data)
+	}
+	e := h.waitEvent("unit.stopped", "js")
+	if num(e.Data["code"]) != 0 {
+		t.Errorf("node worker exit = %+v, want 0 (no SIGTERM, no kill)", e.Data)
+	}
+	assertGroupGone(t, pid)
 }
