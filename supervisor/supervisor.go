@@ -44,6 +44,10 @@ type Options struct {
 	Notify func(state string) error
 	// WatchdogInterval is how often to send WATCHDOG=1 from the loop; 0 = off.
 	WatchdogInterval time.Duration
+	// NoNotifySockets skips the per-unit sd_notify sockets: only for runners
+	// whose processes are not real (their reader would keep a synctest
+	// bubble from advancing time).
+	NoNotifySockets bool
 	// Watch enables the fsnotify watcher on the units directory.
 	Watch    bool
 	Debounce time.Duration
@@ -624,7 +628,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime) (Process, *wo
 			extra[k] = v
 		}
 	}
-	if svc.Type == unit.TypeNotify || svc.Watchdog > 0 {
+	if (svc.Type == unit.TypeNotify || svc.Watchdog > 0) && !s.opts.NoNotifySockets {
 		dir := filepath.Join(s.opts.Paths.RuntimeDir(), "notify")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			cleanup()

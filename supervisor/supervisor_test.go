@@ -659,3 +659,61 @@ func TestNodeWorker(t *testing.T) {
 	}
 	assertGroupGone(t, pid)
 }
+
+func TestOneshot(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"job.toml": "[unit]\nenabled = false\n[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"echo working; sleep 0.2; echo done\"]\n",
+		"bad.toml": "[unit]\nenabled = false\n[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"exit 4\"]\nrestart = \"no\"\n",
+	})
+	code, b := h.do("POST", "/v1/units/job/start?wait=1", nil)
+	if code != 200 {
+		t.Fatalf("start oneshot: %d %s", code, b)
+	}
+	us := h.status("job")
+	if us.State != Active || us.Sub != "exited" || us.Exit == nil || us.Exit.Code != 0 {
+		t.Fatalf("oneshot after start --wait = %+v, want active (exited) with code 0", us)
+	}
+	code, b = h.do("POST", "/v1/units/bad/start?wait=1", nil)
+	if code != http.StatusConflict || !strings.Contains(string(b), "exit-code") {
+		t.Fatalf("failing oneshot = %d %s, want 409 exit-code", code, b)
+	}
+	if us := h.status("bad"); us.State != Failed {
+		t.Errorf("failing oneshot state = %s, want failed", us.State)
+	}
+}
+
+func TestUserAndGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a worker as another user")
+	}
+	h := newHarness(t, map[string]string{
+		"who.toml": "[service]\nexec = [\"/bin/sh\", \"-c\", \"echo uid=$(id -u) gid=$(id -g); exec sleep 1000\"]\nuser = \"nobody\"\ngroup = \"65534\"\nworking_directory = \"/\"\n",
+	})
+	h.waitEvent("unit.ready", "who")
+	h.waitLog("who", "uid=")
+	if l := h.logs.Tail("who", 1); len(l) != 1 || l[0].Text != "uid=65534 gid=65534" {
+		t.Errorf("worker identity = %+v, want uid=65534 gid=65534", l)
+	}
+}
+
+func TestNotifyWatchdog(t *testing.T) {
+	if _, err := exec.LookPath("systemd-notify"); err != nil {
+		t.Skip("systemd-notify not installed (apt-get install systemd)")
+	}
+	// Pings WATCHDOG=1 for twice the watchdog, then stops: the watchdog fires
+	// only after the pings stopped.
+	h := newHarness(t, map[string]string{
+		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.1; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"400ms\"\nrestart = \"no\"\n",
+	})
+	h.waitEvent("unit.ready", "wd")
+	h.waitLog("wd", "pinged")
+	wd := h.waitEvent("unit.watchdog", "wd")
+	pinged := h.logs.Tail("wd", 1)[0].Time
+	if wd.Time.Before(pinged) {
+		t.Errorf("watchdog fired at %v, before the pings stopped at %v", wd.Time, pinged)
+	}
+	e := h.waitEvent("unit.failed", "wd")
+	if e.Data["result"] != "watchdog" {
+		t.Errorf("failed = %+v, want result watchdog", e.Data)
+	}
+}
