@@ -62,7 +62,7 @@ func runDaemon(c *cli) error {
 	logf := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		logger.Print(msg)
-		lg.Write(logs.Line{Time: time.Now(), Unit: "opsvc", Stream: "daemon", Text: msg})
+		lg.Logf("%s", msg)
 	}
 	reg, err := registry.Open(p.State, registry.Options{})
 	if err != nil {

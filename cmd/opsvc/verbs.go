@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -253,6 +254,12 @@ func (c *cli) logs() error {
 		}
 		return asExit("logs "+name, err)
 	}
+	return printStream(c, resp, logLine)
+}
+
+// printStream copies an NDJSON response to stdout as it arrives: raw with
+// --json, else each line decoded into a T and formatted by human.
+func printStream[T any](c *cli, resp *http.Response, human func(T) string) error {
 	defer resp.Body.Close()
 	asJSON := c.args.has("json")
 	return ignoreCancel(c, streamLines(resp.Body, func(b []byte) error {
@@ -260,11 +267,11 @@ func (c *cli) logs() error {
 			_, err := fmt.Fprintf(c.stdout, "%s\n", b)
 			return err
 		}
-		var l logs.Line
-		if err := json.Unmarshal(b, &l); err != nil {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
 			return err
 		}
-		_, err := fmt.Fprintln(c.stdout, logLine(l))
+		_, err := fmt.Fprintln(c.stdout, human(v))
 		return err
 	}))
 }
@@ -297,20 +304,7 @@ func (c *cli) events() error {
 	if err != nil {
 		return asExit("events", err)
 	}
-	defer resp.Body.Close()
-	asJSON := c.args.has("json")
-	return ignoreCancel(c, streamLines(resp.Body, func(b []byte) error {
-		if asJSON {
-			_, err := fmt.Fprintf(c.stdout, "%s\n", b)
-			return err
-		}
-		var e bus.Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			return err
-		}
-		_, err := fmt.Fprintln(c.stdout, eventLine(e))
-		return err
-	}))
+	return printStream(c, resp, eventLine)
 }
 
 func eventLine(e bus.Event) string {
