@@ -294,7 +294,11 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		switch verb {
 		case "start":
 			d.Want = true
-			d.StartGen++
+			if rt := s.units[name]; rt == nil || !rt.Running {
+				d.StartGen++ // a new run; a running unit is left as it is
+			} else if rt.Stopping {
+				d.StartGen++ // started again once the stop is through
+			}
 			w8 = &waiter{ctx: r.Context(), unit: name, check: startDone}
 		case "stop":
 			d.Want = false

@@ -323,14 +323,16 @@ func stoppedRequirement(u *unit.Unit, desired map[string]Desired) string {
 }
 
 // runningDependent names a running unit that must stop before name does:
-// one that requires it or is ordered after it.
+// one that requires it (it is stopped too), or one ordered after it that is
+// being stopped as well (shutdown). A unit that merely runs after name and
+// stays wanted is not waited for.
 func runningDependent(name string, desired map[string]Desired, observed map[string]Observed) string {
 	var deps []string
 	for n, d := range desired {
 		if d.Unit == nil || !observed[n].Running {
 			continue
 		}
-		if contains(d.Unit.Requires, name) || contains(d.Unit.After, name) {
+		if contains(d.Unit.Requires, name) || (contains(d.Unit.After, name) && !d.Want) {
 			deps = append(deps, n)
 		}
 	}

@@ -214,6 +214,15 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
+			name: "stopping a unit others merely run after does not wait for them",
+			desired: map[string]Desired{
+				"ticker":   {Unit: mkUnit("ticker", "t")},
+				"slowstop": {Unit: mkUnit("slowstop", "s", after("ticker")), Want: true},
+			},
+			observed: map[string]Observed{"ticker": {State: Active, Running: true, Hash: "t"}, "slowstop": {State: Active, Running: true, Hash: "s"}},
+			want:     []Action{{Kind: ActStop, Unit: "ticker", Reason: "not wanted", Stop: StopManual}},
+		},
+		{
 			name:     "oneshot that succeeded stays",
 			desired:  map[string]Desired{"job": {Unit: mkUnit("job", "j"), Want: true}},
 			observed: map[string]Observed{"job": {State: Active, Sub: "exited", Hash: "j", Settled: true}},

@@ -333,6 +333,11 @@ func TestSimpleStartStopRestart(t *testing.T) {
 		t.Fatalf("after start: %+v", us)
 	}
 	second := us.PID
+	// Starting a running unit is a no-op that returns at once.
+	code, b = h.do("POST", "/v1/units/sleeper/start?wait=1", nil)
+	if code != 200 || h.status("sleeper").PID != second {
+		t.Fatalf("start of a running unit: %d %s", code, b)
+	}
 	code, b = h.do("POST", "/v1/units/sleeper/restart?wait=1", nil)
 	if code != 200 {
 		t.Fatalf("restart: %d %s", code, b)
