@@ -1,7 +1,7 @@
 package supervisor
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -231,8 +231,12 @@ func (p *execProc) exited(ws unix.WaitStatus) {
 	close(p.done)
 }
 
+// maxLine is the longest output line kept whole; longer ones are split.
+const maxLine = 64 << 10
+
 // copyLines reads a worker's pipe line by line into w until every writer
-// (the whole process group) has closed it.
+// (the whole process group) has closed it. It holds a small buffer, and
+// more only while a line spans reads.
 func (p *execProc) copyLines(r *os.File, w io.Writer) {
 	defer p.copiers.Done()
 	defer r.Close()
@@ -240,16 +244,42 @@ func (p *execProc) copyLines(r *os.File, w io.Writer) {
 		io.Copy(io.Discard, r)
 		return
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			w.Write(line)
+	buf := make([]byte, 2048)
+	var pending []byte
+	flush := func() {
+		if len(pending) > 0 {
+			w.Write(pending)
 		}
-		if err == bufio.ErrBufferFull {
-			continue
+		if cap(pending) > 4096 {
+			pending = nil
+		} else {
+			pending = pending[:0]
+		}
+	}
+	for {
+		n, err := r.Read(buf)
+		data := buf[:n]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			if len(pending) > 0 {
+				pending = append(pending, data[:i+1]...)
+				flush()
+			} else {
+				w.Write(data[:i+1])
+			}
+			data = data[i+1:]
+		}
+		if len(data) > 0 {
+			pending = append(pending, data...)
+			if len(pending) >= maxLine {
+				flush()
+			}
 		}
 		if err != nil {
+			flush()
 			return
 		}
 	}
