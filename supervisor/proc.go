@@ -16,6 +16,9 @@ type Spec struct {
 	Stdout     io.Writer // worker output is copied here line by line; never blocks the worker
 	Stderr     io.Writer
 	ExtraFiles []*os.File // fd 3 onwards in the child; the runner closes them after the fork
+	// OnExit is called once the main process has been reaped (Done is then
+	// closed). It must not block.
+	OnExit func()
 }
 
 // Process is a started process and its process group.

@@ -1,10 +1,8 @@
 package supervisor
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,18 +26,24 @@ type ExecRunner struct {
 	forkMu sync.RWMutex
 	mu     sync.Mutex
 	procs  map[int]*execProc
+	out    *outputPoller
 	stop   chan struct{}
 	done   chan struct{}
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
 func NewExecRunner(reapAll bool) (*ExecRunner, error) {
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), stop: make(chan struct{}), done: make(chan struct{})}
+	out, err := newOutputPoller()
+	if err != nil {
+		return nil, err
+	}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, stop: make(chan struct{}), done: make(chan struct{})}
 	if !reapAll {
 		close(r.done)
 		return r, nil
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		out.Close()
 		return nil, fmt.Errorf("supervisor: set child subreaper: %w", err)
 	}
 	sigc := make(chan os.Signal, 1)
@@ -60,15 +64,16 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 	return r, nil
 }
 
-// Close stops the reaper goroutine.
+// Close stops the reaper and the output reader.
 func (r *ExecRunner) Close() error {
 	select {
 	case <-r.stop:
+		return nil
 	default:
 		close(r.stop)
 	}
 	<-r.done
-	return nil
+	return r.out.Close()
 }
 
 func (r *ExecRunner) reap() {
@@ -107,17 +112,16 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	outR, outW, err := os.Pipe()
+	outW, err := r.out.pipe(spec.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := os.Pipe()
+	errW, err := r.out.pipe(spec.Stderr)
 	if err != nil {
-		outR.Close()
-		outW.Close()
+		unix.Close(outW)
 		return nil, err
 	}
-	files := []uintptr{devnull.Fd(), outW.Fd(), errW.Fd()}
+	files := []uintptr{devnull.Fd(), uintptr(outW), uintptr(errW)}
 	for _, f := range spec.ExtraFiles {
 		files = append(files, f.Fd())
 	}
@@ -131,7 +135,7 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 			Credential: spec.Credential,
 		},
 	}
-	p := &execProc{done: make(chan struct{})}
+	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit}
 	r.forkMu.RLock()
 	pid, err := syscall.ForkExec(path, spec.Argv, attr)
 	if err == nil {
@@ -143,19 +147,15 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		}
 	}
 	r.forkMu.RUnlock()
-	outW.Close()
-	errW.Close()
+	// The read ends see EOF once the whole group has closed these.
+	unix.Close(outW)
+	unix.Close(errW)
 	for _, f := range spec.ExtraFiles {
 		f.Close()
 	}
 	if err != nil {
-		outR.Close()
-		errR.Close()
 		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
 	}
-	p.copiers.Add(2)
-	go p.copyLines(outR, spec.Stdout)
-	go p.copyLines(errR, spec.Stderr)
 	if !r.reapAll {
 		go p.wait()
 	}
@@ -186,10 +186,10 @@ func lookPath(name string, env []string) (string, error) {
 }
 
 type execProc struct {
-	pid     int
-	done    chan struct{}
-	exit    ExitStatus
-	copiers sync.WaitGroup
+	pid    int
+	done   chan struct{}
+	exit   ExitStatus
+	onExit func()
 }
 
 func (p *execProc) PID() int              { return p.pid }
@@ -214,6 +214,9 @@ func (p *execProc) wait() {
 		if err != nil {
 			p.exit = ExitStatus{Code: 255}
 			close(p.done)
+			if p.onExit != nil {
+				p.onExit()
+			}
 			return
 		}
 		p.exited(ws)
@@ -229,59 +232,8 @@ func (p *execProc) exited(ws unix.WaitStatus) {
 		p.exit = ExitStatus{Code: ws.ExitStatus()}
 	}
 	close(p.done)
-}
-
-// maxLine is the longest output line kept whole; longer ones are split.
-const maxLine = 64 << 10
-
-// copyLines reads a worker's pipe line by line into w until every writer
-// (the whole process group) has closed it. It holds a small buffer, and
-// more only while a line spans reads.
-func (p *execProc) copyLines(r *os.File, w io.Writer) {
-	defer p.copiers.Done()
-	defer r.Close()
-	if w == nil {
-		io.Copy(io.Discard, r)
-		return
-	}
-	buf := make([]byte, 2048)
-	var pending []byte
-	flush := func() {
-		if len(pending) > 0 {
-			w.Write(pending)
-		}
-		if cap(pending) > 4096 {
-			pending = nil
-		} else {
-			pending = pending[:0]
-		}
-	}
-	for {
-		n, err := r.Read(buf)
-		data := buf[:n]
-		for {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				break
-			}
-			if len(pending) > 0 {
-				pending = append(pending, data[:i+1]...)
-				flush()
-			} else {
-				w.Write(data[:i+1])
-			}
-			data = data[i+1:]
-		}
-		if len(data) > 0 {
-			pending = append(pending, data...)
-			if len(pending) >= maxLine {
-				flush()
-			}
-		}
-		if err != nil {
-			flush()
-			return
-		}
+	if p.onExit != nil {
+		p.onExit()
 	}
 }
 

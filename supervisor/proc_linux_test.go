@@ -15,7 +15,7 @@ func (r *lineRecorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestCopyLines(t *testing.T) {
+func TestOutputLines(t *testing.T) {
 	long := strings.Repeat("x", maxLine+10)
 	input := "one\ntwo\n" + strings.Repeat("y", 5000) + "\n" + long + "\nlast without newline"
 	r, w, err := os.Pipe()
@@ -33,9 +33,13 @@ func TestCopyLines(t *testing.T) {
 		w.Close()
 	}()
 	rec := &lineRecorder{}
-	p := &execProc{}
-	p.copiers.Add(1)
-	p.copyLines(r, rec)
+	op := &outPipe{fd: int(r.Fd()), w: rec}
+	r.Fd() // blocking mode: drain reads until EOF
+	buf := make([]byte, 4096)
+	for op.drain(buf) {
+	}
+	op.flush()
+	r.Close()
 	want := []string{"one\n", "two\n", strings.Repeat("y", 5000) + "\n", long[:maxLine], long[maxLine:] + "\n", "last without newline"}
 	got := rec.lines
 	// Long lines may be split at any point at or past maxLine: compare the joined text and the cuts.

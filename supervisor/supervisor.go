@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,15 +57,17 @@ type Options struct {
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
 // other goroutine talks to it through requests.
 type Supervisor struct {
-	opts   Options
-	now    func() time.Time
-	logf   func(string, ...any)
-	env    []string
-	reqs   chan func()
-	exits  chan exitEvent
-	msgs   chan unitMsg
-	ready  chan struct{} // closed once the first plan ran
-	loopCh chan struct{} // closed when Run returns
+	opts    Options
+	now     func() time.Time
+	logf    func(string, ...any)
+	env     []string
+	reqs    chan func()
+	exitMu  sync.Mutex
+	exitQ   []exitEvent
+	exitSig chan struct{} // a value when exitQ has events
+	msgs    chan unitMsg
+	ready   chan struct{} // closed once the first plan ran
+	loopCh  chan struct{} // closed when Run returns
 
 	// Loop-owned state.
 	desired  map[string]Desired
@@ -99,10 +102,15 @@ type runtime struct {
 	fields atomic.Pointer[map[string]string]
 }
 
+// exitEvent names a process that was reaped. holder.proc is set by the loop
+// right after Start returns, so it is always set by the time the loop reads
+// the event.
 type exitEvent struct {
-	unit string
-	proc Process
+	unit   string
+	holder *procHolder
 }
+
+type procHolder struct{ proc Process }
 
 type unitMsg struct {
 	unit    string
@@ -143,7 +151,7 @@ func New(opts Options) (*Supervisor, error) {
 		logf:     opts.Logf,
 		env:      BaseEnv(opts.Environ),
 		reqs:     make(chan func()),
-		exits:    make(chan exitEvent, 64),
+		exitSig:  make(chan struct{}, 1),
 		msgs:     make(chan unitMsg, 256),
 		ready:    make(chan struct{}),
 		loopCh:   make(chan struct{}),
@@ -228,8 +236,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		select {
 		case f := <-s.reqs:
 			f()
-		case ev := <-s.exits:
-			s.handleExit(ev)
+		case <-s.exitSig:
+			s.exitMu.Lock()
+			q := s.exitQ
+			s.exitQ = nil
+			s.exitMu.Unlock()
+			for _, ev := range q {
+				s.handleExit(ev)
+			}
 		case m := <-s.msgs:
 			s.handleMsg(m)
 		case <-timerC:
@@ -406,7 +420,16 @@ func (s *Supervisor) start(name string, rt *runtime, d Desired, now time.Time, r
 	s.setState(name, rt, Activating, "start")
 	s.publish("unit.starting", name, 0, map[string]any{"reason": reason})
 
-	proc, ch, ns, err := s.spawn(name, u, rt)
+	holder := &procHolder{}
+	proc, ch, ns, err := s.spawn(name, u, rt, func() {
+		s.exitMu.Lock()
+		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: holder})
+		s.exitMu.Unlock()
+		select {
+		case s.exitSig <- struct{}{}:
+		default:
+		}
+	})
 	if err != nil {
 		rt.lastError = err.Error()
 		s.logf("%s: %v", name, err)
@@ -416,18 +439,12 @@ func (s *Supervisor) start(name string, rt *runtime, d Desired, now time.Time, r
 		return
 	}
 	rt.lastError = ""
+	holder.proc = proc
 	rt.proc, rt.channel, rt.notify = proc, ch, ns
 	rt.PID = proc.PID()
 	rt.Running = true
 	rt.startedAt = now
 	s.publish("unit.started", name, rt.PID, nil)
-	go func() {
-		<-proc.Done()
-		select {
-		case s.exits <- exitEvent{unit: name, proc: proc}:
-		case <-s.loopCh:
-		}
-	}()
 	if ch != nil {
 		go s.pumpIPC(name, proc, ch)
 	}
@@ -502,12 +519,13 @@ func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Tim
 
 func (s *Supervisor) handleExit(ev exitEvent) {
 	rt := s.units[ev.unit]
-	if rt == nil || rt.proc != ev.proc {
+	proc := ev.holder.proc
+	if rt == nil || proc == nil || rt.proc != proc {
 		return // a stale process
 	}
-	st := ev.proc.Exit()
+	st := proc.Exit()
 	// Whatever the main process left in its group goes with it.
-	ev.proc.Signal(syscall.SIGKILL)
+	proc.Signal(syscall.SIGKILL)
 	// Closing waits for reader goroutines that may be handing the loop a
 	// message: close off the loop.
 	if ch, ns := rt.channel, rt.notify; ch != nil || ns != nil {
@@ -585,7 +603,7 @@ func (s *Supervisor) afterExit(name string, rt *runtime, st ExitStatus, ran time
 }
 
 // spawn starts a unit's process with its channel and notify socket.
-func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime) (Process, *worker.Channel, *sdnotify.Server, error) {
+func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()) (Process, *worker.Channel, *sdnotify.Server, error) {
 	svc := u.Service
 	extra := map[string]string{
 		"OPSVC_UNIT": name,
@@ -663,7 +681,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime) (Process, *wo
 	if dir == "" {
 		dir = u.Dir
 	}
-	spec := Spec{Unit: name, Argv: argv, Env: env, Dir: dir, Credential: cred, ExtraFiles: files}
+	spec := Spec{Unit: name, Argv: argv, Env: env, Dir: dir, Credential: cred, ExtraFiles: files, OnExit: onExit}
 	if s.opts.Logs != nil {
 		rt.fields.Store(nil)
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rt.fields, now: s.now}

@@ -23,18 +23,19 @@ type fakeRunner struct {
 }
 
 type fakeProc struct {
-	r    *fakeRunner
-	pid  int
-	done chan struct{}
-	once sync.Once
-	st   ExitStatus
+	r      *fakeRunner
+	pid    int
+	done   chan struct{}
+	once   sync.Once
+	st     ExitStatus
+	onExit func()
 }
 
 func (r *fakeRunner) Start(spec Spec) (Process, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.starts = append(r.starts, time.Now())
-	p := &fakeProc{r: r, pid: 1000 + len(r.starts), done: make(chan struct{})}
+	p := &fakeProc{r: r, pid: 1000 + len(r.starts), done: make(chan struct{}), onExit: spec.OnExit}
 	if r.exit >= 0 {
 		p.end(ExitStatus{Code: r.exit})
 	}
@@ -42,7 +43,13 @@ func (r *fakeRunner) Start(spec Spec) (Process, error) {
 }
 
 func (p *fakeProc) end(st ExitStatus) {
-	p.once.Do(func() { p.st = st; close(p.done) })
+	p.once.Do(func() {
+		p.st = st
+		close(p.done)
+		if p.onExit != nil {
+			p.onExit()
+		}
+	})
 }
 
 func (p *fakeProc) PID() int              { return p.pid }

@@ -1,0 +1,201 @@
+package supervisor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxLine is the longest output line kept whole; longer ones are split.
+const maxLine = 64 << 10
+
+// outputPoller reads every worker's stdout and stderr pipes from one
+// goroutine with epoll, so a worker costs no goroutine and no buffer of its
+// own; only a line that spans reads is held. A worker never blocks on its
+// pipe as long as the writer it feeds (the log ring and queue) does not.
+type outputPoller struct {
+	epfd int
+	efd  int // eventfd: wakes the loop to stop
+
+	mu    sync.Mutex
+	pipes map[int]*outPipe
+	done  chan struct{}
+}
+
+// outPipe is the read end of one output pipe.
+type outPipe struct {
+	fd      int
+	w       io.Writer
+	pending []byte
+}
+
+func newOutputPoller() (*outputPoller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: epoll: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("supervisor: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(efd)
+		unix.Close(epfd)
+		return nil, err
+	}
+	o := &outputPoller{epfd: epfd, efd: efd, pipes: make(map[int]*outPipe), done: make(chan struct{})}
+	go o.loop()
+	return o, nil
+}
+
+// pipe makes a pipe whose write end goes to a worker; the read end is
+// polled and its lines written to w (discarded when w is nil).
+func (o *outputPoller) pipe(w io.Writer) (writeEnd int, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return -1, fmt.Errorf("supervisor: pipe: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return -1, err
+	}
+	if w == nil {
+		w = io.Discard
+	}
+	o.mu.Lock()
+	o.pipes[fds[0]] = &outPipe{fd: fds[0], w: w}
+	o.mu.Unlock()
+	if err := unix.EpollCtl(o.epfd, unix.EPOLL_CTL_ADD, fds[0], &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fds[0])}); err != nil {
+		o.drop(fds[0])
+		unix.Close(fds[1])
+		return -1, err
+	}
+	return fds[1], nil
+}
+
+func (o *outputPoller) drop(fd int) {
+	o.mu.Lock()
+	p := o.pipes[fd]
+	delete(o.pipes, fd)
+	o.mu.Unlock()
+	if p != nil {
+		p.flush()
+	}
+	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	unix.Close(fd)
+}
+
+func (o *outputPoller) loop() {
+	defer close(o.done)
+	events := make([]unix.EpollEvent, 64)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.EpollWait(o.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == o.efd {
+				o.closeAll(buf)
+				return
+			}
+			o.mu.Lock()
+			p := o.pipes[fd]
+			o.mu.Unlock()
+			if p == nil {
+				continue
+			}
+			if !p.drain(buf) {
+				o.drop(fd)
+			}
+		}
+	}
+}
+
+// drain reads what the pipe has; false at EOF or on an error.
+func (p *outPipe) drain(buf []byte) bool {
+	for {
+		n, err := unix.Read(p.fd, buf)
+		if n > 0 {
+			p.feed(buf[:n])
+		}
+		switch {
+		case err == unix.EAGAIN:
+			return true
+		case err == unix.EINTR:
+			continue
+		case err != nil || n == 0:
+			return false
+		}
+	}
+}
+
+// feed splits data into lines, holding a partial last line.
+func (p *outPipe) feed(data []byte) {
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		if len(p.pending) > 0 {
+			p.pending = append(p.pending, data[:i+1]...)
+			p.flush()
+		} else {
+			p.w.Write(data[:i+1])
+		}
+		data = data[i+1:]
+	}
+	if len(data) > 0 {
+		p.pending = append(p.pending, data...)
+		if len(p.pending) >= maxLine {
+			p.flush()
+		}
+	}
+}
+
+func (p *outPipe) flush() {
+	if len(p.pending) > 0 {
+		p.w.Write(p.pending)
+	}
+	if cap(p.pending) > 4096 {
+		p.pending = nil
+	} else {
+		p.pending = p.pending[:0]
+	}
+}
+
+// closeAll reads what is left in every pipe and closes them.
+func (o *outputPoller) closeAll(buf []byte) {
+	o.mu.Lock()
+	fds := make([]int, 0, len(o.pipes))
+	for fd := range o.pipes {
+		fds = append(fds, fd)
+	}
+	o.mu.Unlock()
+	for _, fd := range fds {
+		o.mu.Lock()
+		p := o.pipes[fd]
+		o.mu.Unlock()
+		p.drain(buf)
+		o.drop(fd)
+	}
+}
+
+// Close stops the poller; pipes still open are read once more and closed.
+func (o *outputPoller) Close() error {
+	var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	unix.Write(o.efd, one)
+	<-o.done
+	unix.Close(o.efd)
+	return unix.Close(o.epfd)
+}
