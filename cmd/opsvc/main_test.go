@@ -58,6 +58,8 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { os.RemoveAll(dir) })
 			env.Setenv("OPSVC_SOCKET", filepath.Join(dir, "opsvc.sock"))
 			env.Setenv("RUNDIR", dir)
+			// A race-built binary sleeps a second at exit unless told not to.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, "xdg-config"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, "xdg-state"))
 			env.Setenv("OPSVC_CONFIG", filepath.Join(env.WorkDir, "opsvc.toml"))
