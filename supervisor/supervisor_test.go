@@ -39,13 +39,14 @@ func testWorker(mode string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		cmds := c.Commands() // before Ready: a worker that takes commands says so first
 		c.Status("serving")
 		c.Publish("hello", map[string]any{"n": 1})
 		c.Ready()
 		fmt.Println("ipc worker ready")
 		for {
 			select {
-			case cmd := <-c.Commands():
+			case cmd := <-cmds:
 				if cmd.Name == "fail" {
 					cmd.Reply(nil, fmt.Errorf("asked to fail"))
 					continue
