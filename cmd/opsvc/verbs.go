@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor"
@@ -184,35 +185,45 @@ func (c *cli) verb(verb string) error {
 	if c.args.has("drain") {
 		q.Set("drain", "1")
 	}
-	var first error
-	for _, name := range c.args.pos {
+	// Every unit is asked at once (the daemon orders what depends on what),
+	// then the answers are reported in the order given.
+	errs := make([]error, len(c.args.pos))
+	sem := make(chan struct{}, 64)
+	c.http() // made once, shared by the requests
+	var wg sync.WaitGroup
+	for i, name := range c.args.pos {
 		if err := unit.ValidName(name); err != nil {
-			e := fail(exitFailure, "%s %s: %v", verb, name, err)
-			fmt.Fprintln(c.stderr, "opsvc: "+e.Error())
-			if first == nil {
-				first = &exitError{code: exitFailure}
-			}
+			errs[i] = fail(exitFailure, "%s %s: %v", verb, name, err)
 			continue
 		}
-		var us supervisor.UnitStatus
-		err := c.call("POST", "/v1/units/"+url.PathEscape(name)+"/"+verb, q, nil, &us)
-		if err != nil {
-			var e error
-			if codeFor(err) == exitNoUnit {
-				e = fail(exitNoUnit, "unit %q not found (see: opsvc status)", name)
-			} else {
-				e = asExit(verb+" "+name, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := c.call("POST", "/v1/units/"+url.PathEscape(name)+"/"+verb, q, nil, nil)
+			switch {
+			case err == nil:
+			case codeFor(err) == exitNoUnit:
+				errs[i] = fail(exitNoUnit, "unit %q not found (see: opsvc status)", name)
+			default:
+				errs[i] = asExit(verb+" "+name, err)
 			}
-			if ee, ok := e.(*exitError); ok {
-				fmt.Fprintln(c.stderr, "opsvc: "+ee.msg)
-				if first == nil {
-					first = &exitError{code: ee.code}
-				}
-				if ee.code == exitFailure && strings.HasPrefix(ee.msg, "cannot reach") {
-					return first
-				}
-			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, err := range errs {
+		ee, ok := err.(*exitError)
+		if !ok {
 			continue
+		}
+		fmt.Fprintln(c.stderr, "opsvc: "+ee.msg)
+		if first == nil {
+			first = &exitError{code: ee.code}
+		}
+		if strings.HasPrefix(ee.msg, "cannot reach") {
+			break // once is enough
 		}
 	}
 	return first
