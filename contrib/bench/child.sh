@@ -15,14 +15,17 @@
 mode=${1:?usage: child.sh MODE TAG} tag=${2:?usage: child.sh MODE TAG}
 case $mode in
 sleep) exec -a "$tag" sleep 1000000 ;;
-graceful | ignore) exec -a "$tag" bash "${BASH_SOURCE[0]}" "in-$mode" "$tag" ;;
+graceful) exec -a "$tag" bash "${BASH_SOURCE[0]}" in-graceful "$tag" ;;
+ignore)
+	# ignored before the exec, so ignored from the instant the child is alive
+	trap '' TERM INT
+	exec -a "$tag" bash "${BASH_SOURCE[0]}" in-ignore "$tag"
+	;;
 in-graceful | in-ignore)
 	fifo=${BASH_SOURCE[0]%/*}/child.fifo
 	exec 3<>"$fifo" || exit 111
 	if [[ $mode == in-graceful ]]; then
 		trap 'read -r -t 0.2 -u 3; exit 0' TERM INT
-	else
-		trap '' TERM INT
 	fi
 	while :; do read -r -t 86400 -u 3; done
 	;;

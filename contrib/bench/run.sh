@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - `make bench`: builds opsvc, the harness, the floor program and the
-# registry benchmark, then measures opsvc, the floor and every installed peer
+# registry benchmark into contrib/bench/bin/, then measures opsvc, the floor and every installed peer
 # supervisor side by side (see contrib/bench/README.md). Options are passed
 # to the harness, e.g.:
 #
@@ -32,8 +32,9 @@ else
   cmdline="contrib/bench/run.sh${*:+ $*}"
 fi
 
+# A private opsvc binary: bin/opsvc may be rebuilt while the run goes on.
 mkdir -p "$HERE/bin"
-"$GO" build -o bin/opsvc ./cmd/opsvc
+"$GO" build -o "$HERE/bin/opsvc" ./cmd/opsvc
 "$GO" build -o "$HERE/bin/harness" ./contrib/bench/harness
 "$GO" build -o "$HERE/bin/floor" ./contrib/bench/floor
 "$GO" build -o "$HERE/bin/regbench" ./contrib/bench/regbench
@@ -45,6 +46,6 @@ if [[ -f .run-bench-go.txt && -n $(find .run-bench-go.txt -mmin -60 2>/dev/null)
   gobench=$ROOT/.run-bench-go.txt
 fi
 
-exec "$HERE/bin/harness" -repo "$ROOT" -opsvc "$ROOT/bin/opsvc" -floor "$HERE/bin/floor" \
+exec "$HERE/bin/harness" -repo "$ROOT" -opsvc "$HERE/bin/opsvc" -floor "$HERE/bin/floor" \
   -regbench "$HERE/bin/regbench" -child "$HERE/child.sh" -out "$HERE/results" \
   -gobench "$gobench" -command "$cmdline" "${args[@]}"

@@ -195,12 +195,19 @@ func (h *harness) machine() meta {
 	if out, err := command(h.ctx, 20*time.Second, nil, "go", "version"); err == nil {
 		gov = strings.TrimPrefix(strings.TrimSpace(string(out)), "go version ")
 	}
+	commit := ""
+	if out, err := command(h.ctx, 20*time.Second, nil, "git", "-C", h.opt.repo, "rev-parse", "--short", "HEAD"); err == nil {
+		commit = "commit " + strings.TrimSpace(string(out))
+		if st, err := command(h.ctx, 20*time.Second, nil, "git", "-C", h.opt.repo, "status", "--porcelain", "--untracked-files=no"); err == nil && len(st) > 0 {
+			commit += " with uncommitted changes"
+		}
+	}
 	o := h.opt
 	return meta{
 		Date: time.Now().UTC().Format(time.RFC3339), Command: o.command, NProc: runtime.NumCPU(),
 		Kernel: strings.TrimSpace(string(kernel)), OS: firstLine("/etc/os-release", "PRETTY_NAME="),
 		CPU: firstLine("/proc/cpuinfo", "model name"), MemTotal: firstLine("/proc/meminfo", "MemTotal:"),
-		GoVersion: gov, Versions: map[string]string{}, Timing: h.w.method, WorkFS: fsType(h.work),
+		GoVersion: gov, Commit: commit, Versions: map[string]string{}, Timing: h.w.method, WorkFS: fsType(h.work),
 		LoadStart: loadavg(), NList: o.ns, DetailN: o.detailN, Reps: o.reps, StopReps: o.stopReps,
 		CrashReps: o.crashReps, RapidReps: o.rapidReps, IdleS: o.idle.Seconds(), StopTimeout: o.stopTimeout.Seconds(),
 	}
@@ -285,7 +292,8 @@ func (h *harness) up(p peer, pr *peerResult, n int, mode string) (*instance, col
 		killProcs(ps, 5*time.Second)
 	}
 	h.seq++
-	in := &instance{h: h, peer: p, n: n, mode: mode, dir: filepath.Join(h.work, fmt.Sprintf("%s%d", p.name()[:2], h.seq))}
+	in := &instance{h: h, peer: p, n: n, mode: mode, dir: filepath.Join(h.work, fmt.Sprintf("%s%d", p.name()[:2], h.seq)),
+		probs: len(pr.Problems)}
 	if err := os.MkdirAll(in.dir, 0o755); err != nil {
 		return nil, cs, err
 	}
@@ -387,7 +395,7 @@ func (h *harness) down(in *instance, pr *peerResult) {
 		in.cmd.Process.Kill()
 		in.waitRoot(5 * time.Second)
 	}
-	if pr != nil && len(pr.Problems) > 0 {
+	if pr != nil && len(pr.Problems) > in.probs {
 		h.keepLogs(in)
 	}
 	if !h.opt.keepWork {

@@ -351,36 +351,34 @@ func (s *stalled) cutOff() bool {
 	}
 }
 
-// stopVariants: opsvc's waiting `opsvc stop NAME…` (graceful children), and
-// stop-all by SIGTERM to the daemon (its shutdown) in both child modes.
+// stopVariants: the other ways to stop every opsvc unit, one run each in
+// both child modes: the waiting `opsvc stop NAME…`, and SIGTERM to the
+// daemon (its shutdown).
 func (h *harness) stopVariants(p opsvcPeer, pr *peerResult) {
 	o := &h.res.Opsvc
 	limit := 60 * time.Second
-	logf("opsvc: stop-all with the waiting `opsvc stop NAME...`, graceful")
-	s, ok := h.stopAll(p, pr, "graceful", func(ctx context.Context, in *instance) error {
-		return p.stopAllWaiting(ctx, in, limit)
-	})
-	if ok {
-		if s.CmdS >= limit.Seconds()-0.5 {
-			o.StopWaitingNote = fmt.Sprintf("did not return within %v", limit)
-		} else {
-			o.StopWaitingS = ptr(s.CmdS)
-		}
+	ways := []struct {
+		via  string
+		stop func(context.Context, *instance) error
+	}{
+		{"`opsvc stop NAME…` (waits)", func(ctx context.Context, in *instance) error { return p.stopAllWaiting(ctx, in, limit) }},
+		{"SIGTERM to the daemon", func(_ context.Context, in *instance) error { return in.cmd.Process.Signal(syscall.SIGTERM) }},
 	}
-	for _, mode := range []string{"graceful", "ignore"} {
-		if h.ctx.Err() != nil || h.overBudget() {
-			return
-		}
-		logf("opsvc: stop-all by daemon SIGTERM, %s", mode)
-		s, ok := h.stopAll(p, pr, mode, func(_ context.Context, in *instance) error {
-			return in.cmd.Process.Signal(syscall.SIGTERM)
-		})
-		if ok && s.GoneS != nil {
-			if mode == "graceful" {
-				o.ShutdownGraceful = s.GoneS
-			} else {
-				o.ShutdownIgnore = s.GoneS
+	for _, way := range ways {
+		for _, mode := range []string{"graceful", "ignore"} {
+			if h.ctx.Err() != nil || h.overBudget() {
+				return
 			}
+			logf("opsvc: stop-all by %s, %s", way.via, mode)
+			s, ok := h.stopAll(p, pr, mode, way.stop)
+			if !ok {
+				continue
+			}
+			s.Via = way.via
+			if s.CmdS >= limit.Seconds()-0.5 {
+				s.Note = fmt.Sprintf("the command did not return within %v", limit)
+			}
+			o.StopVariants = append(o.StopVariants, s)
 		}
 	}
 }

@@ -25,6 +25,7 @@ type instance struct {
 	roots []int  // the supervisor's top pid(s)
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when cmd has exited
+	probs int           // problems of the peer before this instance
 }
 
 func prog(i int) string { return fmt.Sprintf("p%04d", i) }

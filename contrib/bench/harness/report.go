@@ -29,6 +29,7 @@ type meta struct {
 	CPU         string            `json:"cpu"`
 	MemTotal    string            `json:"mem_total"`
 	GoVersion   string            `json:"go"`
+	Commit      string            `json:"commit"`
 	Versions    map[string]string `json:"versions"`
 	Timing      string            `json:"timing"` // proc connector or polling
 	WorkFS      string            `json:"work_fs"`
@@ -94,21 +95,17 @@ type stopSample struct {
 
 // opsvcExtra holds the figures only opsvc has.
 type opsvcExtra struct {
-	ReloadS          []float64   `json:"reload_s"`             // edit → new pid of the changed unit
-	ReloadReadyS     []float64   `json:"reload_ready_s"`       // edit → its unit.ready event received
-	ReloadOthers     *int        `json:"reload_other_stopped"` // unit.stopped of units not edited
-	ReloadEdited     int         `json:"reload_edited_stopped"`
-	LoopIdleMS       []float64   `json:"loop_idle_ms"`    // GET /v1/units round trips, quiet daemon
-	LoopChurnMS      []float64   `json:"loop_churn_ms"`   // while children are being killed
-	LoopStalledMS    []float64   `json:"loop_stalled_ms"` // the same, plus one stalled subscriber
-	StalledCut       *bool       `json:"stalled_cut_off"` // bus.lagged seen by the stalled subscriber
-	StalledEvents    int         `json:"churn_events"`    // events published during the stalled phase
-	Registry         []regSample `json:"registry"`
-	Notes            []string    `json:"notes,omitempty"`
-	StopWaitingS     *float64    `json:"stop_waiting_s,omitempty"`
-	StopWaitingNote  string      `json:"stop_waiting_note,omitempty"`
-	ShutdownGraceful *float64    `json:"shutdown_graceful_s,omitempty"`
-	ShutdownIgnore   *float64    `json:"shutdown_ignore_s,omitempty"`
+	ReloadS       []float64    `json:"reload_s"`             // edit → new pid of the changed unit
+	ReloadReadyS  []float64    `json:"reload_ready_s"`       // edit → its unit.ready event received
+	ReloadOthers  *int         `json:"reload_other_stopped"` // unit.stopped of units not edited
+	ReloadEdited  int          `json:"reload_edited_stopped"`
+	LoopIdleMS    []float64    `json:"loop_idle_ms"`    // GET /v1/units round trips, quiet daemon
+	LoopChurnMS   []float64    `json:"loop_churn_ms"`   // while children are being killed
+	LoopStalledMS []float64    `json:"loop_stalled_ms"` // the same, plus one stalled subscriber
+	StalledCut    *bool        `json:"stalled_cut_off"` // bus.lagged seen by the stalled subscriber
+	StalledEvents int          `json:"churn_events"`    // events published during the stalled phase
+	Registry      []regSample  `json:"registry"`
+	StopVariants  []stopSample `json:"stop_variants"` // other ways to stop every unit
 }
 
 // regSample is one run of the registry benchmark.
@@ -348,6 +345,9 @@ func ratio(a, b value) string {
 	if !a.ok || !b.ok || b.v == 0 {
 		return "—"
 	}
+	if r := a.v / b.v; r < 0.1 {
+		return fmt.Sprintf("%.3f×", r)
+	}
 	return fmt.Sprintf("%.2f×", a.v/b.v)
 }
 
@@ -427,7 +427,11 @@ func (r *results) writeMarkdown(w io.Writer) {
 		"Load average %s at the start, %s at the end; the run took %.0f s.\n",
 		m.Reps, m.StopReps, m.CrashReps, m.RapidReps, m.LoadStart, m.LoadEnd, m.DurationS)
 	if m.Command != "" {
-		fmt.Fprintf(w, "Command: `%s`.\n", m.Command)
+		fmt.Fprintf(w, "Command: `%s`", m.Command)
+		if m.Commit != "" {
+			fmt.Fprintf(w, " at %s", m.Commit)
+		}
+		fmt.Fprintf(w, ".\n")
 	}
 	var skipped []string
 	for _, p := range r.Peers {
@@ -502,21 +506,19 @@ func (r *results) writeOpsvcOnly(w io.Writer) {
 		line(fmt.Sprintf("registry: locked updates/s, %d processes, state dir on %s (%d updates, %d lost)", g.Procs, g.FS, g.Updates, g.Lost),
 			text(fmt.Sprintf("%.0f/s", g.PerSec)))
 	}
-	if o.StopWaitingS != nil || o.StopWaitingNote != "" {
-		v := value{note: o.StopWaitingNote}
-		if o.StopWaitingS != nil {
-			v = value{v: *o.StopWaitingS, unit: "s", ok: true, note: o.StopWaitingNote}
+	for _, v := range o.StopVariants {
+		what := "graceful"
+		if v.Mode == "ignore" {
+			what = "TERM ignored"
 		}
-		line(fmt.Sprintf("stop-all, graceful, with the waiting `opsvc stop NAME…` (N=%d): command returned", r.Meta.DetailN), v)
-	}
-	if o.ShutdownGraceful != nil {
-		line(fmt.Sprintf("stop-all by daemon SIGTERM, graceful (N=%d): all gone", r.Meta.DetailN), value{v: *o.ShutdownGraceful, unit: "s", ok: true})
-	}
-	if o.ShutdownIgnore != nil {
-		line(fmt.Sprintf("stop-all by daemon SIGTERM, TERM ignored (N=%d): all gone", r.Meta.DetailN), value{v: *o.ShutdownIgnore, unit: "s", ok: true})
-	}
-	for _, n := range o.Notes {
-		fmt.Fprintf(w, "\n%s\n", n)
+		x := text("not all gone")
+		if v.GoneS != nil {
+			x = text(fmt.Sprintf("%.3f s / %.3f s", *v.GoneS, v.CmdS))
+		}
+		if v.Note != "" {
+			x.note += " (" + v.Note + ")"
+		}
+		line(fmt.Sprintf("stop-all, %s, by %s (N=%d): all gone / command returned", what, v.Via, r.Meta.DetailN), x)
 	}
 }
 
