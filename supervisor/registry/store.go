@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -79,6 +80,13 @@ type Store struct {
 	archiveCap int
 	now        func() time.Time
 	newID      func(time.Time) string
+
+	// cache maps a chain's line in registry.json, as last read or written,
+	// to its decoded chain: most lines are unchanged between updates, and
+	// decoding them again is most of an update's cost. Callers get copies.
+	mu    sync.Mutex
+	cache map[string]*Chain
+	byID  map[string]string // chain id → its cached line
 }
 
 // Open returns the Store of the state directory dir, creating the directory
@@ -211,12 +219,107 @@ func (s *Store) read() (*Registry, []byte, fs.FileMode, error) {
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("registry: read %s: %w", s.path, err)
 	}
-	chains, err := decode(data)
+	chains, err := s.decodeCached(data)
 	if err != nil {
 		return nil, nil, 0, &badData{err}
 	}
 	r.Chains = chains
 	return r, data, mode, nil
+}
+
+// header is how write starts registry.json; lines follow, one chain each.
+func header() string { return fmt.Sprintf("{\"version\":%d,\"chains\":[", Version) }
+
+// decodeCached decodes registry.json as write lays it out, one chain per
+// line, taking unchanged lines from the cache; anything else goes through
+// decode.
+func (s *Store) decodeCached(data []byte) ([]*Chain, error) {
+	body, ok := bytes.CutPrefix(data, []byte(header()))
+	if !ok {
+		return decode(data)
+	}
+	body, ok = bytes.CutSuffix(body, []byte("\n]}\n"))
+	if !ok {
+		return decode(data)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[string]*Chain)
+	var chains []*Chain
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte(","))
+		if len(line) == 0 {
+			continue
+		}
+		c, ok := s.cache[string(line)]
+		if !ok {
+			c = new(Chain)
+			if err := json.Unmarshal(line, c); err != nil || c.ID == "" {
+				return decode(data) // for its error message
+			}
+			if c.Sessions == nil {
+				c.Sessions = []Session{}
+			}
+		}
+		next[string(line)] = c
+		chains = append(chains, copyChain(c))
+	}
+	s.cache = next
+	s.byID = make(map[string]string, len(next))
+	for line, c := range next {
+		s.byID[c.ID] = line
+	}
+	return chains, nil
+}
+
+// cachedLine returns the line of a chain that equals one read or written
+// last, so it needs no encoding.
+func (s *Store) cachedLine(c *Chain) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	line, ok := s.byID[c.ID]
+	if !ok {
+		return nil, false
+	}
+	if old := s.cache[line]; old == nil || !sameChain(old, c) {
+		return nil, false
+	}
+	return []byte(line), true
+}
+
+// sameChain is a strict equality (== on every field): a false "different"
+// only costs an encoding.
+func sameChain(a, b *Chain) bool {
+	if len(a.Sessions) != len(b.Sessions) {
+		return false
+	}
+	for i := range a.Sessions {
+		if a.Sessions[i] != b.Sessions[i] {
+			return false
+		}
+	}
+	return a.ID == b.ID && a.Unit == b.Unit && a.Task == b.Task && a.Status == b.Status &&
+		a.StartedAt == b.StartedAt && a.UpdatedAt == b.UpdatedAt && a.ProjectDir == b.ProjectDir &&
+		a.RestartedFrom == b.RestartedFrom && a.Config == b.Config && a.TotalCostUSD == b.TotalCostUSD &&
+		a.TotalTurns == b.TotalTurns && a.TotalDurationMS == b.TotalDurationMS &&
+		a.ConsecutiveErrors == b.ConsecutiveErrors
+}
+
+// remember puts freshly written lines in the cache.
+func (s *Store) remember(lines map[string]*Chain) {
+	s.mu.Lock()
+	s.cache = lines
+	s.byID = make(map[string]string, len(lines))
+	for line, c := range lines {
+		s.byID[c.ID] = line
+	}
+	s.mu.Unlock()
+}
+
+func copyChain(c *Chain) *Chain {
+	cp := *c
+	cp.Sessions = append(make([]Session, 0, len(c.Sessions)), c.Sessions...)
+	return &cp
 }
 
 // decode parses the content of registry.json.
@@ -280,7 +383,8 @@ func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
 	// One chain per line: readable with grep and cheaper than indenting.
 	var buf bytes.Buffer
 	buf.Grow(len(old) + 1024)
-	fmt.Fprintf(&buf, "{\"version\":%d,\"chains\":[", Version)
+	buf.WriteString(header())
+	lines := make(map[string]*Chain, len(r.Chains))
 	first := true
 	for _, c := range r.Chains {
 		if c == nil {
@@ -289,9 +393,12 @@ func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
 		if c.Sessions == nil {
 			c.Sessions = []Session{}
 		}
-		line, err := json.Marshal(c)
-		if err != nil {
-			return fmt.Errorf("registry: encode chain %s: %w", c.ID, err)
+		line, ok := s.cachedLine(c)
+		if !ok {
+			var err error
+			if line, err = json.Marshal(c); err != nil {
+				return fmt.Errorf("registry: encode chain %s: %w", c.ID, err)
+			}
 		}
 		if !first {
 			buf.WriteByte(',')
@@ -299,6 +406,7 @@ func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
 		first = false
 		buf.WriteString("\n")
 		buf.Write(line)
+		lines[string(line)] = copyChain(c)
 	}
 	buf.WriteString("\n]}\n")
 	data := buf.Bytes()
@@ -317,6 +425,7 @@ func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
 	if err := syncDir(s.dir); err != nil {
 		return fmt.Errorf("registry: sync %s: %w", s.dir, err)
 	}
+	s.remember(lines)
 	return nil
 }
 

@@ -636,3 +636,52 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 	}
 }
+
+// The decoded-line cache must never leak a change that was not written.
+func TestUpdateCacheKeepsOnlyWrittenState(t *testing.T) {
+	st, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := st.Update(func(r *Registry) error {
+		id = r.CreateChain("u", "task", "/p", ChainConfig{Model: "sonnet"}, "", time.Now()).ID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if err := st.Update(func(r *Registry) error {
+		r.Find(id).Task = "changed"
+		r.Find(id).Sessions = append(r.Find(id).Sessions, Session{Index: 0})
+		return boom
+	}); err != boom {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	if err := st.View(func(r *Registry) error {
+		c := r.Find(id)
+		if c.Task != "task" || len(c.Sessions) != 0 {
+			t.Errorf("after a failed update: task %q, %d sessions; want the written state", c.Task, len(c.Sessions))
+		}
+		c.Task = "changed in a view"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(func(r *Registry) error {
+		if r.Find(id).Task != "task" {
+			t.Errorf("a View's change leaked into the next Update: %q", r.Find(id).Task)
+		}
+		r.Find(id).Task = "written"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := Open(st.Dir(), Options{})
+	fresh.View(func(r *Registry) error {
+		if r.Find(id).Task != "written" {
+			t.Errorf("a fresh store reads %q, want written", r.Find(id).Task)
+		}
+		return nil
+	})
+}
