@@ -23,12 +23,13 @@ type ExecRunner struct {
 
 	// forkMu: starts hold it shared around fork+register, the reaper holds it
 	// exclusively, so no child is reaped before it is registered.
-	forkMu sync.RWMutex
-	mu     sync.Mutex
-	procs  map[int]*execProc
-	out    *outputPoller
-	stop   chan struct{}
-	done   chan struct{}
+	forkMu  sync.RWMutex
+	mu      sync.Mutex
+	procs   map[int]*execProc
+	out     *outputPoller
+	devnull int // every worker's stdin
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
@@ -37,13 +38,19 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, stop: make(chan struct{}), done: make(chan struct{})}
+	devnull, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		out.Close()
+		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
+	}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{})}
 	if !reapAll {
 		close(r.done)
 		return r, nil
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		out.Close()
+		unix.Close(devnull)
 		return nil, fmt.Errorf("supervisor: set child subreaper: %w", err)
 	}
 	sigc := make(chan os.Signal, 1)
@@ -73,6 +80,7 @@ func (r *ExecRunner) Close() error {
 		close(r.stop)
 	}
 	<-r.done
+	unix.Close(r.devnull)
 	return r.out.Close()
 }
 
@@ -107,11 +115,6 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer devnull.Close()
 	outW, err := r.out.pipe(spec.Stdout)
 	if err != nil {
 		return nil, err
@@ -121,7 +124,7 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		unix.Close(outW)
 		return nil, err
 	}
-	files := []uintptr{devnull.Fd(), uintptr(outW), uintptr(errW)}
+	files := []uintptr{uintptr(r.devnull), uintptr(outW), uintptr(errW)}
 	for _, f := range spec.ExtraFiles {
 		files = append(files, f.Fd())
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -647,14 +646,12 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 		}
 	}
 	if (svc.Type == unit.TypeNotify || svc.Watchdog > 0) && !s.opts.NoNotifySockets {
-		dir := filepath.Join(s.opts.Paths.RuntimeDir(), "notify")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			cleanup()
-			return nil, nil, nil, err
-		}
+		// An abstract socket: no path to keep short, and reachable by a
+		// worker running as another user; senders are told apart by their
+		// credentials, not by file permissions.
 		s.notifyN++
-		path := filepath.Join(dir, strconv.Itoa(s.notifyN)+".sock")
-		srv, err := sdnotify.Listen(path, func(m sdnotify.Message) {
+		addr := "@opsvc/" + strconv.Itoa(os.Getpid()) + "/" + strconv.Itoa(s.notifyN)
+		srv, err := sdnotify.Listen(addr, func(m sdnotify.Message) {
 			s.send(unitMsg{unit: name, notify: &m})
 		})
 		if err != nil {

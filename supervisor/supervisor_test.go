@@ -723,3 +723,24 @@ func TestNotifyWatchdog(t *testing.T) {
 		t.Errorf("failed = %+v, want result watchdog", e.Data)
 	}
 }
+
+func TestNotifyFromAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a worker as another user")
+	}
+	if _, err := exec.LookPath("systemd-notify"); err != nil {
+		t.Skip("systemd-notify not installed (apt-get install systemd)")
+	}
+	// Unprivileged, systemd-notify sends with its own pid: notify_access = "all".
+	h := newHarness(t, map[string]string{
+		"n.toml": "[service]\ntype = \"notify\"\nuser = \"nobody\"\nnotify_access = \"all\"\nworking_directory = \"/\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready --status=unprivileged; echo rc=$?; exec sleep 1000\"]\n",
+	})
+	h.waitEvent("unit.ready", "n")
+	if us := h.status("n"); us.State != Active || us.StatusText != "unprivileged" {
+		t.Fatalf("status = %+v", us)
+	}
+	h.waitLog("n", "rc=")
+	if l := h.logs.Tail("n", 1); len(l) != 1 || l[0].Text != "rc=0" {
+		t.Errorf("systemd-notify as nobody: %+v, want rc=0", l)
+	}
+}
