@@ -188,7 +188,7 @@ func (c *cli) verb(verb string) error {
 	// Every unit is asked at once (the daemon orders what depends on what),
 	// then the answers are reported in the order given.
 	errs := make([]error, len(c.args.pos))
-	sem := make(chan struct{}, 64)
+	sem := make(chan struct{}, 1024)
 	c.http() // made once, shared by the requests
 	var wg sync.WaitGroup
 	for i, name := range c.args.pos {
