@@ -108,6 +108,12 @@ func (r *ExecRunner) reap() {
 
 // Start forks spec's process in a new process group.
 func (r *ExecRunner) Start(spec Spec) (Process, error) {
+	// The extra files are the child's; ours are closed however this ends.
+	defer func() {
+		for _, f := range spec.ExtraFiles {
+			f.Close()
+		}
+	}()
 	if len(spec.Argv) == 0 {
 		return nil, errors.New("supervisor: start: empty exec")
 	}
@@ -153,9 +159,6 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	// The read ends see EOF once the whole group has closed these.
 	unix.Close(outW)
 	unix.Close(errW)
-	for _, f := range spec.ExtraFiles {
-		f.Close()
-	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
 	}

@@ -310,9 +310,21 @@ func (s *Supervisor) reconcile() time.Time {
 		now := s.now()
 		acts, wake := Plan(s.desired, obs, now)
 		changed := false
+		var starts []*launch
 		for _, a := range acts {
+			if a.Kind == ActStart {
+				starts = append(starts, s.startPrepare(a.Unit, s.rt(a.Unit), s.desired[a.Unit], now, a.Reason))
+				changed = true
+				continue
+			}
 			if s.apply(a, now) {
 				changed = true
+			}
+		}
+		if len(starts) > 0 {
+			s.forkAll(starts)
+			for _, l := range starts {
+				s.startFinish(l)
 			}
 		}
 		s.checkWaiters()
@@ -350,9 +362,6 @@ func (s *Supervisor) apply(a Action, now time.Time) bool {
 	rt := s.rt(a.Unit)
 	d := s.desired[a.Unit]
 	switch a.Kind {
-	case ActStart:
-		s.start(a.Unit, rt, d, now, a.Reason)
-		return true
 	case ActStop:
 		s.stop(a.Unit, rt, a.Stop, now, a.Reason)
 		return true
@@ -398,7 +407,9 @@ func (s *Supervisor) apply(a Action, now time.Time) bool {
 	return false
 }
 
-func (s *Supervisor) start(name string, rt *runtime, d Desired, now time.Time, reason string) {
+// startPrepare records a start and prepares its process; forkAll and
+// startFinish complete it.
+func (s *Supervisor) startPrepare(name string, rt *runtime, d Desired, now time.Time, reason string) *launch {
 	u := d.Unit
 	svc := u.Service
 	if !rt.RestartAt.IsZero() && rt.Gen >= d.StartGen {
@@ -419,27 +430,74 @@ func (s *Supervisor) start(name string, rt *runtime, d Desired, now time.Time, r
 	s.setState(name, rt, Activating, "start")
 	s.publish("unit.starting", name, 0, map[string]any{"reason": reason})
 
-	holder := &procHolder{}
-	proc, ch, ns, err := s.spawn(name, u, rt, func() {
+	l := &launch{name: name, rt: rt, svc: svc, now: now, holder: &procHolder{}}
+	l.spec, l.ch, l.ns, l.cleanup, l.err = s.prepareSpawn(name, u, rt, func() {
 		s.exitMu.Lock()
-		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: holder})
+		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: l.holder})
 		s.exitMu.Unlock()
 		select {
 		case s.exitSig <- struct{}{}:
 		default:
 		}
 	})
-	if err != nil {
-		rt.lastError = err.Error()
-		s.logf("%s: %v", name, err)
+	return l
+}
+
+// forkAll forks prepared starts, several at once: a fork waits for its
+// child's exec, and those waits overlap.
+func (s *Supervisor) forkAll(ls []*launch) {
+	var todo []*launch
+	for _, l := range ls {
+		if l.err == nil {
+			todo = append(todo, l)
+		}
+	}
+	fork := func(l *launch) {
+		l.proc, l.err = s.opts.Runner.Start(l.spec)
+	}
+	if len(todo) == 1 {
+		fork(todo[0])
+		return
+	}
+	next := make(chan *launch)
+	var wg sync.WaitGroup
+	for i := 0; i < min(len(todo), forkers); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range next {
+				fork(l)
+			}
+		}()
+	}
+	for _, l := range todo {
+		next <- l
+	}
+	close(next)
+	wg.Wait()
+}
+
+// forkers is how many forks run at once.
+const forkers = 4
+
+// startFinish records the outcome of a fork.
+func (s *Supervisor) startFinish(l *launch) {
+	name, rt, svc, now := l.name, l.rt, l.svc, l.now
+	if l.err != nil {
+		if l.cleanup != nil {
+			l.cleanup()
+		}
+		rt.lastError = l.err.Error()
+		s.logf("%s: %v", name, l.err)
 		// An exec failure counts as a failed run (systemd's 203/EXEC).
 		rt.Running = false
 		s.afterExit(name, rt, ExitStatus{Code: 203}, 0, "")
 		return
 	}
+	proc, ch := l.proc, l.ch
 	rt.lastError = ""
-	holder.proc = proc
-	rt.proc, rt.channel, rt.notify = proc, ch, ns
+	l.holder.proc = proc
+	rt.proc, rt.channel, rt.notify = proc, ch, l.ns
 	rt.PID = proc.PID()
 	rt.Running = true
 	rt.startedAt = now
@@ -602,7 +660,24 @@ func (s *Supervisor) afterExit(name string, rt *runtime, st ExitStatus, ran time
 }
 
 // spawn starts a unit's process with its channel and notify socket.
-func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()) (Process, *worker.Channel, *sdnotify.Server, error) {
+// launch is a start prepared on the loop, forked by forkAll.
+type launch struct {
+	name    string
+	rt      *runtime
+	svc     unit.Service
+	now     time.Time
+	holder  *procHolder
+	spec    Spec
+	ch      *worker.Channel
+	ns      *sdnotify.Server
+	cleanup func() // undoes the preparation when the fork fails
+	proc    Process
+	err     error
+}
+
+// prepareSpawn makes everything a unit's process needs but the process: its
+// channel, notify socket, environment and output writers.
+func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rt *runtime, onExit func()) (Spec, *worker.Channel, *sdnotify.Server, func(), error) {
 	svc := u.Service
 	extra := map[string]string{
 		"OPSVC_UNIT": name,
@@ -628,7 +703,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 	if svc.Type == unit.TypeOrchestrator {
 		cfg, err := json.Marshal(s.orchestratorConfig(u.Orchestrator))
 		if err != nil {
-			return nil, nil, nil, err
+			return Spec{}, nil, nil, nil, err
 		}
 		argv = []string{s.opts.Executable, "worker", "orchestrator"}
 		extra["OPSVC_ORCHESTRATOR"] = string(cfg)
@@ -637,7 +712,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 	if svc.Type == unit.TypeIPC || svc.Type == unit.TypeOrchestrator {
 		c, child, err := worker.NewChannel()
 		if err != nil {
-			return nil, nil, nil, err
+			return Spec{}, nil, nil, nil, err
 		}
 		ch, files = c, []*os.File{child}
 		for _, kv := range worker.ChildEnv(name, svc.Watchdog) {
@@ -656,7 +731,7 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 		})
 		if err != nil {
 			cleanup()
-			return nil, nil, nil, err
+			return Spec{}, nil, nil, nil, err
 		}
 		ns = srv
 		extra["NOTIFY_SOCKET"] = srv.Addr()
@@ -667,12 +742,12 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 	env, err := unitEnv(s.env, svc, extra)
 	if err != nil {
 		cleanup()
-		return nil, nil, nil, err
+		return Spec{}, nil, nil, nil, err
 	}
 	cred, err := credential(svc)
 	if err != nil {
 		cleanup()
-		return nil, nil, nil, err
+		return Spec{}, nil, nil, nil, err
 	}
 	dir := svc.WorkingDirectory
 	if dir == "" {
@@ -684,13 +759,15 @@ func (s *Supervisor) spawn(name string, u *unit.Unit, rt *runtime, onExit func()
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rt.fields, now: s.now}
 		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rt.fields, now: s.now}
 	}
-	proc, err := s.opts.Runner.Start(spec)
-	files = nil // the runner closed them
-	if err != nil {
-		cleanup()
-		return nil, nil, nil, err
-	}
-	return proc, ch, ns, nil
+	// The runner closes the extra files whether or not the fork works.
+	return spec, ch, ns, func() {
+		if ch != nil {
+			ch.Close()
+		}
+		if ns != nil {
+			ns.Close()
+		}
+	}, nil
 }
 
 // pumpIPC forwards a worker's messages to the loop.
