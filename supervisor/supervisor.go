@@ -556,11 +556,16 @@ func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Tim
 	s.setState(name, rt, Deactivating, "stop")
 	s.publish("unit.stopping", name, rt.PID, map[string]any{"reason": reason})
 	if rt.channel != nil && (svc.Type == unit.TypeIPC || svc.Type == unit.TypeOrchestrator) {
-		err := rt.channel.Send(worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain})
-		if err == nil {
-			return
-		}
-		s.logf("%s: shutdown message: %v; sending %s", name, err, svc.StopSignal)
+		// Sent off the loop: a worker that does not read its channel may hold
+		// a write for up to a second. If it cannot be told, the stop
+		// deadline's SIGKILL ends it (ipc workers get no signal).
+		ch, msg := rt.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
+		go func() {
+			if err := ch.Send(msg); err != nil {
+				s.logf("%s: shutdown message: %v; it is killed at its stop deadline", name, err)
+			}
+		}()
+		return
 	}
 	sig, err := ParseSignal(svc.StopSignal)
 	if err != nil {
