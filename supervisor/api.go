@@ -302,9 +302,15 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 			w8 = &waiter{ctx: r.Context(), unit: name, check: startDone}
 		case "stop":
 			d.Want = false
-			if drain {
-				if rt := s.units[name]; rt != nil {
+			if rt := s.units[name]; rt != nil {
+				switch {
+				case drain:
 					rt.drain = true
+				case rt.Stopping && rt.drain:
+					// A plain stop cuts a drain short: the stop deadline is
+					// armed again, and SIGKILL follows it.
+					rt.drain = false
+					s.stop(name, rt, rt.StopReason, s.now(), "stop without drain")
 				}
 			}
 			w8 = &waiter{ctx: r.Context(), unit: name, check: stopDone}
