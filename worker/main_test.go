@@ -83,8 +83,9 @@ func childFull() int {
 			switch cmd.Name {
 			case "add":
 				var a struct{ A, B int }
-				if err := json.Unmarshal(cmd.Args, &a); err != nil {
-					err = cmd.Reply(nil, err)
+				var err error
+				if uerr := json.Unmarshal(cmd.Args, &a); uerr != nil {
+					err = cmd.Reply(nil, uerr)
 				} else {
 					err = cmd.Reply(map[string]int{"sum": a.A + a.B}, nil)
 				}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/opsvc/opsvc/config"
@@ -168,19 +167,4 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%dh %dmin ago", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-}
-
-func quoteArgs(a []string) string {
-	var b strings.Builder
-	for i, s := range a {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if strings.ContainsAny(s, " \t\"'") {
-			fmt.Fprintf(&b, "%q", s)
-		} else {
-			b.WriteString(s)
-		}
-	}
-	return b.String()
 }
