@@ -17,7 +17,7 @@ type Paths struct {
 // production, a map in tests.
 type Env func(key string) string
 
-// DefaultPaths resolves the paths of DESIGN §3 for a process with effective
+// DefaultPaths resolves the daemon's paths for a process with effective
 // uid euid: the OPSVC_* variable, then systemd's $RUNTIME_DIRECTORY,
 // $STATE_DIRECTORY and $CONFIGURATION_DIRECTORY, then the root or XDG
 // defaults. Flags, when given, override the result field by field.

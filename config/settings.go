@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Settings are the daemon's settings: the file opsvc.toml (DESIGN §8), also
+// Settings are the daemon's settings: the file opsvc.toml, also
 // read and replaced as JSON through GET and PUT /v1/settings.
 type Settings struct {
 	Orchestrator OrchestratorSettings `json:"orchestrator" toml:"orchestrator"`
@@ -43,7 +43,7 @@ type ControlSettings struct {
 	Listen string `json:"listen" toml:"listen"`
 }
 
-// Bounds of the [orchestrator] values (DESIGN §8).
+// Bounds of the [orchestrator] values.
 const (
 	MinMaxTurns         = 1
 	MaxMaxTurns         = 200

@@ -4,13 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/opsvc/opsvc/unit/regfile"
+	"github.com/opsvc/opsvc/unit/suggest"
+	"github.com/opsvc/opsvc/unit/tomldoc"
 )
+
+// MaxSettingsSize bounds opsvc.toml.
+const MaxSettingsSize = tomldoc.MaxFileSize
 
 // kind is the TOML type a settings key takes.
 type kind int
@@ -64,36 +69,41 @@ func lookupField(table, key string) (field, bool) {
 // LoadSettings reads opsvc.toml at path. A missing file means the defaults.
 // Problems are reported all at once (errors.Join of *Problem, each
 // FILE:LINE:COL: message (hint)): syntax, unknown keys with a did-you-mean,
-// wrong types, and values out of bounds (never clamped).
+// wrong types, and values out of bounds (never clamped). A path that is not
+// a regular file is refused without waiting on it, and so is a file over
+// MaxSettingsSize bytes.
 func LoadSettings(path string) (Settings, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, MaxSettingsSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return DefaultSettings(), nil
 	}
 	if err != nil {
-		return Settings{}, fmt.Errorf("config: read settings %s: %w", path, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return Settings{}, fmt.Errorf("config: read settings %s: %w (point --config or OPSVC_CONFIG at a short TOML file)", path, err)
 	}
 	return ParseSettings(path, data)
 }
 
 // ParseSettings parses the content of an opsvc.toml; name is the file name
 // used in errors. Keys it does not set keep their defaults. On error the
-// Settings are zero.
+// Settings are zero. A document past the bounds on keys, tables, nesting
+// and key length is not decoded, and a decode that takes too long is given
+// up.
 func ParseSettings(name string, data []byte) (Settings, error) {
-	var raw map[string]any
-	md, err := toml.Decode(string(data), &raw)
+	text := string(data)
+	doc, err := tomldoc.Decode(text, tomldoc.FileLimits(), tomldoc.DecodeTimeout)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return Settings{}, &Problem{File: name, Line: pe.Position.Line, Col: max(pe.Position.Col, 1), Msg: pe.Message}
-		}
-		return Settings{}, fmt.Errorf("config: parse %s: %w", name, err)
+		return Settings{}, decodeError(name, text, err)
 	}
-	loc := locate(data)
+	raw, md := doc.Data, doc.Meta
+	idx := tomldoc.NewIndex(text)
 	var errs []error
 	problem := func(key toml.Key, atValue bool, msg, hint string) {
-		line, col := loc.find(key, atValue)
-		errs = append(errs, &Problem{File: name, Line: line, Col: col, Field: strings.Join(key, "."), Msg: msg, Hint: hint})
+		at := find(idx, key, atValue)
+		errs = append(errs, &Problem{File: name, Line: at.Line, Col: at.Col, Field: strings.Join(key, "."), Msg: msg, Hint: hint})
 	}
 
 	s := DefaultSettings()
@@ -108,7 +118,7 @@ func ParseSettings(name string, data []byte) (Settings, error) {
 			if !slices.Contains(tables, table) {
 				problem(top, false, fmt.Sprintf("unknown key %q", table), hintTopLevel(table))
 			} else if _, ok := raw[table].(map[string]any); !ok {
-				problem(top, true, fmt.Sprintf("%s must be a table, not %s", table, typeName(raw[table])), "write ["+table+"] on a line of its own, then its keys")
+				problem(top, true, fmt.Sprintf("%s must be a table, not %s", table, tomldoc.TypeName(raw[table])), "write ["+table+"] on a line of its own, then its keys")
 			}
 		}
 		tv, isTable := raw[table].(map[string]any)
@@ -156,6 +166,35 @@ func ParseSettings(name string, data []byte) (Settings, error) {
 	return s, nil
 }
 
+// decodeError turns why text could not be decoded into problems.
+func decodeError(name, text string, err error) error {
+	var errs []error
+	for _, e := range tomldoc.Explain(text, err) {
+		p := &Problem{File: name, Line: e.Pos.Line, Col: e.Pos.Col, Msg: e.Msg}
+		if e.What != tomldoc.Syntax {
+			p.Hint = "opsvc.toml has the tables [orchestrator] and [control], with a dozen short keys"
+		}
+		errs = append(errs, p)
+	}
+	return errors.Join(errs...)
+}
+
+// find returns where key is set (its value if atValue), else where its
+// nearest parent's value is (an inline table), else the start of the file.
+func find(idx *tomldoc.Index, key []string, atValue bool) tomldoc.Pos {
+	at := idx.Key(key...)
+	if atValue {
+		at = idx.Value(key...)
+	}
+	for n := len(key) - 1; n > 0 && !at.Valid(); n-- {
+		at = idx.Value(key[:n]...)
+	}
+	if !at.Valid() {
+		return tomldoc.Pos{Line: 1, Col: 1}
+	}
+	return at
+}
+
 // convert returns v as the Go value of kind k, or describes what v is
 // instead.
 func convert(v any, k kind) (any, string) {
@@ -185,7 +224,7 @@ func convert(v any, k kind) (any, string) {
 			s, isStr := e.(string)
 			n, isInt := e.(int64)
 			if (k == kindStrings && !isStr) || (k == kindInts && !isInt) {
-				return nil, fmt.Sprintf("an array whose element %d is %s", i+1, typeName(e))
+				return nil, fmt.Sprintf("an array whose element %d is %s", i+1, tomldoc.TypeName(e))
 			}
 			strs, ints = append(strs, s), append(ints, int(n))
 		}
@@ -194,30 +233,7 @@ func convert(v any, k kind) (any, string) {
 		}
 		return ints, ""
 	}
-	return nil, typeName(v)
-}
-
-// typeName names the TOML type of a decoded value.
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case time.Time:
-		return "a date-time"
-	case map[string]any:
-		return "a table"
-	case []map[string]any:
-		return "an array of tables"
-	case []any:
-		return "an array"
-	}
-	return fmt.Sprintf("a %T", v) // local dates and times
+	return nil, tomldoc.TypeName(v)
 }
 
 // hintInTable suggests the key meant by an unknown key in a table.
@@ -228,11 +244,11 @@ func hintInTable(table, key string) string {
 			names = append(names, f.key)
 		}
 	}
-	if m := closest(key, names); m != "" {
+	if m, ok := suggest.Closest(key, names); ok {
 		return fmt.Sprintf("did you mean %q?", m)
 	}
 	for _, f := range fields {
-		if f.table != table && normalize(f.key) == normalize(key) {
+		if f.table != table && suggest.Same(f.key, key) {
 			return fmt.Sprintf("%s belongs in [%s]", f.key, f.table)
 		}
 	}
@@ -241,17 +257,17 @@ func hintInTable(table, key string) string {
 
 // hintTopLevel suggests the table meant by an unknown top-level key.
 func hintTopLevel(key string) string {
-	if m := closest(key, tables); m != "" {
+	if m, ok := suggest.Closest(key, tables); ok {
 		return fmt.Sprintf("did you mean [%s]?", m)
 	}
 	var leaves []string
 	for _, f := range fields {
 		leaves = append(leaves, f.key)
 	}
-	if m := closest(key, leaves); m != "" {
+	if m, ok := suggest.Closest(key, leaves); ok {
 		for _, f := range fields {
 			switch {
-			case f.key == m && normalize(m) == normalize(key):
+			case f.key == m && suggest.Same(m, key):
 				return fmt.Sprintf("%s belongs in [%s]", m, f.table)
 			case f.key == m:
 				return fmt.Sprintf("did you mean %s in [%s]?", m, f.table)
@@ -259,48 +275,4 @@ func hintTopLevel(key string) string {
 		}
 	}
 	return "opsvc.toml has the tables [orchestrator] and [control]"
-}
-
-func normalize(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
-
-// closest returns the candidate nearest to s, if near enough to be a typo.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 1<<30
-	ns := normalize(s)
-	for _, c := range candidates {
-		d := editDistance(ns, normalize(c))
-		if d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if bestD <= 2 || bestD <= len(s)/3 {
-		return best
-	}
-	return ""
-}
-
-// editDistance is the optimal string alignment distance: insertions,
-// deletions, substitutions and transpositions of adjacent bytes.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/gofrs/flock"
+
+	"github.com/opsvc/opsvc/config/atomicfile"
 )
 
 const settingsHeader = "# opsvc daemon settings. PUT /v1/settings rewrites this file; comments are not kept.\n\n"
@@ -50,33 +52,8 @@ func SaveSettings(path string, s Settings) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("config: save settings %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), mode); err != nil {
 		return fmt.Errorf("config: save settings %s: %w", path, err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("config: save settings %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("config: save settings %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("config: save settings %s: sync %s: %w", path, dir, err)
 	}
 	return nil
 }

@@ -353,18 +353,3 @@ func TestNoProcessImports(t *testing.T) {
 		}
 	}
 }
-
-func TestSettingsEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"max_turns", "max_turns", 0}, {"max_turn", "max_turns", 1}, {"modle", "model", 1},
-		{"lisen", "listen", 1}, {"abc", "", 3}, {"group", "model", 5},
-	}
-	for _, tt := range tests {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/opsvc/opsvc/config/atomicfile"
 )
 
 // File names inside the state directory.
@@ -21,7 +23,6 @@ const (
 	FileName    = "registry.json"          // the registry
 	LockName    = "registry.lock"          // sidecar lock file (the data file's inode changes on every write)
 	ArchiveName = "registry-archive.jsonl" // archived chains, one JSON object per line, append only
-	tempName    = "registry.json.tmp"      // written only under the exclusive lock, then renamed over FileName
 )
 
 // Version is the registry.json schema version this package reads and writes.
@@ -373,7 +374,7 @@ func (s *Store) keepAsideIfCorrupt(err error) error {
 		ce.Err = fmt.Errorf("%w; moving it aside: %v", bad.err, err)
 		return ce
 	}
-	_ = syncDir(s.dir)
+	_ = atomicfile.SyncDir(s.dir)
 	ce.Aside = aside
 	return ce
 }
@@ -413,41 +414,11 @@ func (s *Store) write(r *Registry, old []byte, mode fs.FileMode) error {
 	if bytes.Equal(data, old) {
 		return nil
 	}
-	tmp := filepath.Join(s.dir, tempName)
-	if err := writeSynced(tmp, data, mode); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("registry: write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("registry: replace %s: %w", s.path, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("registry: sync %s: %w", s.dir, err)
+	if err := atomicfile.Write(s.path, data, mode); err != nil {
+		return fmt.Errorf("registry: write %s: %w", s.path, err)
 	}
 	s.remember(lines)
 	return nil
-}
-
-// writeSynced writes data to a fresh file at path and fsyncs it.
-func writeSynced(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // appendArchive appends chains to the archive, one per line, and fsyncs it.
@@ -489,7 +460,7 @@ func (s *Store) appendArchive(chains []Chain) error {
 		return fmt.Errorf("registry: archive chains: sync %s: %w", path, err)
 	}
 	if fi.Size() == 0 {
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("registry: archive chains: sync %s: %w", s.dir, err)
 		}
 	}
