@@ -1,12 +1,10 @@
 package supervisor
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/user"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -61,13 +59,8 @@ func unitEnv(base []string, svc unit.Service, extra map[string]string) ([]string
 		set(k, svc.Environment[k])
 	}
 	for _, f := range svc.EnvironmentFiles {
-		optional := strings.HasPrefix(f, "-")
-		f = strings.TrimPrefix(f, "-")
-		vars, err := readEnvFile(f)
+		vars, err := unit.ReadEnvironmentFile(f)
 		if err != nil {
-			if optional && os.IsNotExist(err) {
-				continue
-			}
 			return nil, err
 		}
 		for _, kv := range vars {
@@ -89,38 +82,6 @@ func unitEnv(base []string, svc unit.Service, extra map[string]string) ([]string
 	return out, nil
 }
 
-// readEnvFile reads KEY=VALUE lines; '#' and ';' start comments; values may
-// be quoted with ' or ".
-func readEnvFile(path string) ([][2]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out [][2]string
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" {
-			return nil, fmt.Errorf("supervisor: read %s:%d: want KEY=VALUE", path, n)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out = append(out, [2]string{k, v})
-	}
-	return out, sc.Err()
-}
-
 // credential resolves user and group names for a worker; nil when neither is set.
 func credential(svc unit.Service) (*syscall.Credential, error) {
 	if svc.User == "" && svc.Group == "" {
@@ -132,21 +93,27 @@ func credential(svc unit.Service) (*syscall.Credential, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		c.Uid, c.Gid = uint32(uid), uint32(gid)
+		if c.Uid, err = parseID("user", svc.User, u.Uid); err != nil {
+			return nil, err
+		}
+		if c.Gid, err = parseID("user", svc.User, u.Gid); err != nil {
+			return nil, err
+		}
 	}
 	if svc.Group != "" {
 		g, err := user.LookupGroup(svc.Group)
 		if err != nil {
-			if id, e := strconv.Atoi(svc.Group); e == nil {
-				c.Gid = uint32(id)
+			if _, numeric, _ := unit.ParseID(svc.Group); numeric {
+				if c.Gid, err = parseID("group", svc.Group, svc.Group); err != nil {
+					return nil, err
+				}
 			} else {
 				return nil, fmt.Errorf("supervisor: group %q: %w (create it, or fix group in the unit)", svc.Group, err)
 			}
 		} else {
-			gid, _ := strconv.Atoi(g.Gid)
-			c.Gid = uint32(gid)
+			if c.Gid, err = parseID("group", svc.Group, g.Gid); err != nil {
+				return nil, err
+			}
 		}
 	}
 	c.Groups = []uint32{c.Gid}
@@ -158,11 +125,28 @@ func lookupUser(name string) (*user.User, error) {
 	if err == nil {
 		return u, nil
 	}
-	if _, e := strconv.Atoi(name); e == nil {
+	if _, numeric, e := unit.ParseID(name); numeric {
+		if e != nil { // user.LookupId would wrap it around
+			return nil, fmt.Errorf("supervisor: user %q: %v (fix user in the unit)", name, e)
+		}
 		if u, e := user.LookupId(name); e == nil {
 			return u, nil
 		}
 		return &user.User{Uid: name, Gid: name}, nil
 	}
 	return nil, fmt.Errorf("supervisor: user %q: %w (create it, or fix user in the unit)", name, err)
+}
+
+// parseID reads the id that a unit's user or group resolved to, refusing
+// one that would wrap around to another id or mean "no change" (and so run
+// the worker as the daemon's own user).
+func parseID(what, name, id string) (uint32, error) {
+	n, numeric, err := unit.ParseID(id)
+	if err == nil && !numeric {
+		err = fmt.Errorf("%q is not a number", id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("supervisor: %s %q: %v (fix %s in the unit)", what, name, err, what)
+	}
+	return n, nil
 }

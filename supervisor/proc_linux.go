@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsvc/opsvc/unit"
 )
 
 // ExecRunner forks real processes, each in its own process group. With
@@ -179,14 +180,8 @@ func lookPath(name string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
+	if p, err := unit.LookPath(name, path); err == nil {
+		return p, nil
 	}
 	return "", fmt.Errorf("supervisor: start %s: executable file not found in PATH (give an absolute path in exec, or fix PATH)", name)
 }

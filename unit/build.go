@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -17,7 +18,7 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	e := merge(layers)
 	probs := append([]Problem(nil), e.problems...)
 	add := func(o origin, msg, hint string) { probs = append(probs, problemAt(o, msg, hint)) }
-	main := origin{layers[0].src, pos{1, 1}}
+	main := origin{layers[0].src, pos{Line: 1, Col: 1}}
 	table := func(t string) origin {
 		if o, ok := e.tables[t]; ok {
 			return o
@@ -86,6 +87,14 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	svc.EnvironmentFiles = e.strs("service.environment_files")
 	svc.User, _ = e.str("service.user")
 	svc.Group, _ = e.str("service.group")
+	for _, what := range []string{"user", "group"} {
+		if v, ok := e.one["service."+what]; ok {
+			if _, _, err := ParseID(v.v.(string)); err != nil {
+				add(v.origin, fmt.Sprintf("%s = %q is not a valid %s id", what, v.v, what),
+					fmt.Sprintf("a numeric %s id is from 0 to %d; or give a %s name", what, MaxID, what))
+			}
+		}
+	}
 	if r, ok := e.str("service.restart"); ok {
 		svc.Restart = RestartPolicy(r)
 	}
@@ -109,10 +118,9 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	if na, ok := e.str("service.notify_access"); ok {
 		svc.NotifyAccess = na
 	}
-	if vs := e.list["service.success_exit_status"]; len(vs) > 0 { // [] resets to the default
-		svc.SuccessExitStatus = nil
-		for _, v := range vs {
-			svc.SuccessExitStatus = append(svc.SuccessExitStatus, int(v.v.(int64)))
+	for _, v := range e.list["service.success_exit_status"] { // 0 always counts; the list adds to it
+		if n := int(v.v.(int64)); !slices.Contains(svc.SuccessExitStatus, n) {
+			svc.SuccessExitStatus = append(svc.SuccessExitStatus, n)
 		}
 	}
 	if svc.Type == TypeOneshot && svc.Restart == RestartAlways {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"testing/fstest"
+
+	"github.com/opsvc/opsvc/unit/tomldoc"
 )
 
 // FuzzLoad feeds arbitrary bytes to the loader as a unit file, a drop-in
@@ -24,7 +26,7 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		indexPositions(string(data)) // also on documents that do not parse
+		tomldoc.NewIndex(string(data)) // also on documents that do not parse
 		fsys := fstest.MapFS{
 			"u.toml":       {Data: data},
 			"u.d/10.toml":  {Data: data},

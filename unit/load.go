@@ -3,7 +3,6 @@ package unit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -11,12 +10,15 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/opsvc/opsvc/unit/regfile"
+	"github.com/opsvc/opsvc/unit/suggest"
+	"github.com/opsvc/opsvc/unit/tomldoc"
 )
 
 // maxFileSize bounds one unit or drop-in file.
-const maxFileSize = 1 << 20
+const maxFileSize = tomldoc.MaxFileSize
 
 // Set is every unit of one units directory, with the problems of those that
 // failed to load. A Set is not changed after Load: its methods are safe for
@@ -36,11 +38,13 @@ type Set struct {
 // loader reads one units directory. stat and getenv reach the host: stat
 // for executables outside the directory, getenv for PATH.
 type loader struct {
-	fsys   fs.FS
-	dir    string // as given; used in messages and Sources
-	absDir string // absolute; relative paths resolve against it
-	stat   func(name string) (fs.FileInfo, error)
-	getenv func(key string) string
+	fsys    fs.FS
+	open    func(name string) (fs.File, error) // a file of fsys, for reading
+	dir     string                             // as given; used in messages and Sources
+	absDir  string                             // absolute; relative paths resolve against it
+	stat    func(name string) (fs.FileInfo, error)
+	getenv  func(key string) string
+	timeout time.Duration // for decoding one file
 }
 
 // source is one file of a Set.
@@ -67,6 +71,9 @@ type setting struct {
 	env  map[string]item // kEnv
 }
 
+// pos is a place in a file: 1-based line and byte column.
+type pos = tomldoc.Pos
+
 // item is one checked value: string, bool, int64, float64 or time.Duration.
 type item struct {
 	v  any
@@ -74,9 +81,23 @@ type item struct {
 }
 
 // Load reads the units directory dir. The error is only for a directory that
-// cannot be read; problems of single files are in Set.Problems.
+// cannot be read; problems of single files are in Set.Problems. A file that
+// is not a regular file is never opened in a way that could wait.
 func Load(dir string) (*Set, error) {
-	return LoadFS(os.DirFS(dir), dir)
+	ld, err := newLoader(os.DirFS(dir), dir)
+	if err != nil {
+		return nil, err
+	}
+	ld.open = openIn(dir)
+	return ld.load()
+}
+
+// openIn opens files of the directory dir for reading without waiting on
+// anything that is not a regular file.
+func openIn(dir string) func(name string) (fs.File, error) {
+	return func(name string) (fs.File, error) {
+		return regfile.Open(filepath.Join(dir, filepath.FromSlash(name)))
+	}
 }
 
 // LoadFS reads a units directory from fsys, whose root is the directory dir
@@ -85,12 +106,19 @@ func Load(dir string) (*Set, error) {
 // a fstest.MapFile executable); one outside dir, or found through PATH, is
 // checked on the host.
 func LoadFS(fsys fs.FS, dir string) (*Set, error) {
+	ld, err := newLoader(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return ld.load()
+}
+
+func newLoader(fsys fs.FS, dir string) (*loader, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("unit: load %s: %w", dir, err)
 	}
-	ld := &loader{fsys: fsys, dir: dir, absDir: abs, stat: os.Stat, getenv: os.Getenv}
-	return ld.load()
+	return &loader{fsys: fsys, open: fsys.Open, dir: dir, absDir: abs, stat: os.Stat, getenv: os.Getenv, timeout: tomldoc.DecodeTimeout}, nil
 }
 
 func (l *loader) load() (*Set, error) {
@@ -144,25 +172,34 @@ func (l *loader) entryInfo(dir string, e fs.DirEntry) (fs.FileInfo, error) {
 }
 
 func (l *loader) readFile(name string, src *source) *layer {
-	f, err := l.fsys.Open(name)
+	f, err := l.open(name)
 	if err != nil {
 		return unreadable(src, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := regfile.Read(f, maxFileSize)
+	var tl *regfile.TooLargeError
+	if errors.As(err, &tl) {
+		return failedFile(src, pos{Line: 1, Col: 1}, tl.Error(), "a unit file is a short TOML file: put long environments in environment_files")
+	}
 	if err != nil {
 		return unreadable(src, err)
 	}
-	if len(data) > maxFileSize {
-		return &layer{src: src, failed: map[string]bool{"": true}, problems: []Problem{{File: src.path, Line: 1, Col: 1,
-			Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize), Hint: "a unit file is a short TOML file"}}}
-	}
-	return parseFile(src, data)
+	return parseFile(src, data, l.timeout)
 }
 
 func unreadable(src *source, err error) *layer {
-	return &layer{src: src, failed: map[string]bool{"": true}, problems: []Problem{{File: src.path, Line: 1, Col: 1,
-		Msg: "cannot read: " + unwrapPath(err).Error(), Hint: "check that the file exists and is readable"}}}
+	hint := "check that the file exists and is readable"
+	var nr *regfile.NotRegularError
+	if errors.As(err, &nr) {
+		hint = "a unit file is a regular file"
+	}
+	return failedFile(src, pos{Line: 1, Col: 1}, "cannot read: "+unwrapPath(err).Error(), hint)
+}
+
+// failedFile is a file that cannot be used at all.
+func failedFile(src *source, at pos, msg, hint string) *layer {
+	return &layer{src: src, failed: map[string]bool{"": true}, problems: []Problem{{File: src.path, Line: at.Line, Col: at.Col, Msg: msg, Hint: hint}}}
 }
 
 // unwrapPath drops the operation and path of a *fs.PathError: messages name
@@ -203,47 +240,38 @@ func (l *loader) readDropins(dir string) []*layer {
 }
 
 // parseFile parses and checks one file on its own: syntax, known tables and
-// keys, types, durations, enums and specifiers.
-func parseFile(src *source, data []byte) *layer {
+// keys, types, durations, enums and specifiers. A file past the bounds of
+// tomldoc.FileLimits is not decoded, and a decode that takes longer than
+// timeout is given up.
+func parseFile(src *source, data []byte, timeout time.Duration) *layer {
 	l := &layer{src: src, settings: make(map[string]*setting), tables: make(map[string]pos), failed: make(map[string]bool)}
-	var doc map[string]any
-	if _, err := toml.Decode(string(data), &doc); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			// Position.Col can be off by a line's length; Start is exact.
-			at := pos{1, 1}
-			if lines := lineStarts(string(data)); pe.Position.Line >= 1 && pe.Position.Line <= len(lines) {
-				at = pos{pe.Position.Line, 1}
-				if c := pe.Position.Start - lines[pe.Position.Line-1]; c >= 0 && (pe.Position.Line == len(lines) || pe.Position.Start < lines[pe.Position.Line]) {
-					at.col = c + 1
-				}
-			}
-			l.add(at, "syntax error: "+pe.Message, "")
-		} else {
-			l.add(pos{1, 1}, "syntax error: "+err.Error(), "")
-		}
+	text := string(data)
+	d, err := tomldoc.Decode(text, tomldoc.FileLimits(), timeout)
+	if err != nil {
+		l.decodeError(text, err)
 		l.failed[""] = true
 		return l
 	}
-	idx := indexPositions(string(data))
+	doc := d.Data
+	idx := tomldoc.NewIndex(text)
 	for _, name := range sortedKeys(doc) {
 		v := doc[name]
-		kp := idx.key(pathOf(name))
+		kp := idx.Key(name)
 		if !slices.Contains(tableNames, name) {
 			l.unknownTop(name, v, kp)
 			continue
 		}
 		t, ok := v.(map[string]any)
 		if !ok {
-			l.add(kp, fmt.Sprintf("%s must be a table, not %s", name, tomlType(v)), fmt.Sprintf("write [%s] and put its keys below it", name))
+			l.add(kp, fmt.Sprintf("%s must be a table, not %s", name, tomldoc.TypeName(v)), fmt.Sprintf("write [%s] and put its keys below it", name))
 			continue
 		}
 		l.tables[name] = kp
 		for _, key := range sortedKeys(t) {
-			p := pathOf(name, key)
+			p := []string{name, key}
 			f := lookupField(name, key)
 			if f == nil {
-				l.unknownKey(name, key, idx.key(p))
+				l.unknownKey(name, key, idx.Key(p...))
 				continue
 			}
 			if st := l.check(f, t[key], p, idx); st != nil {
@@ -260,17 +288,44 @@ func parseFile(src *source, data []byte) *layer {
 	return l
 }
 
-func (l *layer) add(p pos, msg, hint string) {
-	if !p.valid() {
-		p = pos{1, 1}
+// decodeError reports why the file text could not be decoded.
+func (l *layer) decodeError(text string, err error) {
+	for _, e := range tomldoc.Explain(text, err) {
+		switch e.What {
+		case tomldoc.Syntax:
+			l.add(e.Pos, "syntax error: "+e.Msg, "")
+		default:
+			l.add(e.Pos, e.Msg, limitHint(e.What))
+		}
 	}
-	l.problems = append(l.problems, Problem{File: l.src.path, Line: p.line, Col: p.col, Msg: msg, Hint: hint})
+}
+
+// limitHint says what a unit file within the bounds looks like.
+func limitHint(what string) string {
+	switch what {
+	case tomldoc.Keys:
+		return "a unit sets a few dozen keys: put long environments in environment_files"
+	case tomldoc.Tables:
+		return "a unit has the tables [unit], [service] and [orchestrator], and an environment table"
+	case tomldoc.Nesting:
+		return "unit keys are at most three levels deep, as in service.environment.NAME"
+	case tomldoc.KeyLen:
+		return "unit keys are short names, as in service.environment.NAME"
+	}
+	return "a unit file is a short TOML file: make this one smaller or simpler"
+}
+
+func (l *layer) add(p pos, msg, hint string) {
+	if !p.Valid() {
+		p = pos{Line: 1, Col: 1}
+	}
+	l.problems = append(l.problems, Problem{File: l.src.path, Line: p.Line, Col: p.Col, Msg: msg, Hint: hint})
 }
 
 func (l *layer) unknownTop(name string, v any, p pos) {
 	if _, isTable := v.(map[string]any); isTable {
 		hint := "the tables are [unit], [service] and [orchestrator]"
-		if c, ok := closest(name, tableNames); ok {
+		if c, ok := suggest.Closest(name, tableNames); ok {
 			hint = fmt.Sprintf("did you mean [%s]?", c)
 		}
 		l.add(p, fmt.Sprintf("unknown table [%s]", name), hint)
@@ -294,7 +349,7 @@ func (l *layer) unknownKey(table, key string, p pos) {
 		}
 	}
 	if hint == "" {
-		if c, ok := closest(key, tableKeys(table)); ok {
+		if c, ok := suggest.Closest(key, tableKeys(table)); ok {
 			hint = fmt.Sprintf("did you mean %q?", c)
 		} else {
 			hint = fmt.Sprintf("the keys of [%s] are %s", table, strings.Join(tableKeys(table), ", "))
@@ -305,10 +360,10 @@ func (l *layer) unknownKey(table, key string, p pos) {
 
 // check converts the value v of field f, reporting every problem in it.
 // It returns nil when the value cannot be used.
-func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
-	kp, vp := idx.key(p), idx.val(p)
+func (l *layer) check(f *field, v any, p []string, idx *tomldoc.Index) *setting {
+	kp, vp := idx.Key(p...), idx.Value(p...)
 	wrong := func(at pos, v any, hint string) *setting {
-		l.add(at, fmt.Sprintf("%s must be %s, not %s", f.key, f.want(), tomlType(v)), hint)
+		l.add(at, fmt.Sprintf("%s must be %s, not %s", f.key, f.want(), tomldoc.TypeName(v)), hint)
 		return nil
 	}
 	one := func(x any) *setting { return &setting{key: kp, val: item{x, vp}} }
@@ -329,7 +384,7 @@ func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
 		}
 		if !slices.Contains(f.enum, s) {
 			hint := ""
-			if c, ok := closest(s, f.enum); ok {
+			if c, ok := suggest.Closest(s, f.enum); ok {
 				hint = fmt.Sprintf("did you mean %q?", c)
 			}
 			l.add(vp, fmt.Sprintf("%s = %q is not one of %s", f.key, s, quoteList(f.enum)), hint)
@@ -344,7 +399,7 @@ func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
 		sig, ok := parseSignal(s)
 		if !ok {
 			hint := `use a signal name such as "SIGTERM", "TERM" or "SIGINT"`
-			if c, ok := closest(s, signalNames); ok {
+			if c, ok := suggest.Closest(s, signalNames); ok {
 				hint = fmt.Sprintf("did you mean %q?", c)
 			}
 			l.add(vp, fmt.Sprintf("%s = %q is not a signal name", f.key, s), hint)
@@ -402,21 +457,25 @@ func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
 		if !ok {
 			hint := ""
 			if s, isStr := v.(string); isStr && f.kind == kStrings {
-				hint = fmt.Sprintf("write %s = [%q]", f.key, s)
+				words := []string{s}
+				if f.path == pathFirst { // an argv: one element per word
+					words = splitWords(s)
+				}
+				hint = fmt.Sprintf("write %s = [%s]", f.key, quoteList(words))
 			}
 			return wrong(vp, v, hint)
 		}
 		st := &setting{key: kp, list: []item{}}
 		good := true
 		for i, e := range arr {
-			ep := idx.val(elemPath(p, i))
-			if !ep.valid() {
+			ep := idx.Value(append(p[:len(p):len(p)], tomldoc.Elem(i))...)
+			if !ep.Valid() {
 				ep = vp
 			}
 			if f.kind == kStrings {
 				s, ok := e.(string)
 				if !ok {
-					l.add(ep, fmt.Sprintf("%s[%d] must be a string, not %s", f.key, i, tomlType(e)), "quote it")
+					l.add(ep, fmt.Sprintf("%s[%d] must be a string, not %s", f.key, i, tomldoc.TypeName(e)), "quote it")
 					good = false
 					continue
 				}
@@ -429,7 +488,7 @@ func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
 			}
 			n, ok := e.(int64)
 			if !ok {
-				l.add(ep, fmt.Sprintf("%s[%d] must be an integer, not %s", f.key, i, tomlType(e)), "")
+				l.add(ep, fmt.Sprintf("%s[%d] must be an integer, not %s", f.key, i, tomldoc.TypeName(e)), "")
 				good = false
 				continue
 			}
@@ -452,23 +511,23 @@ func (l *layer) check(f *field, v any, p string, idx *posIndex) *setting {
 		st := &setting{key: kp, env: make(map[string]item)}
 		good := true
 		for _, k := range sortedKeys(t) {
-			ep := pathOf(p, k)
+			ep := append(p[:len(p):len(p)], k)
 			if !validEnvName(k) {
-				l.add(idx.key(ep), fmt.Sprintf("environment variable name %q is not valid", k), "use letters, digits and _, not starting with a digit")
+				l.add(idx.Key(ep...), fmt.Sprintf("environment variable name %q is not valid", k), "use letters, digits and _, not starting with a digit")
 				good = false
 				continue
 			}
 			s, ok := t[k].(string)
 			if !ok {
-				l.add(idx.val(ep), fmt.Sprintf("environment value %s must be a string, not %s", k, tomlType(t[k])), fmt.Sprintf("quote it: %s = \"...\"", k))
+				l.add(idx.Value(ep...), fmt.Sprintf("environment value %s must be a string, not %s", k, tomldoc.TypeName(t[k])), fmt.Sprintf("quote it: %s = \"...\"", k))
 				good = false
 				continue
 			}
-			if !l.specifiersOK(f, s, idx.val(ep)) {
+			if !l.specifiersOK(f, s, idx.Value(ep...)) {
 				good = false
 				continue
 			}
-			st.env[k] = item{s, idx.val(ep)}
+			st.env[k] = item{s, idx.Value(ep...)}
 		}
 		if !good {
 			return nil
@@ -487,17 +546,6 @@ func (l *layer) specifiersOK(f *field, s string, at pos) bool {
 		return false
 	}
 	return true
-}
-
-// lineStarts returns the byte offset of the start of each line of data.
-func lineStarts(data string) []int {
-	starts := []int{0}
-	for i := 0; i < len(data); i++ {
-		if data[i] == '\n' {
-			starts = append(starts, i+1)
-		}
-	}
-	return starts
 }
 
 func sortedKeys[V any](m map[string]V) []string {

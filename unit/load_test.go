@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/opsvc/opsvc/unit/tomldoc"
 )
 
 // sh is an executable that exists on every test host; bare "sh" is found in
@@ -207,6 +209,14 @@ stop_timeout = "1s"
 			}
 			if diff := cmp.Diff([]int{0}, u.Service.SuccessExitStatus); diff != "" {
 				t.Errorf("success_exit_status reset to the default (-want +got):\n%s", diff)
+			}
+		},
+	}, {
+		name:    "success_exit_status adds to 0, as systemd's SuccessExitStatus= does",
+		dropins: map[string]string{"10.toml": "[service]\nsuccess_exit_status = [4, 0, 3]\n"},
+		check: func(t *testing.T, u *Unit) {
+			if diff := cmp.Diff([]int{0, 3, 4}, u.Service.SuccessExitStatus); diff != "" {
+				t.Errorf("success_exit_status (-want +got):\n%s", diff)
 			}
 		},
 	}, {
@@ -442,7 +452,7 @@ environment_files = ["-./opt.env", "/abs.env"]
 		"bin/tool":     "",
 	})
 	fsys["bin/tool"].Mode = 0o755
-	ld := &loader{fsys: fsys, dir: "units", absDir: "/units", stat: os.Stat,
+	ld := &loader{fsys: fsys, open: fsys.Open, dir: "units", absDir: "/units", stat: os.Stat, timeout: tomldoc.DecodeTimeout,
 		getenv: func(k string) string {
 			if k == "PATH" {
 				return "relative/bin:/nonexistent"
@@ -562,7 +572,7 @@ func TestLoadFiles(t *testing.T) {
 	if len(s.Units) != 1 || s.Units["w"] == nil {
 		t.Errorf("units = %v, want only w", s.Units)
 	}
-	if got := problemText(s.Problems["big"]); !strings.Contains(got, "larger than") {
+	if got := problemText(s.Problems["big"]); !strings.Contains(got, "/units/big.toml:1:1: file too large (262150 bytes, the limit is 262144)") {
 		t.Errorf("problems of big = %q", got)
 	}
 	if got := problemText(s.Problems["bad name"]); !strings.Contains(got, "bad file name") {

@@ -29,7 +29,7 @@ type effective struct {
 	order    []string           // paths of the files (and drop-in directories) applied, in order
 }
 
-// merge applies layers in order (DESIGN §4): tables merge key by key, a later
+// merge applies layers in order (as drop-ins do): tables merge key by key, a later
 // scalar wins, a later array appends, an explicit empty array resets, and the
 // environment table merges per variable.
 func merge(layers []*layer) *effective {

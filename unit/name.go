@@ -11,7 +11,7 @@ const maxNameLen = 128
 const allowedNames = "names use A-Z a-z 0-9 : _ . -, at most one @ (NAME@ for a template, NAME@INST for an instance), " +
 	"do not start with '.', and are at most 128 bytes"
 
-// ValidName reports whether name can name a unit (DESIGN §4): characters
+// ValidName reports whether name can name a unit: characters
 // [A-Za-z0-9:_.-], not starting with '.', at most one '@' with a non-empty
 // prefix before it ("tick@" is a template, "tick@a" an instance), at most
 // maxNameLen bytes, and no path separator.

@@ -70,7 +70,7 @@ var signalNames = []string{
 	"SIGIO", "SIGPWR", "SIGSYS",
 }
 
-// fields is the schema of DESIGN §4 and §9, in the order `opsvc cat` shows it.
+// fields is the schema of a unit file, in the order `opsvc cat` shows it.
 var fields = []field{
 	{table: tUnit, key: "description", kind: kString, spec: true},
 	{table: tUnit, key: "after", kind: kStrings, spec: true, names: true},
@@ -130,28 +130,6 @@ func tableKeys(table string) []string {
 		}
 	}
 	return keys
-}
-
-// tomlType names the TOML type of a decoded value, for messages.
-func tomlType(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case []map[string]any:
-		return "an array of tables"
-	case map[string]any:
-		return "a table"
-	default:
-		return "a date/time"
-	}
 }
 
 func (f *field) want() string {
@@ -288,45 +266,49 @@ func expandSpecifiers(s, name string) string {
 
 const specifierHint = "specifiers are %i (instance), %n (full name), %p (prefix before @) and %% (a literal %)"
 
-// levenshtein is the edit distance between a and b, in bytes, counting a
-// swap of two neighbours as one edit (optimal string alignment), so "exce"
-// is one edit from "exec".
-func levenshtein(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
+// splitWords splits a command line written as one string into its words
+// as a shell would: blanks separate words, quotes group them, a backslash
+// outside single quotes takes the next character as it is. With an
+// unclosed quote it splits at blanks only.
+func splitWords(s string) []string {
+	var (
+		words []string
+		b     strings.Builder
+		in    bool // inside a word
+		quote byte
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote == '\'' && c == '\'', quote == '"' && c == '"':
+			quote = 0
+		case quote == '"' && c == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0:
+			i++
+			b.WriteByte(s[i])
+		case quote != 0:
+			b.WriteByte(c)
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+			in = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words = append(words, b.String())
+				b.Reset()
+				in = false
 			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
+		default:
+			b.WriteByte(c)
+			in = true
 		}
 	}
-	return d[len(a)][len(b)]
-}
-
-// closest returns the candidate nearest to s, if it is near enough to be a
-// likely typo.
-func closest(s string, candidates []string) (string, bool) {
-	if len(s) > 64 {
-		return "", false
+	if quote != 0 {
+		return strings.Fields(s)
 	}
-	best, bestD := "", math.MaxInt
-	for _, c := range candidates {
-		if d := levenshtein(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
+	if in {
+		words = append(words, b.String())
 	}
-	limit := max(2, len(s)/3)
-	return best, best != "" && bestD <= limit
+	return words
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Type is how a unit's readiness and stop are decided (DESIGN §5).
+// Type is how a unit's readiness and stop are decided.
 type Type string
 
 // Unit types.
@@ -74,7 +74,7 @@ type Service struct {
 	SuccessExitStatus  []int
 }
 
-// Orchestrator is the [orchestrator] table (DESIGN §9). Zero numeric values
+// Orchestrator is the [orchestrator] table. Zero numeric values
 // mean "take the daemon's [orchestrator] setting".
 type Orchestrator struct {
 	ProjectDir           string   `json:"project_dir"`
@@ -88,7 +88,7 @@ type Orchestrator struct {
 	Resume               bool     `json:"resume"`
 }
 
-// Defaults of the [service] table (DESIGN §4).
+// Defaults of the [service] table.
 const (
 	DefaultRestartDelay       = 100 * time.Millisecond
 	DefaultRestartDelayMax    = 30 * time.Second
@@ -99,7 +99,7 @@ const (
 	DefaultStopSignal         = "SIGTERM"
 )
 
-// DefaultService returns a [service] table with every default of DESIGN §4 set.
+// DefaultService returns a [service] table with every default set.
 func DefaultService() Service {
 	return Service{
 		Type:               TypeSimple,

@@ -200,10 +200,10 @@ func (s *Set) missingRequires(deps []dependency) []Problem {
 
 func problemAt(o origin, msg, hint string) Problem {
 	at := o.at
-	if !at.valid() {
-		at = pos{1, 1}
+	if !at.Valid() {
+		at = pos{Line: 1, Col: 1}
 	}
-	return Problem{File: o.src.path, Line: at.line, Col: at.col, Msg: msg, Hint: hint}
+	return Problem{File: o.src.path, Line: at.Line, Col: at.Col, Msg: msg, Hint: hint}
 }
 
 // findCycles finds dependency cycles through requires and after, and
@@ -301,13 +301,8 @@ func (l *loader) checkInPath(o origin, label, name string, e *effective, add fun
 	if v, ok := e.env["PATH"]; ok {
 		search = v.v.(string)
 	}
-	for _, d := range filepath.SplitList(search) {
-		if !filepath.IsAbs(d) {
-			continue
-		}
-		if fi, err := l.statAbs(filepath.Join(d, name)); err == nil && !fi.IsDir() && executable(fi) {
-			return
-		}
+	if _, err := lookPath(name, search, l.statAbs); err == nil {
+		return
 	}
 	add(o, fmt.Sprintf("%s %q is not found in PATH", label, name),
 		fmt.Sprintf("PATH is searched again when the unit starts; install %s, or give its absolute path", name))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
 )
 
@@ -126,22 +127,8 @@ func findAgent(name string, env []string) (string, error) {
 		return abs, nil
 	}
 	path := lookupEnv(env, "PATH")
-	var firstErr error
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue // a relative PATH entry would depend on project_dir
-		}
-		p := filepath.Join(dir, name)
-		err := checkExecutable(p)
-		if err == nil {
-			return p, nil
-		}
-		if firstErr == nil && !errors.Is(err, fs.ErrNotExist) {
-			firstErr = fmt.Errorf("agent %s: %w", p, err)
-		}
-	}
-	if firstErr != nil {
-		return "", firstErr
+	if p, err := unit.LookPath(name, path); err == nil {
+		return p, nil
 	}
 	return "", fmt.Errorf("agent %q: not found in PATH %q (install it, or give its absolute path in agent)", name, path)
 }
