@@ -11,7 +11,8 @@ import (
 
 // FuzzLoad feeds arbitrary bytes to the loader as a unit file, a drop-in
 // and a template. It must never panic, and every result must be well formed.
-// The seeds are the golden inputs, so go test runs them.
+// The seeds are the golden inputs and testdata/fuzz/FuzzLoad (files past
+// the bounds on keys, tables, nesting and key length), so go test runs them.
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.toml"))
 	dropins, _ := filepath.Glob(filepath.Join("testdata", "*.d", "*.toml"))
