@@ -41,6 +41,13 @@ type ControlSettings struct {
 	// Listen is an optional TCP address ("127.0.0.1:7070") for the control
 	// API besides the socket; "" means none.
 	Listen string `json:"listen" toml:"listen"`
+	// TLSCert and TLSKey are PEM files (relative to the directory of
+	// opsvc.toml) that make Listen serve HTTPS; both or neither.
+	TLSCert string `json:"tls_cert" toml:"tls_cert"`
+	TLSKey  string `json:"tls_key" toml:"tls_key"`
+	// AllowPlaintext lets Listen serve plain HTTP on an address that is not
+	// loopback.
+	AllowPlaintext bool `json:"allow_plaintext" toml:"allow_plaintext"`
 }
 
 // Bounds of the [orchestrator] values (DESIGN §8).
@@ -178,6 +185,12 @@ func (s Settings) check() []valueProblem {
 		if err := checkListen(c.Listen); err != nil {
 			add("control.listen", fmt.Sprintf("control.listen %q: %v", c.Listen, err), `write HOST:PORT such as "127.0.0.1:7070", or "" for none`)
 		}
+	}
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("control.tls_cert", "control.tls_cert is set without control.tls_key", "set both to PEM files, or neither")
+	case c.TLSCert == "" && c.TLSKey != "":
+		add("control.tls_key", "control.tls_key is set without control.tls_cert", "set both to PEM files, or neither")
 	}
 	return ps
 }
