@@ -30,7 +30,7 @@ export function mount(main, ctx) {
       replace(tbody, h('tr', {}, h('td', { colspan: 8 }, empty(chains.length ? 'No chain has this status.' : 'No chains yet. Orchestrator units record theirs here.'))));
       return;
     }
-    replace(tbody, shown.map(c => h('tr', { 'data-chain': c.id, 'data-status': c.status },
+    replace(tbody, shown.map(c => h('tr', { 'data-chain': c.id, 'data-status': c.status, 'data-sessions': c.sessions },
       h('th', { scope: 'row' }, chainLink(c.id), c.restarted_from ? h('div', { class: 'desc' }, 'resumes ', chainLink(c.restarted_from)) : null),
       h('td', {}, statusBadge(c.status)),
       h('td', {}, unitLink(c.unit)),

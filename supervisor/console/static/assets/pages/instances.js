@@ -43,7 +43,7 @@ export function mount(main, ctx) {
       notice.hidden = false;
       const units = (await api.get('/v1/units')).units || [];
       list = units.filter(u => u.type === 'orchestrator' && u.name.includes('@')).map(u => ({
-        id: u.name.slice(u.name.indexOf('@') + 1), unit: u.name, state: u.state, pid: u.pid, since: u.since, chain: null,
+        id: u.name.slice(u.name.indexOf('@') + 1), unit: u.name, state: u.state, pid: u.pid, since: u.since, chain: null, viaUnits: true,
       }));
     }
     if (!list.length) {
@@ -69,8 +69,10 @@ export function mount(main, ctx) {
 function row(ctx, i, query) {
   const running = i.state === 'active' || i.state === 'activating';
   const c = i.chain;
-  const base = `/api/orchestrator/${enc(i.id)}`;
-  const q = query();
+  // Without the instance routes, the unit's own routes (which cannot pass
+  // a task) stand in.
+  const base = i.viaUnits ? `/v1/units/${enc(i.unit)}` : `/api/orchestrator/${enc(i.id)}`;
+  const q = i.viaUnits ? '' : query();
   const btn = (action, label, path) => h('button', {
     type: 'button', class: 'btn', 'data-action': action, 'aria-label': `${label} ${i.unit}`,
     onclick: ev => ctx.act(ev.currentTarget, path),

@@ -58,7 +58,7 @@ export function mount(main, ctx, name) {
         h('td', { class: 'mono' }, a.table ? `[${a.table}]` : ''),
         h('th', { scope: 'row', class: 'mono' }, a.key),
         h('td', { class: 'mono value' }, a.value),
-        h('td', { class: `mono source${a.source === '(default)' ? ' muted' : ''}` }, a.source)));
+        h('td', { class: `mono source${a.source === '(default)' ? ' muted' : ''}`, title: a.source }, a.source.split('/').pop())));
       replace(defBody, h('table', { class: 'grid compact', id: 'definition' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Table'), h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, 'Value'), h('th', { scope: 'col' }, 'Source'))),
         h('tbody', {}, rows)));
@@ -73,7 +73,10 @@ export function mount(main, ctx, name) {
   logBox.addEventListener('scroll', () => {
     stick = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
   });
+  const noneYet = h('li', { class: 'none' }, 'No output yet.');
+  logBox.append(noneYet);
   const addLog = l => {
+    noneYet.remove();
     const li = h('li', { class: `ll-${l.stream}` },
       h('time', { datetime: l.time }, fmtTime(l.time)), ' ',
       l.stream === 'stderr' ? h('span', { class: 'stream' }, 'err') : null,
