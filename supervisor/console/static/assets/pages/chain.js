@@ -52,7 +52,7 @@ export function mount(main, ctx, id) {
           h('td', { class: 'num' }, fmtUSD(s.cost_usd)),
           h('td', { class: 'num' }, `${fmtInt(s.input_tokens)} / ${fmtInt(s.output_tokens)}`),
           h('td', { class: 'num' }, fmtDuration(s.duration_ms)),
-          h('td', {}, s.handoff_complete ? 'complete' : (s.handoff_file ? 'partial' : ''), s.handoff_file ? h('div', { class: 'desc mono', title: s.handoff_file }, s.handoff_file) : null),
+          h('td', {}, s.handoff_complete ? 'complete' : (s.handoff_file ? 'partial' : ''), s.handoff_file ? h('div', { class: 'desc mono', title: s.handoff_file }, s.handoff_file.split('/').slice(-2).join('/')) : null),
           h('td', { class: 'err' }, s.error ? h('span', { class: 'errtext', title: s.error }, s.error) : ''))))));
     }
   };
@@ -93,8 +93,8 @@ function tree(entries, current) {
     const children = kids.get(e.id) || [];
     const label = h('span', { class: `node${e.id === current ? ' current' : ''}` },
       e.id === current ? h('span', { class: 'mono', 'aria-current': 'true' }, e.id) : chainLink(e.id),
-      ' ', statusBadge(e.status),
-      h('span', { class: 'muted' }, ` ${fmtInt(e.sessions)} sessions · ${fmtUSD(e.total_cost_usd)} · ${fmtTime(e.updated_at)}`));
+      statusBadge(e.status),
+      h('span', { class: 'muted' }, `${fmtInt(e.sessions)} sessions · ${fmtUSD(e.total_cost_usd)} · ${fmtTime(e.updated_at)}`));
     return h('li', { role: 'treeitem', 'aria-level': level, 'aria-expanded': children.length ? 'true' : undefined, 'data-chain': e.id },
       label, children.length ? h('ul', { role: 'group' }, children.map(c => node(c, level + 1))) : null);
   };
