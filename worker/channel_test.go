@@ -91,7 +91,7 @@ func TestChannelCloseOnExec(t *testing.T) {
 	if err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Fatalf("worker end flags %#x (%v), want FD_CLOEXEC until exec places it", flags, err)
 	}
-	rc, err := r.ch.conn.(syscall.Conn).SyscallConn()
+	rc, err := r.ch.p.conn.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
