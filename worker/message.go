@@ -9,6 +9,8 @@
 //
 // Messages of a type a side does not know are ignored by it, and so are Node.js's internal messages
 // (they carry a "cmd" starting with "NODE_" instead of a "type"). EOF means the other side is gone.
+// A failed reply may carry a "code" saying whether asking again may help (CodeUnavailable,
+// CodeInvalid). Both ends share one implementation of this framing.
 package worker
 
 import (
