@@ -161,7 +161,7 @@ func checkExecutable(path string) error {
 	if !fi.Mode().IsRegular() {
 		return errors.New("is not a regular file")
 	}
-	if err := syscall.Access(path, 1); err != nil { // X_OK
+	if err := canExecute(path); err != nil {
 		return fmt.Errorf("is not executable (chmod +x it): %w", err)
 	}
 	return nil
@@ -460,11 +460,6 @@ type guarded struct {
 	pgid     int
 	lifeline *os.File      // the worker's end of the guard's lifeline: open while the worker lives
 	exited   chan struct{} // closed when the guard has exited (it is not reaped yet)
-}
-
-// signal sends sig to the session's process group; a group already gone is no error.
-func (g *guarded) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-g.pgid, sig)
 }
 
 // finish kills what is left of the session's group, reaps the guard and closes the lifeline. It
