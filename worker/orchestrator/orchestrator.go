@@ -182,7 +182,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer r.stop.close()
 	err := r.run()
 	if errors.Is(err, errDaemonGone) {
-		r.logf("the daemon is gone: chain %s stays as last recorded (a unit with resume = true continues it)", r.chainID)
+		if r.chainID == "" {
+			r.logf("the daemon is gone before the chain could begin")
+		} else {
+			r.logf("the daemon is gone: chain %s stays as last recorded (a unit with resume = true continues it)", r.chainID)
+		}
 		return nil
 	}
 	return err
@@ -248,6 +252,9 @@ func (r *runner) startChain() (string, error) {
 	})
 	if err != nil {
 		return "", err
+	}
+	if err := chain.CheckID(begun.ID); err != nil {
+		return "", fmt.Errorf("orchestrator: begin chain: the daemon's reply: %w", err)
 	}
 	r.chainID = begun.ID
 	if begun.RestartedFrom != "" {
