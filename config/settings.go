@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // Settings are the daemon's settings: the file opsvc.toml (DESIGN §8), also
@@ -50,13 +52,14 @@ type ControlSettings struct {
 	AllowPlaintext bool `json:"allow_plaintext" toml:"allow_plaintext"`
 }
 
-// Bounds of the [orchestrator] values (DESIGN §8).
+// Bounds of the [orchestrator] values: a chain's limits, defined by package chain for the
+// settings, the unit files and the orchestrator worker alike.
 const (
-	MinMaxTurns         = 1
-	MaxMaxTurns         = 200
-	MinMaxContinuations = 1
-	MaxMaxContinuations = 20
-	MaxMaxBudgetUSD     = 100.0
+	MinMaxTurns         = chain.MinMaxTurns
+	MaxMaxTurns         = chain.MaxMaxTurns
+	MinMaxContinuations = chain.MinMaxContinuations
+	MaxMaxContinuations = chain.MaxMaxContinuations
+	MaxMaxBudgetUSD     = chain.MaxMaxBudgetUSD
 )
 
 // DefaultSettings returns the settings used for every key opsvc.toml does not
@@ -64,11 +67,11 @@ const (
 func DefaultSettings() Settings {
 	return Settings{
 		Orchestrator: OrchestratorSettings{
-			Model:                 "sonnet",
-			ValidModels:           []string{"haiku", "sonnet", "opus"},
-			MaxTurns:              30,
-			MaxContinuations:      5,
-			MaxBudgetUSD:          5.0,
+			Model:                 chain.DefaultModel,
+			ValidModels:           chain.DefaultValidModels(),
+			MaxTurns:              chain.DefaultMaxTurns,
+			MaxContinuations:      chain.DefaultMaxContinuations,
+			MaxBudgetUSD:          chain.DefaultMaxBudgetUSD,
 			MaxConcurrentSessions: 0,
 			MaxSessionsPerMinute:  60,
 			GlobalBudgetUSD:       50.0,
