@@ -18,6 +18,7 @@ run: build
 	@mkdir -p $(RUNDIR)
 	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
 	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
+	@echo "opsvc: web console:          ./$(BIN) --state $(RUNDIR)/state console   (prints the login link)"
 	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
 
 test: vet fmt-check

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // Settings are the daemon's settings: the file opsvc.toml, also
@@ -41,15 +43,23 @@ type ControlSettings struct {
 	// Listen is an optional TCP address ("127.0.0.1:7070") for the control
 	// API besides the socket; "" means none.
 	Listen string `json:"listen" toml:"listen"`
+	// TLSCert and TLSKey are PEM files (relative to the directory of
+	// opsvc.toml) that make Listen serve HTTPS; both or neither.
+	TLSCert string `json:"tls_cert" toml:"tls_cert"`
+	TLSKey  string `json:"tls_key" toml:"tls_key"`
+	// AllowPlaintext lets Listen serve plain HTTP on an address that is not
+	// loopback.
+	AllowPlaintext bool `json:"allow_plaintext" toml:"allow_plaintext"`
 }
 
-// Bounds of the [orchestrator] values.
+// Bounds of the [orchestrator] values: a chain's limits, defined by package chain for the
+// settings, the unit files and the orchestrator worker alike.
 const (
-	MinMaxTurns         = 1
-	MaxMaxTurns         = 200
-	MinMaxContinuations = 1
-	MaxMaxContinuations = 20
-	MaxMaxBudgetUSD     = 100.0
+	MinMaxTurns         = chain.MinMaxTurns
+	MaxMaxTurns         = chain.MaxMaxTurns
+	MinMaxContinuations = chain.MinMaxContinuations
+	MaxMaxContinuations = chain.MaxMaxContinuations
+	MaxMaxBudgetUSD     = chain.MaxMaxBudgetUSD
 )
 
 // DefaultSettings returns the settings used for every key opsvc.toml does not
@@ -57,11 +67,11 @@ const (
 func DefaultSettings() Settings {
 	return Settings{
 		Orchestrator: OrchestratorSettings{
-			Model:                 "sonnet",
-			ValidModels:           []string{"haiku", "sonnet", "opus"},
-			MaxTurns:              30,
-			MaxContinuations:      5,
-			MaxBudgetUSD:          5.0,
+			Model:                 chain.DefaultModel,
+			ValidModels:           chain.DefaultValidModels(),
+			MaxTurns:              chain.DefaultMaxTurns,
+			MaxContinuations:      chain.DefaultMaxContinuations,
+			MaxBudgetUSD:          chain.DefaultMaxBudgetUSD,
 			MaxConcurrentSessions: 0,
 			MaxSessionsPerMinute:  60,
 			GlobalBudgetUSD:       50.0,
@@ -178,6 +188,12 @@ func (s Settings) check() []valueProblem {
 		if err := checkListen(c.Listen); err != nil {
 			add("control.listen", fmt.Sprintf("control.listen %q: %v", c.Listen, err), `write HOST:PORT such as "127.0.0.1:7070", or "" for none`)
 		}
+	}
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("control.tls_cert", "control.tls_cert is set without control.tls_key", "set both to PEM files, or neither")
+	case c.TLSCert == "" && c.TLSKey != "":
+		add("control.tls_key", "control.tls_key is set without control.tls_cert", "set both to PEM files, or neither")
 	}
 	return ps
 }

@@ -26,10 +26,11 @@ const (
 	kindInt
 	kindInts
 	kindFloat
+	kindBool
 )
 
 func (k kind) String() string {
-	return [...]string{"a string", "an array of strings", "an integer", "an array of integers", "a number"}[k]
+	return [...]string{"a string", "an array of strings", "an integer", "an array of integers", "a number", "a boolean"}[k]
 }
 
 // field is one key of opsvc.toml. The table below is immutable.
@@ -55,6 +56,9 @@ var fields = []field{
 	{"control", "group", kindString, `group = "opsvc"`, func(s *Settings, v any) { s.Control.Group = v.(string) }},
 	{"control", "allow_uids", kindInts, `allow_uids = [1000]`, func(s *Settings, v any) { s.Control.AllowUIDs = v.([]int) }},
 	{"control", "listen", kindString, `listen = "127.0.0.1:7070"`, func(s *Settings, v any) { s.Control.Listen = v.(string) }},
+	{"control", "tls_cert", kindString, `tls_cert = "cert.pem"`, func(s *Settings, v any) { s.Control.TLSCert = v.(string) }},
+	{"control", "tls_key", kindString, `tls_key = "key.pem"`, func(s *Settings, v any) { s.Control.TLSKey = v.(string) }},
+	{"control", "allow_plaintext", kindBool, `allow_plaintext = true`, func(s *Settings, v any) { s.Control.AllowPlaintext = v.(bool) }},
 }
 
 func lookupField(table, key string) (field, bool) {
@@ -206,6 +210,10 @@ func convert(v any, k kind) (any, string) {
 	case kindInt:
 		if n, ok := v.(int64); ok {
 			return int(n), ""
+		}
+	case kindBool:
+		if b, ok := v.(bool); ok {
+			return b, ""
 		}
 	case kindFloat:
 		switch n := v.(type) {

@@ -175,6 +175,9 @@ func TestSettingsValidate(t *testing.T) {
 		{"listen port 0", func(s *Settings) { s.Control.Listen = ":0" }, "control.listen", `write HOST:PORT such as "127.0.0.1:7070", or "" for none`},
 		{"uid -1", func(s *Settings) { s.Control.AllowUIDs = []int{-1} }, "control.allow_uids", "allowed: 0 to 4294967294"},
 		{"group with colon", func(s *Settings) { s.Control.Group = "a:b" }, "control.group", `name a group such as "opsvc", or "" for none`},
+		{"tls both", func(s *Settings) { s.Control.TLSCert, s.Control.TLSKey = "c.pem", "k.pem" }, "", ""},
+		{"tls cert alone", func(s *Settings) { s.Control.TLSCert = "c.pem" }, "control.tls_cert", "set both to PEM files, or neither"},
+		{"tls key alone", func(s *Settings) { s.Control.TLSKey = "k.pem" }, "control.tls_key", "set both to PEM files, or neither"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,7 +220,7 @@ func TestSettingsJSON(t *testing.T) {
 	}
 	want := `{"orchestrator":{"model":"sonnet","valid_models":["haiku","sonnet","opus"],"max_turns":30,"max_continuations":5,` +
 		`"max_budget_usd":5,"max_concurrent_sessions":0,"max_sessions_per_minute":60,"global_budget_usd":50,"per_worker_budget_usd":10},` +
-		`"control":{"group":"","allow_uids":[],"listen":""}}`
+		`"control":{"group":"","allow_uids":[],"listen":"","tls_cert":"","tls_key":"","allow_plaintext":false}}`
 	if diff := cmp.Diff(want, string(data)); diff != "" {
 		t.Errorf("JSON (-want +got):\n%s", diff)
 	}
@@ -238,7 +241,7 @@ func TestSettingsSave(t *testing.T) {
 	s.Orchestrator.ValidModels = []string{"opus", "my \"quoted\" model"}
 	s.Orchestrator.MaxBudgetUSD = 12.5
 	s.Orchestrator.MaxConcurrentSessions = 3
-	s.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{1000}, Listen: "127.0.0.1:7070"}
+	s.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{1000}, Listen: "0.0.0.0:7070", TLSCert: "c.pem", TLSKey: "k.pem", AllowPlaintext: true}
 	if err := SaveSettings(path, s); err != nil {
 		t.Fatal(err)
 	}

@@ -881,7 +881,7 @@ func (s *Supervisor) handleIPC(name string, rt *runtime, d Desired, m worker.Mes
 }
 
 func (s *Supervisor) handleRequest(name string, rt *runtime, m worker.Message) {
-	if rt.channel == nil {
+	if rt.channel == nil || s.chainRequest(name, rt.channel, m) {
 		return
 	}
 	data, err := s.handleSessionRequest(name, rt, m.Method, m.Params)

@@ -107,7 +107,7 @@ func shortTemp(t *testing.T) string {
 	return dir
 }
 
-func newHarness(t *testing.T, files map[string]string) *harness {
+func newHarness(t *testing.T, files map[string]string, setup ...func(*Options)) *harness {
 	t.Helper()
 	dir := shortTemp(t)
 	h := &harness{t: t, units: filepath.Join(dir, "units"), state: filepath.Join(dir, "state")}
@@ -134,7 +134,7 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		t.Fatal(err)
 	}
 	exe, _ := os.Executable()
-	h.sup, err = New(Options{
+	opts := Options{
 		Paths:      config.Paths{Units: h.units, State: h.state, Socket: filepath.Join(dir, "s.sock"), Config: filepath.Join(dir, "opsvc.toml")},
 		Settings:   config.DefaultSettings(),
 		Runner:     h.runner,
@@ -144,7 +144,11 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		Executable: exe,
 		Watch:      true,
 		Debounce:   20 * time.Millisecond,
-	})
+	}
+	for _, f := range setup {
+		f(&opts)
+	}
+	h.sup, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

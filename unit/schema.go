@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // kind is how a key's value is written and checked.
@@ -100,10 +102,11 @@ var fields = []field{
 	{table: tOrchestrator, key: "task", kind: kString, spec: true},
 	{table: tOrchestrator, key: "agent", kind: kStrings, spec: true, path: pathFirst},
 	{table: tOrchestrator, key: "model", kind: kString, spec: true},
-	{table: tOrchestrator, key: "max_turns", kind: kInt, lo: 1, hi: 200},
-	{table: tOrchestrator, key: "max_continuations", kind: kInt, lo: 1, hi: 20},
-	{table: tOrchestrator, key: "max_budget_usd", kind: kFloat, lo: 0, hi: 100},
-	{table: tOrchestrator, key: "max_consecutive_errors", kind: kInt, lo: 1, hi: 1000},
+	// A chain's limits: bounds from package chain, as for the daemon's settings.
+	{table: tOrchestrator, key: "max_turns", kind: kInt, lo: chain.MinMaxTurns, hi: chain.MaxMaxTurns},
+	{table: tOrchestrator, key: "max_continuations", kind: kInt, lo: chain.MinMaxContinuations, hi: chain.MaxMaxContinuations},
+	{table: tOrchestrator, key: "max_budget_usd", kind: kFloat, lo: chain.MinMaxBudgetUSD, hi: chain.MaxMaxBudgetUSD},
+	{table: tOrchestrator, key: "max_consecutive_errors", kind: kInt, lo: chain.MinMaxConsecutiveErrors, hi: chain.MaxMaxConsecutiveErrors},
 	{table: tOrchestrator, key: "resume", kind: kBool},
 }
 

@@ -9,11 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // rawPair is a Channel whose worker end the test writes and reads by hand.
@@ -81,26 +78,6 @@ func TestChildEnv(t *testing.T) {
 	got = ChildEnv("web", 1500*time.Millisecond)
 	if want := append(want, "OPSVC_HEARTBEAT_USEC=1500000"); !slices.Equal(got, want) {
 		t.Fatalf("ChildEnv(web, 1.5s) = %q, want %q", got, want)
-	}
-}
-
-// TestChannelCloseOnExec: neither end may leak into other processes the daemon starts.
-func TestChannelCloseOnExec(t *testing.T) {
-	r := newRawPair(t)
-	flags, err := unix.FcntlInt(r.worker.Fd(), unix.F_GETFD, 0)
-	if err != nil || flags&unix.FD_CLOEXEC == 0 {
-		t.Fatalf("worker end flags %#x (%v), want FD_CLOEXEC until exec places it", flags, err)
-	}
-	rc, err := r.ch.conn.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFD, 0) }); err != nil || ferr != nil {
-		t.Fatal(err, ferr)
-	}
-	if flags&unix.FD_CLOEXEC == 0 {
-		t.Fatalf("daemon end flags %#x, want FD_CLOEXEC", flags)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -62,17 +61,13 @@ func (opts Options) withDefaults() Options {
 // started outside opsvc it is a no-op connection: every method succeeds and does nothing (Request
 // returns ErrNotSupervised), Commands never delivers, and Shutdown and Done never fire.
 type Conn struct {
-	conn      net.Conn // nil on a no-op connection
+	p         *peer // nil on a no-op connection
 	opts      Options
 	unit      string
 	heartbeat time.Duration // automatic heartbeat interval; 0 = none
 
-	wmu sync.Mutex
-
-	mu      sync.Mutex
-	pending map[string]chan Message // request id → its reply
-	closed  bool                    // Close was called: start no heartbeats
-	lastID  atomic.Uint64
+	mu     sync.Mutex
+	closed bool // Close was called: start no heartbeats
 
 	cmds      chan *Command
 	wantCmds  atomic.Bool
@@ -81,11 +76,8 @@ type Conn struct {
 	drain     atomic.Bool // the shutdown asked for a drain; set before shutdown fires
 	readyOnce sync.Once
 
-	closing   chan struct{} // closed by Close
-	done      chan struct{} // closed when the reader stops
-	eof       bool          // the reader stopped because the daemon's end went away; set before done
-	closeOnce sync.Once
-	beats     sync.WaitGroup // the heartbeat goroutine
+	done  chan struct{}  // the peer's, or one never closed on a no-op connection
+	beats sync.WaitGroup // the heartbeat goroutine
 }
 
 // Connect connects a Go worker to its daemon through the channel named by OPSVC_IPC_FD. With the
@@ -147,23 +139,26 @@ func NewConn(f *os.File, opts Options) (*Conn, error) {
 
 // newConn takes over f, the worker's end of a channel, and starts the reader. opts is complete.
 func newConn(f *os.File, opts Options, unit string, heartbeat time.Duration) (*Conn, error) {
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
 	c := &Conn{
-		conn:      nc,
 		opts:      opts,
 		unit:      unit,
 		heartbeat: heartbeat,
-		pending:   make(map[string]chan Message),
 		cmds:      make(chan *Command, 16),
 		shutdown:  make(chan time.Duration, 1),
-		closing:   make(chan struct{}),
-		done:      make(chan struct{}),
 	}
-	go c.read()
+	p, err := newPeer(f, peerConfig{
+		idPrefix: "r",
+		callOp:   "request",
+		gone:     "the daemon is gone",
+		deliver:  c.deliver,
+		problem:  func(err error) { c.opts.Logf("message from the daemon: %v", err) },
+		stopped:  c.stopped,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.p, c.done = p, p.done
+	p.start()
 	return c, nil
 }
 
@@ -171,12 +166,12 @@ func newConn(f *os.File, opts Options, unit string, heartbeat time.Duration) (*C
 func (c *Conn) Unit() string { return c.unit }
 
 // Supervised reports whether the worker talks to a daemon (false on a no-op connection).
-func (c *Conn) Supervised() bool { return c.conn != nil }
+func (c *Conn) Supervised() bool { return c.p != nil }
 
 // Ready tells the daemon the worker is up. From then on, when the unit has a watchdog
 // (OPSVC_HEARTBEAT_USEC), a heartbeat goes out automatically at half its period until Close.
 func (c *Conn) Ready() error {
-	if c.conn == nil {
+	if c.p == nil {
 		return nil
 	}
 	if err := c.send(Message{Type: TypeReady}); err != nil {
@@ -203,7 +198,7 @@ func (c *Conn) Status(text string) error { return c.send(Message{Type: TypeStatu
 // Publish sends an event, which the daemon re-publishes on its bus under the unit's name. data is
 // any JSON-encodable value, or nil.
 func (c *Conn) Publish(name string, data any) error {
-	if c.conn == nil {
+	if c.p == nil {
 		return nil
 	}
 	raw, err := marshalData(data)
@@ -217,39 +212,14 @@ func (c *Conn) Publish(name string, data any) error {
 // for its reply until ctx is done or the channel closes. A reply with ok=false comes back as a
 // *ReplyError.
 func (c *Conn) Request(ctx context.Context, method string, params any) (json.RawMessage, error) {
-	if c.conn == nil {
+	if c.p == nil {
 		return nil, ErrNotSupervised
 	}
 	raw, err := marshalData(params)
 	if err != nil {
 		return nil, fmt.Errorf("worker: request %q: encode params: %w", method, err)
 	}
-	id := "r" + strconv.FormatUint(c.lastID.Add(1), 10)
-	wait := make(chan Message, 1)
-	c.mu.Lock()
-	c.pending[id] = wait
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-	}()
-	if err := c.send(Message{Type: TypeRequest, ID: id, Method: method, Params: raw}); err != nil {
-		return nil, err
-	}
-	select {
-	case r := <-wait:
-		return replyResult("request", method, r)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("worker: request %q: no reply: %w", method, context.Cause(ctx))
-	case <-c.done:
-		select {
-		case r := <-wait:
-			return replyResult("request", method, r)
-		default:
-		}
-		return nil, fmt.Errorf("worker: request %q: the channel closed before the reply (the daemon is gone)", method)
-	}
+	return c.p.call(ctx, Message{Type: TypeRequest, Method: method, Params: raw}, method)
 }
 
 // Command is a command from the daemon (opsvc send UNIT NAME [JSON]). Answer each with Reply.
@@ -303,39 +273,22 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // Close stops the automatic heartbeats and closes the worker's end; the daemon sees EOF. OnEOF
 // does not run. It is safe to call more than once, and from OnEOF.
 func (c *Conn) Close() error {
-	if c.conn == nil {
+	if c.p == nil {
 		return nil
 	}
-	var err error
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.mu.Unlock()
-		close(c.closing)
-		err = c.conn.Close()
-	})
-	<-c.done
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	err := c.p.close()
 	c.beats.Wait()
-	if err != nil {
-		return fmt.Errorf("worker: close channel: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (c *Conn) send(m Message) error {
-	if c.conn == nil {
+	if c.p == nil {
 		return nil
 	}
-	line, err := encode(m)
-	if err != nil {
-		return fmt.Errorf("worker: send %s: %w", m.Type, err)
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.conn.Write(line); err != nil {
-		return fmt.Errorf("worker: send %s: %w", m.Type, err)
-	}
-	return nil
+	return c.p.send(m)
 }
 
 // beat sends the automatic heartbeats.
@@ -349,7 +302,7 @@ func (c *Conn) beat() {
 			if err := c.Heartbeat(); err != nil {
 				return // the reader sees the same end and reports it
 			}
-		case <-c.closing:
+		case <-c.p.closing:
 			return
 		case <-c.done:
 			return
@@ -357,49 +310,18 @@ func (c *Conn) beat() {
 	}
 }
 
-// read is the one reader goroutine.
-func (c *Conn) read() {
-	defer func() {
-		close(c.done)
-		if c.eof {
-			c.opts.OnEOF()
+// stopped runs when the reader has stopped: when the daemon went away, OnEOF.
+func (c *Conn) stopped() {
+	if c.p.eof {
+		if c.p.err != nil {
+			c.opts.Logf("%v", c.p.err)
 		}
-	}()
-	lr := newLineReader(c.conn)
-	for {
-		line, err := lr.next()
-		var tooLong *lineTooLongError
-		switch {
-		case errors.As(err, &tooLong):
-			c.opts.Logf("message from the daemon: %v", err)
-			continue
-		case err != nil:
-			select {
-			case <-c.closing:
-			default:
-				if !isEOF(err) {
-					c.opts.Logf("read channel: %v", err)
-				}
-				c.eof = true
-			}
-			return
-		}
-		if len(line) == 0 {
-			continue
-		}
-		w, err := decode(line)
-		if err != nil {
-			c.opts.Logf("message from the daemon: %v", err)
-			continue
-		}
-		if !c.dispatch(w.Message) {
-			return
-		}
+		c.opts.OnEOF()
 	}
 }
 
-// dispatch routes one message from the daemon; false means the connection is closing.
-func (c *Conn) dispatch(m Message) bool {
+// deliver handles one message from the daemon; false means the connection is closing.
+func (c *Conn) deliver(m Message) bool {
 	switch m.Type {
 	case TypeShutdown:
 		c.shutOnce.Do(func() {
@@ -408,6 +330,10 @@ func (c *Conn) dispatch(m Message) bool {
 			close(c.shutdown)
 		})
 	case TypeCommand:
+		if m.ID == "" || m.Name == "" {
+			c.opts.Logf(`message from the daemon: a command needs "id" and "name"`)
+			return true
+		}
 		cmd := &Command{ID: m.ID, Name: m.Name, Args: m.Args, conn: c}
 		if !c.wantCmds.Load() {
 			if err := cmd.Reply(nil, fmt.Errorf("worker takes no commands (it never called Commands)")); err != nil {
@@ -417,16 +343,8 @@ func (c *Conn) dispatch(m Message) bool {
 		}
 		select {
 		case c.cmds <- cmd:
-		case <-c.closing:
+		case <-c.p.closing:
 			return false
-		}
-	case TypeReply:
-		c.mu.Lock()
-		wait, ok := c.pending[m.ID]
-		delete(c.pending, m.ID)
-		c.mu.Unlock()
-		if ok {
-			wait <- m
 		}
 	case TypeError:
 		c.opts.Logf("the daemon reports: %s", m.Error)

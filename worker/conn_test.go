@@ -157,7 +157,7 @@ func TestConnFromDaemon(t *testing.T) {
 	if err := r.conn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !r.conn.eof {
+	if !r.conn.p.eof {
 		t.Fatal("the reader did not see EOF")
 	}
 	select { // OnEOF runs right after Done is closed, on the reader's way out
@@ -222,7 +222,7 @@ func TestConnCloseAndRequest(t *testing.T) {
 	if err := <-res; err == nil || !strings.Contains(err.Error(), "channel closed before the reply") {
 		t.Fatalf("Request across Close = %v", err)
 	}
-	if c.eof {
+	if c.p.eof {
 		t.Fatal("Close was taken for the daemon going away")
 	}
 	if err := c.Status("after close"); err == nil {

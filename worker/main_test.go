@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -229,7 +228,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, unit string, heartbeat time.Duration
 	cmd.Env = append(cmd.Env, ChildEnv(unit, heartbeat)...)
 	cmd.ExtraFiles = []*os.File{child}
 	cmd.Stderr = &p.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	err = cmd.Start()
 	child.Close()
 	if err != nil {
@@ -252,7 +251,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, unit string, heartbeat time.Duration
 		select {
 		case <-p.exited:
 		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			killGroup(cmd.Process.Pid)
 			<-p.exited
 		}
 		ch.Close()

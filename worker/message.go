@@ -9,6 +9,8 @@
 //
 // Messages of a type a side does not know are ignored by it, and so are Node.js's internal messages
 // (they carry a "cmd" starting with "NODE_" instead of a "type"). EOF means the other side is gone.
+// A failed reply may carry a "code" saying whether asking again may help (CodeUnavailable,
+// CodeInvalid). Both ends share one implementation of this framing.
 package worker
 
 import (
@@ -65,6 +67,35 @@ type Message struct {
 	Text       string          `json:"text,omitempty"`
 	DeadlineMS int64           `json:"deadline_ms,omitempty"`
 	Drain      bool            `json:"drain,omitempty"` // shutdown: let the work at hand finish first
+	Code       string          `json:"code,omitempty"`  // reply with ok=false: CodeUnavailable, CodeInvalid, or none
+}
+
+// Reply codes say why a command or request failed, so that the side that asked knows whether
+// asking again may help. A failed reply without a code says nothing either way.
+const (
+	// CodeUnavailable: nothing was done, and the same request may succeed later (storage full,
+	// too many requests at once).
+	CodeUnavailable = "unavailable"
+	// CodeInvalid: the request itself is wrong; asking again will not help.
+	CodeInvalid = "invalid"
+)
+
+// CodedError is an error with a reply code: Channel.Reply, Channel.Go and Command.Reply send the
+// code beside the error's text.
+type CodedError struct {
+	Code string
+	Err  error
+}
+
+func (e *CodedError) Error() string { return e.Err.Error() }
+func (e *CodedError) Unwrap() error { return e.Err }
+
+// WithCode returns err marked with a reply code; nil stays nil.
+func WithCode(code string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &CodedError{Code: code, Err: err}
 }
 
 // ReplyError is a reply with ok=false: the other side handled the command or request, and it
@@ -73,6 +104,14 @@ type ReplyError struct {
 	Op   string // "command" or "request"
 	Name string // the command name or request method
 	Text string // the error the other side gave
+	Code string // the reply's code: CodeUnavailable, CodeInvalid, or ""
+}
+
+// Unavailable reports whether err is a reply saying that nothing was done and that the same
+// command or request may succeed later (CodeUnavailable).
+func Unavailable(err error) bool {
+	var re *ReplyError
+	return errors.As(err, &re) && re.Code == CodeUnavailable
 }
 
 func (e *ReplyError) Error() string {
@@ -104,6 +143,10 @@ func replyOf(id string, data any, err error) (Message, error) {
 		m.Error = err.Error()
 		if m.Error == "" {
 			m.Error = "failed"
+		}
+		var ce *CodedError
+		if errors.As(err, &ce) {
+			m.Code = ce.Code
 		}
 		return m, nil
 	}
@@ -148,26 +191,27 @@ func encode(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// lineTooLongError is a line skipped for being over MaxMessage.
-type lineTooLongError struct{ size int }
+// lineTooLongError is a line skipped for being over the limit.
+type lineTooLongError struct{ size, limit int }
 
 func (e *lineTooLongError) Error() string {
-	return fmt.Sprintf("line of %d bytes is over the %d-byte limit; skipped (send smaller messages)", e.size, MaxMessage)
+	return fmt.Sprintf("line of %d bytes is over the %d-byte limit; skipped (send smaller messages)", e.size, e.limit)
 }
 
-// lineReader splits a stream into lines of at most MaxMessage bytes. It holds at most
-// MaxMessage+1 bytes of a line plus its read buffer: a longer line is discarded as it arrives.
+// lineReader splits a stream into lines of at most max bytes (MaxMessage on a channel). It holds
+// at most max+1 bytes of a line plus its read buffer: a longer line is discarded as it arrives.
 type lineReader struct {
 	r   *bufio.Reader
+	max int
 	buf []byte
 }
 
-func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, 64<<10)}
+func newLineReader(r io.Reader, limit int) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, min(64<<10, limit+1)), max: limit}
 }
 
 // next returns the next line without its newline, valid until the following call. A line over
-// MaxMessage yields a *lineTooLongError, and reading goes on after it. A last line without a
+// the limit yields a *lineTooLongError, and reading goes on after it. A last line without a
 // newline is returned as a line; then the read error (io.EOF at the end) is returned.
 func (l *lineReader) next() ([]byte, error) {
 	if cap(l.buf) > 256<<10 {
@@ -179,7 +223,7 @@ func (l *lineReader) next() ([]byte, error) {
 		chunk, err := l.r.ReadSlice('\n')
 		size += len(chunk)
 		if !over {
-			if len(l.buf)+len(chunk) > MaxMessage+1 {
+			if len(l.buf)+len(chunk) > l.max+1 {
 				over = true
 				l.buf = l.buf[:0]
 			} else {
@@ -189,16 +233,16 @@ func (l *lineReader) next() ([]byte, error) {
 		switch {
 		case err == nil:
 			if over {
-				return nil, &lineTooLongError{size: size - 1}
+				return nil, &lineTooLongError{size: size - 1, limit: l.max}
 			}
 			return l.buf[:len(l.buf)-1], nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case over:
-			return nil, &lineTooLongError{size: size}
+			return nil, &lineTooLongError{size: size, limit: l.max}
 		case len(l.buf) > 0:
-			if len(l.buf) > MaxMessage {
-				return nil, &lineTooLongError{size: size}
+			if len(l.buf) > l.max {
+				return nil, &lineTooLongError{size: size, limit: l.max}
 			}
 			return l.buf, nil // the error comes back on the next call
 		default:

@@ -64,6 +64,14 @@ func runDaemon(c *cli) error {
 		logger.Print(msg)
 		lg.Logf("%s", msg)
 	}
+	tc, err := listenConsole(c, p, settings, logf)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if tc != nil {
+		defer tc.stop(logf)
+	}
 	reg, err := registry.Open(p.State, registry.Options{})
 	if err != nil {
 		ln.Close()
@@ -99,6 +107,9 @@ func runDaemon(c *cli) error {
 	srv := &http.Server{Handler: sup.Handler(), ConnContext: supervisor.ConnContext, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if tc != nil {
+		tc.serve(sup.Handler(), b, logf)
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -41,7 +41,7 @@ func fail(code int, format string, args ...any) error {
 const usage = `usage: opsvc [--socket PATH] COMMAND [ARGS] [FLAGS]
 
 Commands:
-  daemon [--units DIR] [--state DIR] [--config FILE] [--no-watch]  run the supervisor
+  daemon [--units DIR] [--state DIR] [--config FILE] [--no-watch] [--listen ADDR]  run the supervisor
   status [UNIT...] [--json]                            show units (exit 3 if one is not active)
   start|stop|restart UNIT... [--no-wait] [--drain]     change what runs
   reload                                               re-read the unit files now
@@ -51,6 +51,8 @@ Commands:
   cat UNIT                                             the effective definition, with sources
   chains [ls|show ID|lineage ID] [--json]              orchestrator chains
   send UNIT NAME [JSON]                                send a command to an ipc worker
+  token [--read-only] [--rotate] [--json]              the tokens of the TCP listener
+  console [--read-only]                                the web console's login link
   version                                              print the version
 
 Flags may come before or after arguments. --socket and OPSVC_SOCKET pick the daemon.
@@ -211,7 +213,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"daemon":   {map[string]bool{"no-watch": false}, runDaemon},
+		"daemon":   {map[string]bool{"no-watch": false, "listen": true}, runDaemon},
 		"status":   {nil, (*cli).status},
 		"start":    {map[string]bool{"no-wait": false}, func(c *cli) error { return c.verb("start") }},
 		"stop":     {map[string]bool{"no-wait": false, "drain": false}, func(c *cli) error { return c.verb("stop") }},
@@ -225,5 +227,7 @@ func commands() map[string]command {
 		"send":     {nil, (*cli).send},
 		"version":  {nil, (*cli).version},
 		"worker":   {nil, runWorker},
+		"token":    {map[string]bool{"read-only": false, "rotate": false}, (*cli).token},
+		"console":  {map[string]bool{"read-only": false}, (*cli).console},
 	}
 }

@@ -3,136 +3,55 @@
 package registry
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	rec "github.com/opsvc/opsvc/worker/chain"
 )
 
 // ErrNotFound is wrapped by every error about a chain id the registry does not hold.
 var ErrNotFound = errors.New("registry: no such chain")
 
-// ChainStatus is where a chain is in its life. The values are written to the
-// registry and shown by the CLI; they never change.
-type ChainStatus string
-
-// Chain statuses (DESIGN §8).
-const (
-	ChainRunning        ChainStatus = "running"
-	ChainComplete       ChainStatus = "complete"
-	ChainFailed         ChainStatus = "failed"
-	ChainInterrupted    ChainStatus = "interrupted"
-	ChainExhausted      ChainStatus = "exhausted"
-	ChainBudgetExceeded ChainStatus = "budget_exceeded"
+// The record types are package chain's (imported as rec), shared with the orchestrator worker, which reports its
+// chains to the daemon over the IPC channel; the names here keep the registry's own API whole.
+type (
+	// ChainStatus is where a chain is in its life.
+	ChainStatus = rec.Status
+	// SessionStatus is the outcome of one session of a chain.
+	SessionStatus = rec.SessionStatus
+	// ChainConfig is the limits a chain was started with.
+	ChainConfig = rec.Config
+	// Chain is one run of an orchestrator unit.
+	Chain = rec.Chain
+	// Session is one run of the agent command within a chain.
+	Session = rec.Session
 )
 
-var chainStatuses = []ChainStatus{ChainRunning, ChainComplete, ChainFailed, ChainInterrupted, ChainExhausted, ChainBudgetExceeded}
+// Chain statuses.
+const (
+	ChainRunning        = rec.Running
+	ChainComplete       = rec.Complete
+	ChainFailed         = rec.Failed
+	ChainInterrupted    = rec.Interrupted
+	ChainExhausted      = rec.Exhausted
+	ChainBudgetExceeded = rec.BudgetExceeded
+)
 
-func (s ChainStatus) String() string { return string(s) }
-
-// Valid reports whether s is one of the chain statuses.
-func (s ChainStatus) Valid() bool { return slices.Contains(chainStatuses, s) }
-
-// Final reports whether a chain with status s has ended for good: complete,
-// failed, exhausted or budget_exceeded. Running and interrupted chains are not
-// final (an interrupted chain may be resumed).
-func (s ChainStatus) Final() bool {
-	switch s {
-	case ChainComplete, ChainFailed, ChainExhausted, ChainBudgetExceeded:
-		return true
-	}
-	return false
-}
+// Session statuses; SessionRunning marks a session in progress.
+const (
+	SessionRunning     = rec.SessionRunning
+	SessionComplete    = rec.SessionComplete
+	SessionError       = rec.SessionError
+	SessionInterrupted = rec.SessionInterrupted
+)
 
 // ParseChainStatus returns the chain status named s.
-func ParseChainStatus(s string) (ChainStatus, error) {
-	if st := ChainStatus(s); st.Valid() {
-		return st, nil
-	}
-	return "", fmt.Errorf("registry: parse chain status %q: not one of %s", s, joinStatuses(chainStatuses))
-}
-
-// SessionStatus is the outcome of one session of a chain.
-type SessionStatus string
-
-// Session statuses (DESIGN §8); SessionRunning marks a session in progress.
-const (
-	SessionRunning     SessionStatus = "running"
-	SessionComplete    SessionStatus = "complete"
-	SessionError       SessionStatus = "error"
-	SessionInterrupted SessionStatus = "interrupted"
-)
-
-var sessionStatuses = []SessionStatus{SessionRunning, SessionComplete, SessionError, SessionInterrupted}
-
-func (s SessionStatus) String() string { return string(s) }
-
-// Valid reports whether s is one of the session statuses.
-func (s SessionStatus) Valid() bool { return slices.Contains(sessionStatuses, s) }
+func ParseChainStatus(s string) (ChainStatus, error) { return rec.ParseStatus(s) }
 
 // ParseSessionStatus returns the session status named s.
-func ParseSessionStatus(s string) (SessionStatus, error) {
-	if st := SessionStatus(s); st.Valid() {
-		return st, nil
-	}
-	return "", fmt.Errorf("registry: parse session status %q: not one of %s", s, joinStatuses(sessionStatuses))
-}
-
-func joinStatuses[S ~string](list []S) string {
-	parts := make([]string, len(list))
-	for i, s := range list {
-		parts[i] = string(s)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// ChainConfig is the limits a chain was started with.
-type ChainConfig struct {
-	Model            string  `json:"model"`
-	MaxTurns         int     `json:"max_turns"`
-	MaxContinuations int     `json:"max_continuations"`
-	MaxBudgetUSD     float64 `json:"max_budget_usd"`
-}
-
-// Chain is one run of an orchestrator unit: successive sessions in one
-// project, each continuing from the previous one's handoff.
-type Chain struct {
-	ID                string      `json:"id"`
-	Unit              string      `json:"unit"`
-	Task              string      `json:"task"`
-	Status            ChainStatus `json:"status"`
-	StartedAt         time.Time   `json:"started_at"`
-	UpdatedAt         time.Time   `json:"updated_at"`
-	ProjectDir        string      `json:"project_dir"`
-	RestartedFrom     string      `json:"restarted_from"` // id of the chain this one resumed; "" for none
-	Config            ChainConfig `json:"config"`
-	Sessions          []Session   `json:"sessions"` // ordered by Index
-	TotalCostUSD      float64     `json:"total_cost_usd"`
-	TotalTurns        int         `json:"total_turns"`
-	TotalDurationMS   int64       `json:"total_duration_ms"`
-	ConsecutiveErrors int         `json:"consecutive_errors"` // error sessions since the last complete one
-}
-
-// Session is one run of the agent command within a chain.
-type Session struct {
-	Index           int           `json:"index"` // 0 for a chain's first session
-	SessionID       string        `json:"session_id"`
-	Status          SessionStatus `json:"status"`
-	Turns           int           `json:"turns"`
-	CostUSD         float64       `json:"cost_usd"`
-	InputTokens     int64         `json:"input_tokens"`
-	OutputTokens    int64         `json:"output_tokens"`
-	DurationMS      int64         `json:"duration_ms"`
-	HitMaxTurns     bool          `json:"hit_max_turns"`
-	HandoffComplete bool          `json:"handoff_complete"`
-	HandoffFile     string        `json:"handoff_file"`
-	Error           string        `json:"error"`
-	StartedAt       time.Time     `json:"started_at,omitzero"`
-	EndedAt         time.Time     `json:"ended_at,omitzero"`
-}
+func ParseSessionStatus(s string) (SessionStatus, error) { return rec.ParseSessionStatus(s) }
 
 // ChainSummary is a chain as `opsvc chains ls --json` lists it: Sessions is
 // the number of sessions.
@@ -169,11 +88,7 @@ type Registry struct {
 
 // NewChainID returns a chain id that is unique without coordination:
 // "c-<UTC time>-<12 random hex digits>".
-func NewChainID(now time.Time) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return "c-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
-}
+func NewChainID(now time.Time) string { return rec.NewID(now) }
 
 // CreateChain adds a running chain and returns it. restartedFrom is the id of
 // the chain it resumes, or "".
@@ -188,18 +103,7 @@ func (r *Registry) CreateChain(unit, task, projectDir string, cfg ChainConfig, r
 		// generator still gets distinct ids.
 		id = fmt.Sprintf("%s-%d", newID(now), i)
 	}
-	c := &Chain{
-		ID:            id,
-		Unit:          unit,
-		Task:          task,
-		Status:        ChainRunning,
-		StartedAt:     now,
-		UpdatedAt:     now,
-		ProjectDir:    projectDir,
-		RestartedFrom: restartedFrom,
-		Config:        cfg,
-		Sessions:      []Session{},
-	}
+	c := rec.New(id, unit, task, projectDir, cfg, restartedFrom, now)
 	r.Chains = append(r.Chains, c)
 	return c
 }
@@ -222,42 +126,10 @@ func (r *Registry) RecordSession(chainID string, s Session, now time.Time) error
 	if c == nil {
 		return fmt.Errorf("registry: record session %d of chain %q: %w", s.Index, chainID, ErrNotFound)
 	}
-	if s.Index < 0 {
-		return fmt.Errorf("registry: record session %d of chain %q: index must be 0 or more", s.Index, chainID)
+	if err := c.Record(s, now); err != nil {
+		return fmt.Errorf("registry: record session %d of chain %q: %w", s.Index, chainID, err)
 	}
-	if !s.Status.Valid() {
-		return fmt.Errorf("registry: record session %d of chain %q: status %q is not one of %s", s.Index, chainID, s.Status, joinStatuses(sessionStatuses))
-	}
-	i, found := slices.BinarySearchFunc(c.Sessions, s.Index, func(e Session, idx int) int { return e.Index - idx })
-	if found {
-		c.Sessions[i] = s
-	} else {
-		c.Sessions = slices.Insert(c.Sessions, i, s)
-	}
-	c.recompute()
-	c.UpdatedAt = now
 	return nil
-}
-
-// recompute derives the totals and consecutive_errors from the sessions:
-// a complete session resets the error count, an error session adds one, an
-// interrupted or running one leaves it as it was.
-func (c *Chain) recompute() {
-	c.TotalCostUSD, c.TotalTurns, c.TotalDurationMS = 0, 0, 0
-	for _, s := range c.Sessions {
-		c.TotalCostUSD += s.CostUSD
-		c.TotalTurns += s.Turns
-		c.TotalDurationMS += s.DurationMS
-	}
-	c.ConsecutiveErrors = 0
-	for i := len(c.Sessions) - 1; i >= 0; i-- {
-		switch c.Sessions[i].Status {
-		case SessionComplete:
-			return
-		case SessionError:
-			c.ConsecutiveErrors++
-		}
-	}
 }
 
 // SetStatus changes a chain's status. A chain with a final status (see
@@ -267,17 +139,9 @@ func (r *Registry) SetStatus(chainID string, status ChainStatus, now time.Time) 
 	if c == nil {
 		return fmt.Errorf("registry: set status of chain %q: %w", chainID, ErrNotFound)
 	}
-	if !status.Valid() {
-		return fmt.Errorf("registry: set status of chain %q: %q is not one of %s", chainID, status, joinStatuses(chainStatuses))
+	if err := c.SetStatus(status, now); err != nil {
+		return fmt.Errorf("registry: set status of chain %q: %w", chainID, err)
 	}
-	if c.Status == status {
-		return nil
-	}
-	if c.Status.Final() {
-		return fmt.Errorf("registry: set status of chain %q to %s: the chain has ended %s and cannot change (start a new chain instead)", chainID, status, c.Status)
-	}
-	c.Status = status
-	c.UpdatedAt = now
 	return nil
 }
 

@@ -1,7 +1,10 @@
+//go:build linux
+
 package orchestrator
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,9 +15,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // TestChainCompletes runs a three-session chain that ends when the third session's result file
@@ -36,7 +39,7 @@ echo "agent warns $i" >&2
 done=false; [ "$i" = 2 ] && done=true
 printf '{"session_id":"s%s","turns":2,"cost_usd":0.01,"input_tokens":5,"output_tokens":7,"done":%s}\n' "$i" "$done" > "$OPSVC_RESULT"
 `)
-	desk := newLeaseDesk()
+	desk := newDesk()
 	state := filepath.Join(dir, "state")
 	cfg := unit.Orchestrator{ProjectDir: project, Task: "Build the thing", Agent: []string{agent, "-p"}, Model: "opus", MaxTurns: 7}
 	r := startRun(t, "agent@a", state, desk, cfg,
@@ -44,17 +47,17 @@ printf '{"session_id":"s%s","turns":2,"cost_usd":0.01,"input_tokens":5,"output_t
 		"OPSVC_ORCHESTRATOR={}", "OPSVC_HEARTBEAT_USEC=1000", "NOTIFY_SOCKET=/x", "OPSVC_CHAIN_ID=stale", "KEEP=me")
 	msgs := r.finish(t)
 
-	c := onlyChain(t, r.store, "agent@a")
-	if c.Status != registry.ChainComplete || len(c.Sessions) != 3 || c.TotalTurns != 6 || !approx(c.TotalCostUSD, 0.03) ||
+	c := onlyChain(t, r.desk, "agent@a")
+	if c.Status != chain.Complete || len(c.Sessions) != 3 || c.TotalTurns != 6 || !approx(c.TotalCostUSD, 0.03) ||
 		c.ConsecutiveErrors != 0 || c.RestartedFrom != "" || c.ProjectDir != project || c.Task != "Build the thing" {
 		t.Fatalf("chain %+v, want complete with 3 sessions, 6 turns, $0.03", c)
 	}
-	if want := (registry.ChainConfig{Model: "opus", MaxTurns: 7, MaxContinuations: 5, MaxBudgetUSD: 5}); c.Config != want {
+	if want := (chain.Config{Model: "opus", MaxTurns: 7, MaxContinuations: 5, MaxBudgetUSD: 5}); c.Config != want {
 		t.Fatalf("chain config %+v, want %+v", c.Config, want)
 	}
 	handoffs := filepath.Join(state, HandoffDir, c.ID)
 	for i, s := range c.Sessions {
-		want := registry.Session{Index: i, SessionID: "s" + string(rune('0'+i)), Status: registry.SessionComplete, Turns: 2, CostUSD: 0.01,
+		want := chain.Session{Index: i, SessionID: "s" + string(rune('0'+i)), Status: chain.SessionComplete, Turns: 2, CostUSD: 0.01,
 			InputTokens: 5, OutputTokens: 7, HandoffComplete: true, HandoffFile: filepath.Join(handoffs, string(rune('0'+i))+".md")}
 		got := s
 		got.StartedAt, got.EndedAt, got.DurationMS = want.StartedAt, want.EndedAt, 0
@@ -141,17 +144,17 @@ func TestClaudeResults(t *testing.T) {
 		name   string
 		stdout string // printed by the agent with printf '%s'
 		cfg    unit.Orchestrator
-		chain  registry.ChainStatus
-		want   registry.Session // of the first session; times, handoff and index aside
-		n      int              // sessions
+		chain  chain.Status
+		want   chain.Session // of the first session; times, handoff and index aside
+		n      int           // sessions
 	}{
 		{
-			name: "json", stdout: success + "\n", chain: registry.ChainComplete, n: 1,
-			want: registry.Session{SessionID: "s1", Status: registry.SessionComplete, Turns: 3, CostUSD: 0.01, InputTokens: 10, OutputTokens: 20, DurationMS: 5},
+			name: "json", stdout: success + "\n", chain: chain.Complete, n: 1,
+			want: chain.Session{SessionID: "s1", Status: chain.SessionComplete, Turns: 3, CostUSD: 0.01, InputTokens: 10, OutputTokens: 20, DurationMS: 5},
 		},
 		{
-			name: "pretty json", stdout: "{\n  \"type\": \"result\",\n  \"num_turns\": 4,\n  \"done\": true\n}\n", chain: registry.ChainComplete, n: 1,
-			want: registry.Session{Status: registry.SessionComplete, Turns: 4},
+			name: "pretty json", stdout: "{\n  \"type\": \"result\",\n  \"num_turns\": 4,\n  \"done\": true\n}\n", chain: chain.Complete, n: 1,
+			want: chain.Session{Status: chain.SessionComplete, Turns: 4},
 		},
 		{
 			name: "stream-json",
@@ -159,25 +162,25 @@ func TestClaudeResults(t *testing.T) {
 				`{"type":"assistant","message":{"content":[{"type":"text","text":"\"result\" [opsvc:done]"}]}}` + "\n" +
 				`{"type":"result","subtype":"success","is_error":false,"num_turns":9,"total_cost_usd":0.5,"session_id":"s9","result":"done [opsvc:done]"}` + "\n" +
 				`{"type":"trailer","result":"not this"}` + "\n",
-			chain: registry.ChainComplete, n: 1,
-			want: registry.Session{SessionID: "s9", Status: registry.SessionComplete, Turns: 9, CostUSD: 0.5},
+			chain: chain.Complete, n: 1,
+			want: chain.Session{SessionID: "s9", Status: chain.SessionComplete, Turns: 9, CostUSD: 0.5},
 		},
 		{
 			name:   "error_max_turns",
 			stdout: `{"type":"result","subtype":"error_max_turns","is_error":true,"num_turns":30,"total_cost_usd":0.02,"session_id":"m"}` + "\n",
-			cfg:    unit.Orchestrator{MaxContinuations: 1}, chain: registry.ChainExhausted, n: 2,
-			want: registry.Session{SessionID: "m", Status: registry.SessionComplete, Turns: 30, CostUSD: 0.02, HitMaxTurns: true},
+			cfg:    unit.Orchestrator{MaxContinuations: 1}, chain: chain.Exhausted, n: 2,
+			want: chain.Session{SessionID: "m", Status: chain.SessionComplete, Turns: 30, CostUSD: 0.02, HitMaxTurns: true},
 		},
 		{
 			name:   "error_during_execution",
 			stdout: `{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":1,"total_cost_usd":0.03,"result":"tool crashed"}` + "\n",
-			cfg:    unit.Orchestrator{MaxConsecutiveErrors: 2}, chain: registry.ChainFailed, n: 2,
-			want: registry.Session{Status: registry.SessionError, Turns: 1, CostUSD: 0.03, Error: "agent result error_during_execution: tool crashed"},
+			cfg:    unit.Orchestrator{MaxConsecutiveErrors: 2}, chain: chain.Failed, n: 2,
+			want: chain.Session{Status: chain.SessionError, Turns: 1, CostUSD: 0.03, Error: "agent result error_during_execution: tool crashed"},
 		},
 		{
 			name: "no fields", stdout: `{"type":"result"}` + "\n",
-			cfg: unit.Orchestrator{MaxContinuations: 1}, chain: registry.ChainExhausted, n: 2,
-			want: registry.Session{Status: registry.SessionComplete},
+			cfg: unit.Orchestrator{MaxContinuations: 1}, chain: chain.Exhausted, n: 2,
+			want: chain.Session{Status: chain.SessionComplete},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,9 +190,9 @@ func TestClaudeResults(t *testing.T) {
 			cfg := tc.cfg
 			cfg.ProjectDir, cfg.Task = dir, "t"
 			cfg.Agent = []string{script(t, dir, "agent.sh", `cat >/dev/null; echo "starting" >&2; cat "$1"`), out}
-			r := startRun(t, "claude", filepath.Join(dir, "state"), newLeaseDesk(), cfg)
+			r := startRun(t, "claude", filepath.Join(dir, "state"), newDesk(), cfg)
 			r.finish(t)
-			c := onlyChain(t, r.store, "claude")
+			c := onlyChain(t, r.desk, "claude")
 			if c.Status != tc.chain || len(c.Sessions) != tc.n {
 				t.Fatalf("chain %s with %d sessions, want %s with %d", c.Status, len(c.Sessions), tc.chain, tc.n)
 			}
@@ -211,38 +214,38 @@ func TestChainLimits(t *testing.T) {
 		name   string
 		body   string
 		cfg    unit.Orchestrator
-		status registry.ChainStatus
+		status chain.Status
 		n      int
 		event  string
 		errMsg string
 	}{
 		{
 			name: "exhausted", body: `printf '{"turns":1,"cost_usd":0.1}' > "$OPSVC_RESULT"`,
-			cfg: unit.Orchestrator{MaxContinuations: 2}, status: registry.ChainExhausted, n: 3, event: "chain.completed",
+			cfg: unit.Orchestrator{MaxContinuations: 2}, status: chain.Exhausted, n: 3, event: "chain.completed",
 		},
 		{
 			name: "budget", body: `printf '{"turns":1,"cost_usd":0.6}' > "$OPSVC_RESULT"`,
-			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: registry.ChainBudgetExceeded, n: 2, event: "chain.completed",
+			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: chain.BudgetExceeded, n: 2, event: "chain.completed",
 		},
 		{
 			name: "done beats budget", body: `printf '{"turns":1,"cost_usd":9,"done":true}' > "$OPSVC_RESULT"`,
-			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: registry.ChainComplete, n: 1, event: "chain.completed",
+			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: chain.Complete, n: 1, event: "chain.completed",
 		},
 		{
 			name: "circuit breaker", body: `echo "something broke" >&2; echo "boom" >&2; exit 1`,
-			status: registry.ChainFailed, n: 3, event: "chain.failed",
+			status: chain.Failed, n: 3, event: "chain.failed",
 			errMsg: "agent exited with status 1 and gave no result: boom",
 		},
 		{
 			name: "an error result is an error",
 			body: `printf '{"turns":1,"cost_usd":0.01,"error":"rate limited"}' > "$OPSVC_RESULT"`,
-			cfg:  unit.Orchestrator{MaxConsecutiveErrors: 2}, status: registry.ChainFailed, n: 2, event: "chain.failed",
+			cfg:  unit.Orchestrator{MaxConsecutiveErrors: 2}, status: chain.Failed, n: 2, event: "chain.failed",
 			errMsg: "rate limited",
 		},
 		{
 			name: "a complete session resets the breaker",
 			body: `if [ "$OPSVC_SESSION_INDEX" = 1 ]; then echo '{}' > "$OPSVC_RESULT"; else exit 2; fi`,
-			cfg:  unit.Orchestrator{MaxConsecutiveErrors: 2}, status: registry.ChainFailed, n: 4, event: "chain.failed",
+			cfg:  unit.Orchestrator{MaxConsecutiveErrors: 2}, status: chain.Failed, n: 4, event: "chain.failed",
 			errMsg: "agent exited with status 2 and gave no result (write a JSON result to $OPSVC_RESULT",
 		},
 	} {
@@ -251,9 +254,9 @@ func TestChainLimits(t *testing.T) {
 			cfg := tc.cfg
 			cfg.ProjectDir, cfg.Task = dir, "t"
 			cfg.Agent = []string{script(t, dir, "agent.sh", "cat >/dev/null\n"+tc.body+"\n")}
-			r := startRun(t, "lim", filepath.Join(dir, "state"), newLeaseDesk(), cfg)
+			r := startRun(t, "lim", filepath.Join(dir, "state"), newDesk(), cfg)
 			msgs := r.finish(t)
-			c := onlyChain(t, r.store, "lim")
+			c := onlyChain(t, r.desk, "lim")
 			if c.Status != tc.status || len(c.Sessions) != tc.n {
 				t.Fatalf("chain %s with %d sessions, want %s with %d", c.Status, len(c.Sessions), tc.status, tc.n)
 			}
@@ -263,7 +266,7 @@ func TestChainLimits(t *testing.T) {
 			}
 			if tc.errMsg != "" {
 				last := c.Sessions[len(c.Sessions)-1]
-				if last.Status != registry.SessionError || !strings.HasPrefix(last.Error, tc.errMsg) {
+				if last.Status != chain.SessionError || !strings.HasPrefix(last.Error, tc.errMsg) {
 					t.Fatalf("last session %s %q, want error starting %q", last.Status, last.Error, tc.errMsg)
 				}
 			}
@@ -357,15 +360,15 @@ func TestSessionFaults(t *testing.T) {
 			dir := t.TempDir()
 			agent, project := tc.setup(t, dir)
 			cfg := unit.Orchestrator{ProjectDir: project, Task: "t", Agent: agent, MaxConsecutiveErrors: 1}
-			r := startRun(t, "fault", filepath.Join(t.TempDir(), "state"), newLeaseDesk(), cfg)
+			r := startRun(t, "fault", filepath.Join(t.TempDir(), "state"), newDesk(), cfg)
 			r.finish(t)
-			c := onlyChain(t, r.store, "fault")
-			if c.Status != registry.ChainFailed || len(c.Sessions) != 1 {
+			c := onlyChain(t, r.desk, "fault")
+			if c.Status != chain.Failed || len(c.Sessions) != 1 {
 				t.Fatalf("chain %s with %d sessions, want failed with 1", c.Status, len(c.Sessions))
 			}
 			s := c.Sessions[0]
 			want := strings.ReplaceAll(tc.want, "DIR", dir)
-			if s.Status != registry.SessionError || !strings.HasPrefix(s.Error, want) {
+			if s.Status != chain.SessionError || !strings.HasPrefix(s.Error, want) {
 				t.Fatalf("session %s %q, want an error starting %q", s.Status, s.Error, want)
 			}
 		})
@@ -384,10 +387,10 @@ echo
 echo '{"type":"result","num_turns":2,"result":"[opsvc:done]"}'
 `)
 	cfg := unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}}
-	r := startRun(t, "huge", filepath.Join(dir, "state"), newLeaseDesk(), cfg)
+	r := startRun(t, "huge", filepath.Join(dir, "state"), newDesk(), cfg)
 	r.finish(t)
-	c := onlyChain(t, r.store, "huge")
-	if c.Status != registry.ChainComplete || c.Sessions[0].Turns != 2 {
+	c := onlyChain(t, r.desk, "huge")
+	if c.Status != chain.Complete || c.Sessions[0].Turns != 2 {
 		t.Fatalf("chain %s, session %+v; want complete with 2 turns", c.Status, c.Sessions[0])
 	}
 	const printed = 24*(131072+1) + 3000000 + 1
@@ -396,7 +399,8 @@ echo '{"type":"result","num_turns":2,"result":"[opsvc:done]"}'
 	}
 }
 
-// TestNoDaemon: a worker started outside opsvc runs its chain without leases.
+// TestNoDaemon: a worker started outside opsvc runs its chain without leases, unrecorded: the
+// chain goes on until a session says done.
 func TestNoDaemon(t *testing.T) {
 	dir := t.TempDir()
 	var notice strings.Builder
@@ -405,21 +409,20 @@ func TestNoDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	store, err := registry.Open(filepath.Join(dir, "state"), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent := script(t, dir, "agent.sh", `cat >/dev/null; echo '{"done":true}' > "$OPSVC_RESULT"`+"\n")
+	agent := script(t, dir, "agent.sh", `cat >/dev/null; echo "$OPSVC_CHAIN_ID" >> "`+dir+`/ran"
+done=false; [ "$OPSVC_SESSION_INDEX" = 1 ] && done=true
+echo "{\"done\":$done}" > "$OPSVC_RESULT"`+"\n")
 	err = Run(context.Background(), Options{
-		Conn: conn, Store: store, Unit: "solo", Env: []string{"PATH=/usr/bin:/bin", noRaceExitSleep},
+		Conn: conn, Unit: "solo", StateDir: filepath.Join(dir, "state"), Env: []string{"PATH=/usr/bin:/bin", noRaceExitSleep},
 		Config: unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}},
 		Stdout: newLineSink(), Stderr: newLineSink(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := onlyChain(t, store, "solo"); c.Status != registry.ChainComplete || len(c.Sessions) != 1 {
-		t.Fatalf("chain %s with %d sessions, want complete with 1", c.Status, len(c.Sessions))
+	ran := strings.Fields(readFile(t, filepath.Join(dir, "ran")))
+	if len(ran) != 2 || ran[0] != ran[1] || !strings.HasPrefix(ran[0], "c-") {
+		t.Fatalf("sessions ran in chains %q, want two sessions of one chain", ran)
 	}
 	if !strings.Contains(notice.String(), "not started by opsvc") {
 		t.Fatalf("no not-supervised notice: %q", notice.String())
@@ -470,7 +473,7 @@ func TestShutdownInterrupts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			agent, _ := blockingAgent(t, dir, tc.ignoreINT)
-			desk := newLeaseDesk()
+			desk := newDesk()
 			r := startRun(t, "stop", filepath.Join(dir, "state"), desk, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
 			pgid := pgidOf(t, r.stdout.waitLine(t, "running pgid="))
 			if err := tc.stop(r); err != nil {
@@ -478,12 +481,12 @@ func TestShutdownInterrupts(t *testing.T) {
 			}
 			msgs := r.finish(t)
 			waitGroupGone(t, pgid)
-			c := onlyChain(t, r.store, "stop")
-			if c.Status != registry.ChainInterrupted || len(c.Sessions) != 1 {
+			c := onlyChain(t, r.desk, "stop")
+			if c.Status != chain.Interrupted || len(c.Sessions) != 1 {
 				t.Fatalf("chain %s with %d sessions, want interrupted with 1", c.Status, len(c.Sessions))
 			}
 			s := c.Sessions[0]
-			if s.Status != registry.SessionInterrupted || s.Error != "interrupted: "+tc.reason || !approx(s.CostUSD, tc.cost) {
+			if s.Status != chain.SessionInterrupted || s.Error != "interrupted: "+tc.reason || !approx(s.CostUSD, tc.cost) {
 				t.Fatalf("session %s %q cost %v, want interrupted %q cost %v", s.Status, s.Error, s.CostUSD, tc.reason, tc.cost)
 			}
 			want := []string{"chain.created", "session.started 0", "session.finished 0 interrupted", "chain.interrupted interrupted"}
@@ -498,21 +501,32 @@ func TestShutdownInterrupts(t *testing.T) {
 }
 
 // TestEOFInterrupts: when the daemon goes away (EOF on the channel) the running session is
-// interrupted and recorded as by a shutdown.
+// interrupted, its group killed, and Run returns nil: nothing can be recorded any more, and the
+// chain stays as last recorded (running), for a resume to find. The session it could not record
+// is in the log.
 func TestEOFInterrupts(t *testing.T) {
 	dir := t.TempDir()
 	agent, _ := blockingAgent(t, dir, false)
-	r := startRun(t, "eof", filepath.Join(dir, "state"), newLeaseDesk(), unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
+	r := startRun(t, "eof", filepath.Join(dir, "state"), newDesk(), unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
 	pgid := pgidOf(t, r.stdout.waitLine(t, "running pgid="))
 	r.d.ch.Close()
 	if err := r.wait(t); err != nil {
 		t.Fatal(err)
 	}
 	waitGroupGone(t, pgid)
-	c := onlyChain(t, r.store, "eof")
-	if c.Status != registry.ChainInterrupted || len(c.Sessions) != 1 || c.Sessions[0].Status != registry.SessionInterrupted ||
-		!strings.Contains(c.Sessions[0].Error, "closed the IPC channel") {
-		t.Fatalf("chain %+v, want interrupted with one interrupted session", c)
+	c := onlyChain(t, r.desk, "eof")
+	if c.Status != chain.Running || len(c.Sessions) != 0 {
+		t.Fatalf("chain %+v, want it left running with no session recorded", c)
+	}
+	logged := r.stderr.String()
+	for _, want := range []string{
+		"record session 0 of chain " + c.ID + ": the daemon is gone",
+		`the session was: {"index":0,`, `"status":"interrupted"`,
+		"the daemon is gone: chain " + c.ID + " stays as last recorded",
+	} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("log lacks %q:\n%s", want, logged)
+		}
 	}
 }
 
@@ -521,16 +535,16 @@ func TestEOFInterrupts(t *testing.T) {
 func TestDrain(t *testing.T) {
 	for _, tc := range []struct {
 		done  string
-		chain registry.ChainStatus
+		chain chain.Status
 		event string
 	}{
-		{"false", registry.ChainInterrupted, "chain.interrupted interrupted"},
-		{"true", registry.ChainComplete, "chain.completed complete"},
+		{"false", chain.Interrupted, "chain.interrupted interrupted"},
+		{"true", chain.Complete, "chain.completed complete"},
 	} {
 		t.Run("done="+tc.done, func(t *testing.T) {
 			dir := t.TempDir()
 			agent, fifo := blockingAgent(t, dir, false)
-			desk := newLeaseDesk()
+			desk := newDesk()
 			r := startRun(t, "drain", filepath.Join(dir, "state"), desk, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
 			r.stdout.waitLine(t, "running pgid=")
 			if err := r.d.ch.Send(worker.Message{Type: worker.TypeShutdown, DeadlineMS: 20000, Drain: true}); err != nil {
@@ -543,8 +557,8 @@ func TestDrain(t *testing.T) {
 				t.Fatal(err)
 			}
 			msgs := r.finish(t)
-			c := onlyChain(t, r.store, "drain")
-			if c.Status != tc.chain || len(c.Sessions) != 1 || c.Sessions[0].Status != registry.SessionComplete || !approx(c.TotalCostUSD, 0.25) {
+			c := onlyChain(t, r.desk, "drain")
+			if c.Status != tc.chain || len(c.Sessions) != 1 || c.Sessions[0].Status != chain.SessionComplete || !approx(c.TotalCostUSD, 0.25) {
 				t.Fatalf("chain %+v, want %s with one complete session", c, tc.chain)
 			}
 			names := eventNames(msgs)
@@ -562,10 +576,10 @@ func TestDrain(t *testing.T) {
 // shutdown, even with drain, ends it at once with the chain interrupted and no session.
 func TestStopWhileWaitingForLease(t *testing.T) {
 	dir := t.TempDir()
-	desk := newLeaseDesk()
-	desk.settings.MaxConcurrentSessions = 1
-	if g := desk.leases.Acquire(desk.settings, "other", "c-other", time.Now()); !g.Granted {
-		t.Fatalf("test lease not granted: %+v", g)
+	desk := newDesk()
+	desk.maxConcurrent = 1
+	if _, ok := desk.grant("other"); !ok {
+		t.Fatal("test lease not granted")
 	}
 	agent := script(t, dir, "agent.sh", "exit 0\n")
 	r := startRun(t, "wait", filepath.Join(dir, "state"), desk, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
@@ -576,8 +590,8 @@ func TestStopWhileWaitingForLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := r.finish(t)
-	c := onlyChain(t, r.store, "wait")
-	if c.Status != registry.ChainInterrupted || len(c.Sessions) != 0 {
+	c := onlyChain(t, r.desk, "wait")
+	if c.Status != chain.Interrupted || len(c.Sessions) != 0 {
 		t.Fatalf("chain %s with %d sessions, want interrupted with none", c.Status, len(c.Sessions))
 	}
 	if diff := cmp.Diff([]string{"chain.created", "chain.interrupted interrupted"}, eventNames(msgs)); diff != "" {
@@ -590,37 +604,29 @@ func TestStopWhileWaitingForLease(t *testing.T) {
 func TestResumeInProcess(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	store, err := registry.Open(state, registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h0 := filepath.Join(dir, "h0.md")
 	os.WriteFile(h0, []byte("old handoff\n"), 0o644)
-	var older, newest, other string
-	err = store.Update(func(reg *registry.Registry) error {
-		now := time.Now()
-		older = reg.CreateChain("res", "t", dir, registry.ChainConfig{}, "", now).ID
-		newest = reg.CreateChain("res", "t", dir, registry.ChainConfig{}, "", now).ID
-		other = reg.CreateChain("res2", "t", dir, registry.ChainConfig{}, "", now).ID
-		reg.RecordSession(newest, registry.Session{Index: 0, Status: registry.SessionComplete, HandoffFile: h0, CostUSD: 1}, now)
-		reg.RecordSession(newest, registry.Session{Index: 1, Status: registry.SessionError, HandoffFile: filepath.Join(dir, "none.md")}, now)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDesk()
+	now := time.Now()
+	older, newest, other := "c-older", "c-newest", "c-other"
+	d.seed(chain.New(older, "res", "t", dir, chain.Config{}, "", now))
+	nc := chain.New(newest, "res", "t", dir, chain.Config{}, "", now)
+	nc.Record(chain.Session{Index: 0, Status: chain.SessionComplete, HandoffFile: h0, CostUSD: 1}, now)
+	nc.Record(chain.Session{Index: 1, Status: chain.SessionError, HandoffFile: filepath.Join(dir, "none.md")}, now)
+	d.seed(nc)
+	d.seed(chain.New(other, "res2", "t", dir, chain.Config{}, "", now))
 	agent := script(t, dir, "agent.sh", `cat > "`+dir+`/stdin"; printf '%s' "$OPSVC_HANDOFF_IN" > "`+dir+`/in"; echo '{"done":true}' > "$OPSVC_RESULT"`+"\n")
-	r := startRun(t, "res", state, newLeaseDesk(), unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}, Resume: true})
+	r := startRun(t, "res", state, d, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}, Resume: true})
 	msgs := r.finish(t)
-	cs := chains(t, r.store, "res")
+	cs := d.chainsOf("res")
 	if len(cs) != 3 || cs[0].ID != older || cs[1].ID != newest {
 		t.Fatalf("chains %+v", cs)
 	}
-	if cs[0].Status != registry.ChainRunning || cs[1].Status != registry.ChainInterrupted || cs[2].Status != registry.ChainComplete ||
+	if cs[0].Status != chain.Running || cs[1].Status != chain.Interrupted || cs[2].Status != chain.Complete ||
 		cs[2].RestartedFrom != newest || !approx(cs[1].TotalCostUSD, 1) || len(cs[1].Sessions) != 2 {
 		t.Fatalf("chains %+v; want the older left running, the newest interrupted and resumed by a complete one", cs)
 	}
-	if c := onlyChain(t, r.store, "res2"); c.ID != other || c.Status != registry.ChainRunning {
+	if c := onlyChain(t, r.desk, "res2"); c.ID != other || c.Status != chain.Running {
 		t.Fatalf("another unit's chain changed: %+v", c)
 	}
 	if got := readFile(t, filepath.Join(dir, "in")); got != h0 {
@@ -634,4 +640,61 @@ func TestResumeInProcess(t *testing.T) {
 		t.Fatalf("first message %+v, want chain.resumed from %s", ev, newest)
 	}
 	_ = msgs
+}
+
+// TestRecordRetries: a record the daemon cannot take for now (its storage is full) is asked for
+// again, with the status line and the log saying so, until it is taken; nothing is lost or
+// counted twice.
+func TestRecordRetries(t *testing.T) {
+	dir := t.TempDir()
+	d := newDesk()
+	d.failures[chain.MethodBegin] = 1
+	d.failures[chain.MethodRecord] = 2
+	d.failures[chain.MethodFinish] = 1
+	agent := script(t, dir, "agent.sh", `cat >/dev/null; printf '{"turns":4,"cost_usd":0.5,"done":true}' > "$OPSVC_RESULT"`+"\n")
+	r := startRun(t, "full", filepath.Join(dir, "state"), d, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
+	msgs := r.finish(t)
+	c := onlyChain(t, d, "full")
+	if c.Status != chain.Complete || len(c.Sessions) != 1 || c.TotalTurns != 4 || !approx(c.TotalCostUSD, 0.5) {
+		t.Fatalf("chain %+v, want complete with the one session", c)
+	}
+	d.mu.Lock()
+	asked := maps.Clone(d.requests)
+	d.mu.Unlock()
+	if asked[chain.MethodBegin] != 2 || asked[chain.MethodRecord] != 3 || asked[chain.MethodFinish] != 2 {
+		t.Fatalf("requests %v, want chain.begin 2, session.record 3, chain.finish 2", asked)
+	}
+	if !slices.ContainsFunc(msgs, func(m worker.Message) bool {
+		return m.Type == worker.TypeStatus && strings.HasPrefix(m.Text, "record session 0 of chain "+c.ID+" failed") &&
+			strings.Contains(m.Text, "no space left on device") && strings.Contains(m.Text, "trying again in")
+	}) {
+		t.Error("no status line about the record that failed")
+	}
+	logged := r.stderr.String()
+	for _, want := range []string{
+		"record session 0 of chain " + c.ID + ": worker: request \"session.record\" failed: write registry.json.tmp: no space left on device; asking again",
+		`the session: {"index":0,`,
+		"record session 0 of chain " + c.ID + ": done at attempt 3",
+	} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("log lacks %q:\n%s", want, logged)
+		}
+	}
+}
+
+// TestRecordRefused: a record the daemon refuses outright ends the worker with an error that
+// says what could not be recorded; the session's result is in the log.
+func TestRecordRefused(t *testing.T) {
+	dir := t.TempDir()
+	d := newDesk()
+	d.refuse[chain.MethodRecord] = "no such chain"
+	agent := script(t, dir, "agent.sh", `cat >/dev/null; printf '{"turns":4,"cost_usd":0.5,"session_id":"keep-me"}' > "$OPSVC_RESULT"`+"\n")
+	r := startRun(t, "refused", filepath.Join(dir, "state"), d, unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}})
+	err := r.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "record session 0 of chain") || !strings.Contains(err.Error(), "no such chain") {
+		t.Fatalf("Run = %v, want the refused record", err)
+	}
+	if logged := r.stderr.String(); !strings.Contains(logged, `"session_id":"keep-me"`) {
+		t.Fatalf("log lacks the session:\n%s", logged)
+	}
 }

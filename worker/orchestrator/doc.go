@@ -3,12 +3,23 @@
 //
 // # Chains and sessions
 //
-// On start the worker creates a chain in the registry (event chain.created), or, with resume = true
-// and an incomplete chain of its unit in the registry, marks the newest such chain interrupted and
-// continues it as a new chain whose restarted_from is the old one (event chain.resumed). The
-// handoff carried over is the newest non-empty handoff file of the old chain's recorded sessions; a
-// session the old worker did not live to record is not looked at. A resumed chain counts its
-// sessions, cost and errors afresh: the limits hold per chain.
+// The worker never writes the registry: it asks the daemon, its one writer, over the IPC channel
+// (requests chain.begin, session.record and chain.finish of package chain; see Recorder). On start
+// it asks for a chain (event chain.created), or, with resume = true, for the newest incomplete
+// chain of its unit to be marked interrupted and continued as a new chain whose restarted_from is
+// the old one (event chain.resumed), in one change. The handoff carried over is the newest
+// non-empty handoff file of the old chain's recorded sessions; a session the old worker did not
+// live to record is not looked at. A resumed chain counts its sessions, cost and errors afresh:
+// the limits hold per chain.
+//
+// A record the daemon cannot take for now (its storage is full, it is busy, or it did not answer
+// within 30 s) is asked for again, after 250 ms and then twice as long each time up to 30 s, until
+// it is taken: the status line says so, and the log has what is being recorded (a session's
+// result), so that nothing is lost silently. A record the daemon refuses ends the worker with
+// status 1. When the daemon goes away (EOF on the channel: it is the worker's parent) the running
+// session is interrupted and the worker exits with status 0, recording nothing more; the chain
+// stays as last recorded, running, and a resume continues it. A worker started outside opsvc runs
+// its chain unrecorded.
 //
 // Before each session the worker asks the daemon for a lease (request session.acquire) and waits,
 // as long as the daemon says, until it gets one; it releases the lease (session.release, with the
@@ -50,7 +61,8 @@
 //
 // On shutdown (or EOF on the channel, or the context's end) the running session's process group
 // gets SIGINT, and SIGKILL after min(deadline/2, 5s); the session is recorded interrupted, the
-// chain interrupted (event chain.interrupted), and the worker returns. A shutdown with drain lets
+// chain interrupted (event chain.interrupted), and the worker returns (after EOF, with nothing
+// recorded). A shutdown with drain lets
 // the running session finish and records it; the chain is then interrupted, so that it can be
 // resumed, unless that session ended it. Between sessions the worker stops at once.
 //

@@ -7,15 +7,14 @@ import (
 	"io"
 	"os"
 
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
 )
 
 // Main is `opsvc worker orchestrator`: it reads its unit from the environment the daemon sets
 // (OPSVC_UNIT, OPSVC_STATE, OPSVC_ORCHESTRATOR, the IPC channel), runs one chain and returns the
-// exit status: 0 when the chain ended or was interrupted and recorded, 1 when the worker could
-// not do its work. Started with OPSVC_SESSION_GUARD set, it is a session's guard instead (see the
+// exit status: 0 when the chain ended or was interrupted and recorded, or when the daemon went
+// away; 1 when the worker could not do its work. Started with OPSVC_SESSION_GUARD set, it is a session's guard instead (see the
 // package documentation) and returns the agent's exit status.
 func Main(ctx context.Context, stderr io.Writer) int {
 	if os.Getenv(envGuard) != "" {
@@ -50,19 +49,18 @@ func Main(ctx context.Context, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer conn.Close()
-	store, err := registry.Open(state, registry.Options{})
-	if err != nil {
-		return fail("%v", err)
+	if !conn.Supervised() {
+		logf("chains are recorded by the daemon: this chain runs unrecorded, and resume finds nothing")
 	}
 	err = Run(ctx, Options{
-		Conn:   conn,
-		Store:  store,
-		Config: cfg,
-		Unit:   name,
-		Env:    env,
-		Logf:   logf,
-		Stdout: os.Stdout,
-		Stderr: stderr,
+		Conn:     conn,
+		Config:   cfg,
+		Unit:     name,
+		StateDir: state,
+		Env:      env,
+		Logf:     logf,
+		Stdout:   os.Stdout,
+		Stderr:   stderr,
 	})
 	if err != nil {
 		return fail("%v", err)

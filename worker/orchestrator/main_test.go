@@ -1,3 +1,5 @@
+//go:build linux
+
 package orchestrator
 
 import (
@@ -8,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +20,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/opsvc/opsvc/config"
-	"github.com/opsvc/opsvc/supervisor"
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // mainVar makes the re-executed test binary run Main, as `opsvc worker orchestrator` does.
@@ -43,28 +44,58 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// leaseDesk answers session.acquire and session.release for any number of workers, from one
-// supervisor.Leases, as the daemon does.
-type leaseDesk struct {
-	mu        sync.Mutex
-	leases    *supervisor.Leases
-	settings  config.OrchestratorSettings
-	acquired  int
-	released  int
-	maxActive int
-	costs     float64
+// desk stands in for the daemon of any number of workers: it grants session leases under a cap
+// on how many run at once, and records chains in memory, as the daemon's registry does (pure
+// bookkeeping: the real daemon side is tested in package supervisor). It can be told to fail
+// requests as a full disk would.
+type desk struct {
+	mu sync.Mutex
+
+	// leases
+	maxConcurrent int               // 0: unlimited
+	active        map[string]string // lease id → unit
+	nextLease     int
+	acquired      int
+	released      int
+	maxActive     int
+	costs         float64
+
+	// chains
+	chains   []*chain.Chain
+	failures map[string]int    // method → how many of its next requests fail with CodeUnavailable
+	refuse   map[string]string // method → the error every request gets, with CodeInvalid
+	requests map[string]int    // method → requests seen
 }
 
-func newLeaseDesk() *leaseDesk {
-	s := config.DefaultSettings().Orchestrator
-	s.MaxSessionsPerMinute = 0
-	return &leaseDesk{leases: supervisor.NewLeases(), settings: s}
+func newDesk() *desk {
+	return &desk{active: map[string]string{}, failures: map[string]int{}, refuse: map[string]string{}, requests: map[string]int{}}
 }
 
-func (d *leaseDesk) answer(unitName string, m worker.Message) (any, error) {
+// grant takes a lease for unitName if the cap allows.
+func (d *desk) grant(unitName string) (string, bool) {
+	if d.maxConcurrent > 0 && len(d.active) >= d.maxConcurrent {
+		return "", false
+	}
+	d.nextLease++
+	id := "l" + strconv.Itoa(d.nextLease)
+	d.active[id] = unitName
+	d.acquired++
+	d.maxActive = max(d.maxActive, len(d.active))
+	return id, true
+}
+
+// answer answers one request of unitName's worker.
+func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := time.Now()
+	d.requests[m.Method]++
+	if text, ok := d.refuse[m.Method]; ok {
+		return nil, worker.WithCode(worker.CodeInvalid, errors.New(text))
+	}
+	if d.failures[m.Method] > 0 {
+		d.failures[m.Method]--
+		return nil, worker.WithCode(worker.CodeUnavailable, errors.New("write registry.json.tmp: no space left on device"))
+	}
 	switch m.Method {
 	case MethodAcquire:
 		var p struct {
@@ -73,12 +104,11 @@ func (d *leaseDesk) answer(unitName string, m worker.Message) (any, error) {
 		if err := json.Unmarshal(m.Params, &p); err != nil || p.ChainID == "" {
 			return nil, fmt.Errorf("session.acquire without chain_id: %s", m.Params)
 		}
-		g := d.leases.Acquire(d.settings, unitName, p.ChainID, now)
-		if g.Granted {
-			d.acquired++
-			d.maxActive = max(d.maxActive, d.leases.Active())
+		id, ok := d.grant(unitName)
+		if !ok {
+			return grant{Reason: fmt.Sprintf("max_concurrent_sessions (%d) running", d.maxConcurrent), RetryMS: 20}, nil
 		}
-		return g, nil
+		return grant{Granted: true, LeaseID: id}, nil
 	case MethodRelease:
 		var p struct {
 			LeaseID string  `json:"lease_id"`
@@ -87,24 +117,109 @@ func (d *leaseDesk) answer(unitName string, m worker.Message) (any, error) {
 		if err := json.Unmarshal(m.Params, &p); err != nil {
 			return nil, err
 		}
-		if err := d.leases.Release(p.LeaseID, p.CostUSD, now); err != nil {
-			return nil, err
+		if _, ok := d.active[p.LeaseID]; !ok {
+			return nil, fmt.Errorf("no lease %q", p.LeaseID)
 		}
+		delete(d.active, p.LeaseID)
 		d.released++
 		d.costs += p.CostUSD
 		return map[string]any{"released": true}, nil
+	case chain.MethodBegin:
+		var p chain.Begin
+		if err := json.Unmarshal(m.Params, &p); err != nil || p.Check() != nil || p.ID == "" {
+			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("bad chain.begin %s", m.Params))
+		}
+		if c := d.find(unitName, p.ID); c != nil { // asked again
+			return chain.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom}, nil
+		}
+		var out chain.Begun
+		if p.Resume {
+			resumed := map[string]bool{}
+			for _, c := range d.chains {
+				resumed[c.RestartedFrom] = true
+			}
+			for i := len(d.chains) - 1; i >= 0; i-- {
+				c := d.chains[i]
+				if c.Unit == unitName && (c.Status == chain.Running || c.Status == chain.Interrupted) && !resumed[c.ID] {
+					c.SetStatus(chain.Interrupted, time.Now())
+					out.RestartedFrom, out.Handoff = c.ID, c.LastHandoff()
+					break
+				}
+			}
+		}
+		d.chains = append(d.chains, chain.New(p.ID, unitName, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, time.Now()))
+		out.ID = p.ID
+		return out, nil
+	case chain.MethodRecord:
+		var p chain.RecordSession
+		if err := json.Unmarshal(m.Params, &p); err != nil || p.Check() != nil {
+			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("bad session.record %s", m.Params))
+		}
+		c := d.find(unitName, p.ChainID)
+		if c == nil {
+			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("no chain %q", p.ChainID))
+		}
+		if err := c.Record(p.Session, time.Now()); err != nil {
+			return nil, err
+		}
+		return c.Totals(), nil
+	case chain.MethodFinish:
+		var p chain.Finish
+		if err := json.Unmarshal(m.Params, &p); err != nil || p.Check() != nil {
+			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("bad chain.finish %s", m.Params))
+		}
+		c := d.find(unitName, p.ChainID)
+		if c == nil {
+			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("no chain %q", p.ChainID))
+		}
+		if err := c.SetStatus(p.Status, time.Now()); err != nil {
+			return nil, worker.WithCode(worker.CodeInvalid, err)
+		}
+		return c.Totals(), nil
 	}
 	return nil, fmt.Errorf("unknown method %q", m.Method)
 }
 
-func (d *leaseDesk) counts() (acquired, released, active, maxActive int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.acquired, d.released, d.leases.Active(), d.maxActive
+// find returns unitName's chain id, or nil.
+func (d *desk) find(unitName, id string) *chain.Chain {
+	for _, c := range d.chains {
+		if c.ID == id && c.Unit == unitName {
+			return c
+		}
+	}
+	return nil
 }
 
-// daemonEnd is the test's end of one worker's channel: it answers requests from a leaseDesk and
-// queues everything else the worker sends.
+// seed adds a chain, as an earlier worker would have left it.
+func (d *desk) seed(c *chain.Chain) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.chains = append(d.chains, c)
+}
+
+func (d *desk) counts() (acquired, released, active, maxActive int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.acquired, d.released, len(d.active), d.maxActive
+}
+
+// chainsOf returns copies of unitName's chains, oldest first.
+func (d *desk) chainsOf(unitName string) []chain.Chain {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []chain.Chain
+	for _, c := range d.chains {
+		if c.Unit == unitName {
+			cp := *c
+			cp.Sessions = slices.Clone(c.Sessions)
+			out = append(out, cp)
+		}
+	}
+	return out
+}
+
+// daemonEnd is the test's end of one worker's channel: it answers requests from a desk (from a
+// goroutine per request, as the daemon does) and queues everything else the worker sends.
 type daemonEnd struct {
 	ch   *worker.Channel
 	msgs chan worker.Message
@@ -112,23 +227,20 @@ type daemonEnd struct {
 	done chan struct{}
 }
 
-func newDaemonEnd(t *testing.T, ch *worker.Channel, unitName string, desk *leaseDesk) *daemonEnd {
-	d := &daemonEnd{ch: ch, msgs: make(chan worker.Message, 100000), done: make(chan struct{})}
+func newDaemonEnd(t *testing.T, ch *worker.Channel, unitName string, d *desk) *daemonEnd {
+	e := &daemonEnd{ch: ch, msgs: make(chan worker.Message, 100000), done: make(chan struct{})}
 	go func() {
-		defer close(d.done)
-		defer close(d.msgs)
+		defer close(e.done)
+		defer close(e.msgs)
 		for m := range ch.Messages() {
 			if m.Type == worker.TypeRequest {
-				data, err := desk.answer(unitName, m)
-				if err := ch.Reply(m.ID, data, err); err != nil {
-					t.Errorf("reply to %s: %v", m.Method, err)
-				}
+				ch.Go(m.ID, func() (any, error) { return d.answer(unitName, m) })
 				continue
 			}
-			d.msgs <- m
+			e.msgs <- m
 		}
 	}()
-	return d
+	return e
 }
 
 // next returns the next message that match accepts, failing after waitFor.
@@ -257,9 +369,8 @@ func (s *lineSink) waitLine(t *testing.T, prefix string) string {
 // inRun is Run driven in this process over a real channel.
 type inRun struct {
 	d      *daemonEnd
+	desk   *desk
 	conn   *worker.Conn
-	store  *registry.Store
-	state  string
 	stdout *lineSink
 	stderr *lineSink
 	cancel context.CancelFunc
@@ -267,8 +378,8 @@ type inRun struct {
 }
 
 // startRun starts Run for unit name with cfg, its state in state (shared by runs that share it),
-// leases from desk, and env as the sessions' base environment (PATH is added).
-func startRun(t *testing.T, name, state string, desk *leaseDesk, cfg unit.Orchestrator, env ...string) *inRun {
+// leases and chains from desk, and env as the sessions' base environment (PATH is added).
+func startRun(t *testing.T, name, state string, desk *desk, cfg unit.Orchestrator, env ...string) *inRun {
 	t.Helper()
 	ch, child, err := worker.NewChannel()
 	if err != nil {
@@ -279,30 +390,25 @@ func startRun(t *testing.T, name, state string, desk *leaseDesk, cfg unit.Orches
 		ch.Close()
 		t.Fatal(err)
 	}
-	store, err := registry.Open(state, registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &inRun{
 		d:      newDaemonEnd(t, ch, name, desk),
+		desk:   desk,
 		conn:   conn,
-		store:  store,
-		state:  state,
 		stdout: newLineSink(),
 		stderr: newLineSink(),
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}
 	opts := Options{
-		Conn:   conn,
-		Store:  store,
-		Config: cfg,
-		Unit:   name,
-		Env:    append([]string{"PATH=" + os.Getenv("PATH"), noRaceExitSleep}, env...),
-		Logf:   func(format string, args ...any) { fmt.Fprintf(r.stderr, "orchestrator: "+format+"\n", args...) },
-		Stdout: r.stdout,
-		Stderr: r.stderr,
+		Conn:     conn,
+		Config:   cfg,
+		Unit:     name,
+		StateDir: state,
+		Env:      append([]string{"PATH=" + os.Getenv("PATH"), noRaceExitSleep}, env...),
+		Logf:     func(format string, args ...any) { fmt.Fprintf(r.stderr, "orchestrator: "+format+"\n", args...) },
+		Stdout:   r.stdout,
+		Stderr:   r.stderr,
 	}
 	go func() { r.done <- Run(ctx, opts) }()
 	t.Cleanup(func() {
@@ -345,28 +451,10 @@ func (r *inRun) finish(t *testing.T) []worker.Message {
 	return r.d.rest(t)
 }
 
-// chains returns the registry's chains of unit name, oldest first.
-func chains(t *testing.T, store *registry.Store, name string) []registry.Chain {
-	t.Helper()
-	var out []registry.Chain
-	err := store.View(func(r *registry.Registry) error {
-		for _, c := range r.Chains {
-			if c.Unit == name {
-				out = append(out, *c)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // onlyChain returns the one chain of unit name.
-func onlyChain(t *testing.T, store *registry.Store, name string) registry.Chain {
+func onlyChain(t *testing.T, d *desk, name string) chain.Chain {
 	t.Helper()
-	cs := chains(t, store, name)
+	cs := d.chainsOf(name)
 	if len(cs) != 1 {
 		t.Fatalf("unit %s has %d chains, want 1: %+v", name, len(cs), cs)
 	}

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // Environment variables the worker reads (set by the daemon) and sets for each session.
@@ -32,15 +32,6 @@ const (
 // DoneMarker in a Claude Code result text says that the chain's work is done.
 const DoneMarker = "[opsvc:done]"
 
-// Defaults for the [orchestrator] values a unit leaves unset (zero).
-const (
-	DefaultModel                = "sonnet"
-	DefaultMaxTurns             = 30
-	DefaultMaxContinuations     = 5
-	DefaultMaxBudgetUSD         = 5.0
-	DefaultMaxConsecutiveErrors = 3
-)
-
 // HandoffDir is the directory, inside the state directory, of the chains' handoff and result files.
 const HandoffDir = "handoffs"
 
@@ -50,14 +41,18 @@ const (
 	MethodRelease = "session.release"
 )
 
-// Options is what Run works with. Conn, Store and Unit are required.
+// Options is what Run works with. Conn, Unit and StateDir are required.
 type Options struct {
 	Conn   *worker.Conn      // the channel to the daemon
-	Store  *registry.Store   // the registry
 	Config unit.Orchestrator // the unit's [orchestrator] table; zero values take the defaults
 	Unit   string            // the unit's name
-	// StateDir holds STATE/handoffs; "" means Store.Dir().
+	// StateDir holds STATE/handoffs.
 	StateDir string
+	// Recorder records the chain; nil means the daemon, over Conn (NewIPCRecorder), or, on a
+	// worker started outside opsvc, memory: the chain runs unrecorded.
+	Recorder Recorder
+	// NewID makes the chain's id; nil means chain.NewID.
+	NewID func(now time.Time) string
 	// Env is the environment the sessions start from; nil means os.Environ().
 	Env []string
 	// Now is the clock; nil means time.Now.
@@ -71,40 +66,41 @@ type Options struct {
 	Executable string
 }
 
-// WithDefaults returns cfg with every unset (zero) value replaced by its default.
+// WithDefaults returns cfg with every unset (zero) value replaced by its default (package chain's;
+// the daemon fills in its [orchestrator] settings first).
 func WithDefaults(cfg unit.Orchestrator) unit.Orchestrator {
 	if cfg.Model == "" {
-		cfg.Model = DefaultModel
+		cfg.Model = chain.DefaultModel
 	}
 	if cfg.MaxTurns <= 0 {
-		cfg.MaxTurns = DefaultMaxTurns
+		cfg.MaxTurns = chain.DefaultMaxTurns
 	}
 	if cfg.MaxContinuations <= 0 {
-		cfg.MaxContinuations = DefaultMaxContinuations
+		cfg.MaxContinuations = chain.DefaultMaxContinuations
 	}
 	if cfg.MaxBudgetUSD <= 0 {
-		cfg.MaxBudgetUSD = DefaultMaxBudgetUSD
+		cfg.MaxBudgetUSD = chain.DefaultMaxBudgetUSD
 	}
 	if cfg.MaxConsecutiveErrors <= 0 {
-		cfg.MaxConsecutiveErrors = DefaultMaxConsecutiveErrors
+		cfg.MaxConsecutiveErrors = chain.DefaultMaxConsecutiveErrors
 	}
 	return cfg
 }
 
-// Verdict is how a chain ends after a session, or "" when it goes on (DESIGN §9): complete when
-// the session said done, budget_exceeded when totalCost reached the budget, failed when
-// consecutiveErrors reached the circuit breaker, exhausted when 1 + max_continuations sessions
-// have run. cfg has its defaults applied.
-func Verdict(cfg unit.Orchestrator, done bool, totalCost float64, consecutiveErrors, sessions int) registry.ChainStatus {
+// Verdict is how a chain ends after a session, or "" when it goes on: complete when the session
+// said done, budget_exceeded when totalCost reached the budget, failed when consecutiveErrors
+// reached the circuit breaker, exhausted when 1 + max_continuations sessions have run. cfg has its
+// defaults applied.
+func Verdict(cfg unit.Orchestrator, done bool, totalCost float64, consecutiveErrors, sessions int) chain.Status {
 	switch {
 	case done:
-		return registry.ChainComplete
+		return chain.Complete
 	case totalCost >= cfg.MaxBudgetUSD:
-		return registry.ChainBudgetExceeded
+		return chain.BudgetExceeded
 	case consecutiveErrors >= cfg.MaxConsecutiveErrors:
-		return registry.ChainFailed
+		return chain.Failed
 	case sessions >= 1+cfg.MaxContinuations:
-		return registry.ChainExhausted
+		return chain.Exhausted
 	}
 	return ""
 }
@@ -124,17 +120,30 @@ type runner struct {
 }
 
 // Run runs one chain to its end, or until the daemon stops the worker, and returns nil in both
-// cases, with the chain recorded. It returns an error only when it cannot do its work: the
-// options are incomplete or the registry cannot be written.
+// cases, with the chain recorded. When the daemon goes away (EOF on the channel) it interrupts
+// the running session and returns nil: what was recorded stays, and a resume continues from it.
+// It returns an error only when it cannot do its work: the options are incomplete, or the daemon
+// refused to record the chain (a record it could not take for a while is asked for again,
+// without end).
 func Run(ctx context.Context, opts Options) error {
-	if opts.Conn == nil || opts.Store == nil {
-		return errors.New("orchestrator: run: Options.Conn and Options.Store are required")
+	if opts.Conn == nil {
+		return errors.New("orchestrator: run: Options.Conn is required")
 	}
 	if opts.Unit == "" {
 		return fmt.Errorf("orchestrator: run: no unit name (set %s)", worker.EnvUnit)
 	}
 	if opts.StateDir == "" {
-		opts.StateDir = opts.Store.Dir()
+		return fmt.Errorf("orchestrator: run: no state directory (set %s)", EnvState)
+	}
+	if opts.Recorder == nil {
+		if opts.Conn.Supervised() {
+			opts.Recorder = NewIPCRecorder(opts.Conn)
+		} else {
+			opts.Recorder = &localRecorder{unit: opts.Unit}
+		}
+	}
+	if opts.NewID == nil {
+		opts.NewID = chain.NewID
 	}
 	if opts.Env == nil {
 		opts.Env = os.Environ()
@@ -171,7 +180,16 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	})
 	defer r.stop.close()
-	return r.run()
+	err := r.run()
+	if errors.Is(err, errDaemonGone) {
+		if r.chainID == "" {
+			r.logf("the daemon is gone before the chain could begin")
+		} else {
+			r.logf("the daemon is gone: chain %s stays as last recorded (a unit with resume = true continues it)", r.chainID)
+		}
+		return nil
+	}
+	return err
 }
 
 func (r *runner) run() error {
@@ -186,13 +204,13 @@ func (r *runner) run() error {
 	for index := 0; ; index++ {
 		lease, ok := r.acquire(index)
 		if !ok {
-			return r.finish(registry.ChainInterrupted, r.stop.why())
+			return r.finish(chain.Interrupted, r.stop.why())
 		}
 		if r.stop.requested() {
 			r.release(lease, 0)
-			return r.finish(registry.ChainInterrupted, r.stop.why())
+			return r.finish(chain.Interrupted, r.stop.why())
 		}
-		s, done, chain, err := r.session(index, handoff)
+		s, done, totals, err := r.session(index, handoff)
 		r.release(lease, s.CostUSD)
 		if err != nil {
 			return err
@@ -200,14 +218,14 @@ func (r *runner) run() error {
 		if s.HandoffComplete {
 			handoff = s.HandoffFile
 		}
-		if s.Status == registry.SessionInterrupted {
-			return r.finish(registry.ChainInterrupted, r.stop.why())
+		if s.Status == chain.SessionInterrupted {
+			return r.finish(chain.Interrupted, r.stop.why())
 		}
-		if v := Verdict(r.cfg, done, chain.TotalCostUSD, chain.ConsecutiveErrors, index+1); v != "" {
+		if v := Verdict(r.cfg, done, totals.TotalCostUSD, totals.ConsecutiveErrors, index+1); v != "" {
 			return r.finish(v, "")
 		}
 		if r.stop.requested() {
-			return r.finish(registry.ChainInterrupted, r.stop.why())
+			return r.finish(chain.Interrupted, r.stop.why())
 		}
 	}
 }
@@ -215,54 +233,37 @@ func (r *runner) run() error {
 // startChain creates the chain, or resumes the unit's newest incomplete one, and publishes it. It
 // returns the handoff file carried over, or "".
 func (r *runner) startChain() (string, error) {
-	now := r.opts.Now()
-	cc := registry.ChainConfig{
-		Model:            r.cfg.Model,
-		MaxTurns:         r.cfg.MaxTurns,
-		MaxContinuations: r.cfg.MaxContinuations,
-		MaxBudgetUSD:     r.cfg.MaxBudgetUSD,
+	p := chain.Begin{
+		ID:         r.opts.NewID(r.opts.Now()),
+		Task:       r.cfg.Task,
+		ProjectDir: r.project,
+		Config: chain.Config{
+			Model:            r.cfg.Model,
+			MaxTurns:         r.cfg.MaxTurns,
+			MaxContinuations: r.cfg.MaxContinuations,
+			MaxBudgetUSD:     r.cfg.MaxBudgetUSD,
+		},
+		Resume: r.cfg.Resume,
 	}
-	var from, handoff string
-	err := r.opts.Store.Update(func(reg *registry.Registry) error {
-		from, handoff = "", ""
-		if r.cfg.Resume {
-			if inc := reg.FindIncomplete(r.opts.Unit); len(inc) > 0 {
-				old := inc[len(inc)-1]
-				if err := reg.SetStatus(old.ID, registry.ChainInterrupted, now); err != nil {
-					return err
-				}
-				from = old.ID
-				handoff = lastHandoff(old)
-			}
-		}
-		r.chainID = reg.CreateChain(r.opts.Unit, r.cfg.Task, r.project, cc, from, now).ID
-		return nil
+	var begun chain.Begun
+	err := r.record("begin chain "+p.ID, "a new chain of unit "+r.opts.Unit, func(ctx context.Context) (err error) {
+		begun, err = r.opts.Recorder.Begin(ctx, p)
+		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("orchestrator: create chain: %w", err)
+		return "", err
 	}
-	if from != "" {
-		r.publish("chain.resumed", chainEvent{ChainID: r.chainID, RestartedFrom: from})
-		r.logf("chain %s resumes chain %s", r.chainID, from)
+	if err := chain.CheckID(begun.ID); err != nil {
+		return "", fmt.Errorf("orchestrator: begin chain: the daemon's reply: %w", err)
+	}
+	r.chainID = begun.ID
+	if begun.RestartedFrom != "" {
+		r.publish("chain.resumed", chainEvent{ChainID: r.chainID, RestartedFrom: begun.RestartedFrom})
+		r.logf("chain %s resumes chain %s", r.chainID, begun.RestartedFrom)
 	} else {
 		r.publish("chain.created", chainEvent{ChainID: r.chainID, Task: r.cfg.Task})
 	}
-	return handoff, nil
-}
-
-// lastHandoff is the newest non-empty handoff file among c's recorded sessions, or "".
-func lastHandoff(c *registry.Chain) string {
-	for i := len(c.Sessions) - 1; i >= 0; i-- {
-		if f := c.Sessions[i].HandoffFile; f != "" && nonEmptyFile(f) {
-			return f
-		}
-	}
-	return ""
-}
-
-func nonEmptyFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+	return begun.Handoff, nil
 }
 
 // grant is the daemon's answer to session.acquire (supervisor.Grant).
@@ -331,15 +332,9 @@ func (r *runner) release(lease string, cost float64) {
 	}
 }
 
-// totals is what the chain's end depends on, as the registry has it after a session.
-type totals struct {
-	TotalCostUSD      float64
-	ConsecutiveErrors int
-}
-
 // session runs session index and records it. It returns the session as recorded, whether it said
-// done and the chain's totals; an error only when the registry could not be written.
-func (r *runner) session(index int, handoffIn string) (registry.Session, bool, totals, error) {
+// done and the chain's totals; an error only when it could not be recorded.
+func (r *runner) session(index int, handoffIn string) (chain.Session, bool, chain.Totals, error) {
 	dir := filepath.Join(r.opts.StateDir, HandoffDir, r.chainID)
 	spec := sessionSpec{
 		index:      index,
@@ -365,24 +360,23 @@ func (r *runner) session(index int, handoffIn string) (registry.Session, bool, t
 	var out outcome
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		now := r.opts.Now()
-		out = outcome{Session: registry.Session{Index: index, Status: registry.SessionError, HandoffFile: spec.handoffOut,
+		out = outcome{Session: chain.Session{Index: index, Status: chain.SessionError, HandoffFile: spec.handoffOut,
 			Error: fmt.Sprintf("create handoff directory: %v (check the state directory's permissions)", err), StartedAt: now, EndedAt: now}}
 	} else {
 		out = r.runSession(spec)
 	}
 	s := out.Session
-	now := r.opts.Now()
-	var t totals
-	err := r.opts.Store.Update(func(reg *registry.Registry) error {
-		if err := reg.RecordSession(r.chainID, s, now); err != nil {
-			return err
-		}
-		c := reg.Find(r.chainID)
-		t = totals{TotalCostUSD: c.TotalCostUSD, ConsecutiveErrors: c.ConsecutiveErrors}
-		return nil
+	s.Error = chain.Clip(s.Error, chain.MaxErrorBytes)
+	p := chain.RecordSession{ChainID: r.chainID, Session: s}
+	var t chain.Totals
+	what := fmt.Sprintf("record session %d of chain %s", index, r.chainID)
+	err := r.record(what, "the session: "+jsonText(s), func(ctx context.Context) (err error) {
+		t, err = r.opts.Recorder.RecordSession(ctx, p)
+		return err
 	})
 	if err != nil {
-		return s, false, t, fmt.Errorf("orchestrator: record session %d of chain %s: %w", index, r.chainID, err)
+		r.logf("%v; the session was: %s", err, jsonText(s))
+		return s, false, t, fmt.Errorf("orchestrator: %w", err)
 	}
 	r.publish("session.finished", sessionFinished{
 		ChainID: r.chainID, Index: index, Status: string(s.Status),
@@ -395,26 +389,22 @@ func (r *runner) session(index int, handoffIn string) (registry.Session, bool, t
 }
 
 // finish gives the chain its final (or interrupted) status, publishes it and returns nil.
-func (r *runner) finish(status registry.ChainStatus, reason string) error {
-	now := r.opts.Now()
-	var sessions int
-	var cost float64
-	err := r.opts.Store.Update(func(reg *registry.Registry) error {
-		if err := reg.SetStatus(r.chainID, status, now); err != nil {
-			return err
-		}
-		c := reg.Find(r.chainID)
-		sessions, cost = len(c.Sessions), c.TotalCostUSD
-		return nil
+func (r *runner) finish(status chain.Status, reason string) error {
+	p := chain.Finish{ChainID: r.chainID, Status: status, Reason: chain.Clip(reason, 512)}
+	var t chain.Totals
+	err := r.record(fmt.Sprintf("end chain %s as %s", r.chainID, status), "reason: "+reason, func(ctx context.Context) (err error) {
+		t, err = r.opts.Recorder.Finish(ctx, p)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("orchestrator: end chain %s as %s: %w", r.chainID, status, err)
+		return fmt.Errorf("orchestrator: %w", err)
 	}
+	sessions, cost := t.Sessions, t.TotalCostUSD
 	ev := chainEvent{ChainID: r.chainID, Status: string(status), Reason: reason}
 	switch status {
-	case registry.ChainFailed:
+	case chain.Failed:
 		r.publish("chain.failed", ev)
-	case registry.ChainInterrupted:
+	case chain.Interrupted:
 		r.publish("chain.interrupted", ev)
 	default:
 		r.publish("chain.completed", ev)
@@ -476,3 +466,12 @@ func (r *runner) channelGone() bool {
 }
 
 func (r *runner) logf(format string, args ...any) { r.opts.Logf(format, args...) }
+
+// jsonText is v as JSON, for a log line.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%+v", v)
+	}
+	return string(b)
+}

@@ -1,9 +1,10 @@
+//go:build linux
+
 package orchestrator
 
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,11 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // subWorker is the test binary re-executed as `opsvc worker orchestrator` (Main), with its IPC
@@ -41,7 +40,7 @@ func environWithout(names ...string) []string {
 	})
 }
 
-func startWorker(t *testing.T, name, state string, desk *leaseDesk, cfg unit.Orchestrator, env ...string) *subWorker {
+func startWorker(t *testing.T, name, state string, desk *desk, cfg unit.Orchestrator, env ...string) *subWorker {
 	t.Helper()
 	ch, child, err := worker.NewChannel()
 	if err != nil {
@@ -107,9 +106,10 @@ func (w *subWorker) exit(t *testing.T) int {
 }
 
 // TestResumeAfterKill9 kills a real worker with SIGKILL while its agent runs: the session's whole
-// process group dies with it. A new worker with resume = true then marks the cut-off chain
-// interrupted and continues it as a new chain with restarted_from set and the last handoff
-// carried over, and nothing is counted twice.
+// process group dies with it. A new worker with resume = true then asks for the cut-off chain to
+// be continued as a new chain with restarted_from set, carries the last handoff over, and nothing
+// is counted twice. (The daemon's side of it, with the real registry, is tested in package
+// supervisor.)
 func TestResumeAfterKill9(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -127,7 +127,7 @@ echo "handoff $PHASE.$i" > "$OPSVC_HANDOFF_OUT"
 done=false; [ "$PHASE" = 2 ] && done=true
 printf '{"turns":1,"cost_usd":0.25,"done":%s}' "$done" > "$OPSVC_RESULT"
 `)
-	desk := newLeaseDesk()
+	desk := newDesk()
 	cfg := unit.Orchestrator{ProjectDir: dir, Task: "Resume me", Agent: []string{agent}, Resume: true}
 
 	w1 := startWorker(t, "agent@k", state, desk, cfg, "PHASE=1", "OUT="+dir)
@@ -147,11 +147,7 @@ printf '{"turns":1,"cost_usd":0.25,"done":%s}' "$done" > "$OPSVC_RESULT"
 	}
 	waitGroupGone(t, pgid)
 
-	store, err := registry.Open(state, registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := onlyChain(t, store, "agent@k"); c.ID != old || c.Status != registry.ChainRunning || len(c.Sessions) != 1 {
+	if c := onlyChain(t, desk, "agent@k"); c.ID != old || c.Status != chain.Running || len(c.Sessions) != 1 {
 		t.Fatalf("after the kill: chain %+v, want %s running with its first session", c, old)
 	}
 
@@ -160,7 +156,7 @@ printf '{"turns":1,"cost_usd":0.25,"done":%s}' "$done" > "$OPSVC_RESULT"
 	if code := w2.exit(t); code != 0 {
 		t.Fatalf("second worker exit status %d, want 0", code)
 	}
-	cs := chains(t, store, "agent@k")
+	cs := desk.chainsOf("agent@k")
 	if len(cs) != 2 {
 		t.Fatalf("%d chains, want 2", len(cs))
 	}
@@ -168,10 +164,10 @@ printf '{"turns":1,"cost_usd":0.25,"done":%s}' "$done" > "$OPSVC_RESULT"
 	if resumed["chain_id"] != nc.ID || resumed["restarted_from"] != old {
 		t.Fatalf("chain.resumed %v, want chain %s from %s", resumed, nc.ID, old)
 	}
-	if oc.Status != registry.ChainInterrupted || len(oc.Sessions) != 1 || !approx(oc.TotalCostUSD, 0.25) || oc.TotalTurns != 1 {
+	if oc.Status != chain.Interrupted || len(oc.Sessions) != 1 || !approx(oc.TotalCostUSD, 0.25) || oc.TotalTurns != 1 {
 		t.Fatalf("old chain %+v, want interrupted with one session of $0.25", oc)
 	}
-	if nc.Status != registry.ChainComplete || nc.RestartedFrom != old || len(nc.Sessions) != 1 || !approx(nc.TotalCostUSD, 0.25) {
+	if nc.Status != chain.Complete || nc.RestartedFrom != old || len(nc.Sessions) != 1 || !approx(nc.TotalCostUSD, 0.25) {
 		t.Fatalf("new chain %+v, want complete, restarted from %s, one session of $0.25", nc, old)
 	}
 	oldHandoff := filepath.Join(state, HandoffDir, old, "0.md")
@@ -181,27 +177,12 @@ printf '{"turns":1,"cost_usd":0.25,"done":%s}' "$done" > "$OPSVC_RESULT"
 	if got, want := readFile(t, filepath.Join(dir, "stdin.2.0")), "Resume me\n\nPrevious session handoff:\nhandoff 1.0\n"; got != want {
 		t.Fatalf("first resumed session prompt %q, want %q", got, want)
 	}
-	var lineage []registry.LineageEntry
-	err = store.View(func(r *registry.Registry) (err error) {
-		lineage, err = r.Lineage(nc.ID)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range lineage {
-		got = append(got, fmt.Sprintf("%s %d %d", e.ID, e.Depth, e.Sessions))
-	}
-	if diff := cmp.Diff([]string{old + " 0 1", nc.ID + " 1 1"}, got); diff != "" {
-		t.Fatalf("lineage (-want +got):\n%s", diff)
-	}
 	if acq, rel, _, _ := desk.counts(); acq != 3 || rel != 2 {
 		t.Fatalf("leases: %d acquired, %d released; want 3 and 2 (the killed worker's last one is the daemon's to drop)", acq, rel)
 	}
 }
 
-// TestConcurrentOrchestrators runs six orchestrators at once on one registry, with
+// TestConcurrentOrchestrators runs six orchestrators at once against one daemon, with
 // max_concurrent_sessions = 2: no more than two agents ever run at once, and every chain completes.
 func TestConcurrentOrchestrators(t *testing.T) {
 	dir := t.TempDir()
@@ -219,8 +200,8 @@ rm "$RUNNING/$OPSVC_CHAIN_ID"
 done=false; [ "$OPSVC_SESSION_INDEX" = 1 ] && done=true
 printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 `)
-	desk := newLeaseDesk()
-	desk.settings.MaxConcurrentSessions = 2
+	desk := newDesk()
+	desk.maxConcurrent = 2
 	runs := make([]*inRun, 6)
 	for i := range runs {
 		cfg := unit.Orchestrator{ProjectDir: dir, Task: "t", Agent: []string{agent}}
@@ -228,7 +209,7 @@ printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 	}
 	for i, r := range runs {
 		r.finish(t)
-		if c := onlyChain(t, r.store, "agent@"+strconv.Itoa(i)); c.Status != registry.ChainComplete || len(c.Sessions) != 2 {
+		if c := onlyChain(t, r.desk, "agent@"+strconv.Itoa(i)); c.Status != chain.Complete || len(c.Sessions) != 2 {
 			t.Fatalf("chain of agent@%d: %s with %d sessions, want complete with 2", i, c.Status, len(c.Sessions))
 		}
 	}
@@ -328,7 +309,7 @@ func BenchmarkSessionStart(b *testing.B) {
 		handoffOut: filepath.Join(dir, "0.md"), resultPath: filepath.Join(dir, "0.result.json"),
 	}
 	for b.Loop() {
-		if out := r.runSession(spec); out.Status != registry.SessionComplete {
+		if out := r.runSession(spec); out.Status != chain.SessionComplete {
 			b.Fatalf("session %s: %s", out.Status, out.Error)
 		}
 	}

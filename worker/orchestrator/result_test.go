@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 func TestWithDefaults(t *testing.T) {
@@ -28,14 +28,14 @@ func TestVerdict(t *testing.T) {
 		done     bool
 		cost     float64
 		errs, n  int
-		want     registry.ChainStatus
+		want     chain.Status
 		scenario string
 	}{
 		{false, 0, 0, 1, "", "goes on"},
-		{true, 5, 5, 9, registry.ChainComplete, "done comes first"},
-		{false, 1, 5, 9, registry.ChainBudgetExceeded, "then the budget, reached exactly"},
-		{false, 0.99, 2, 9, registry.ChainFailed, "then the circuit breaker"},
-		{false, 0.99, 1, 3, registry.ChainExhausted, "then 1 + max_continuations sessions"},
+		{true, 5, 5, 9, chain.Complete, "done comes first"},
+		{false, 1, 5, 9, chain.BudgetExceeded, "then the budget, reached exactly"},
+		{false, 0.99, 2, 9, chain.Failed, "then the circuit breaker"},
+		{false, 0.99, 1, 3, chain.Exhausted, "then 1 + max_continuations sessions"},
 		{false, 0.99, 1, 2, "", "one continuation left"},
 	} {
 		if got := Verdict(cfg, tc.done, tc.cost, tc.errs, tc.n); got != tc.want {

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // stdoutTail is how much of a session's stdout is kept to find its result.
@@ -105,7 +105,7 @@ type sessionSpec struct {
 
 // outcome is a finished session.
 type outcome struct {
-	registry.Session
+	chain.Session
 	Done bool
 }
 
@@ -148,7 +148,7 @@ func checkExecutable(path string) error {
 	if !fi.Mode().IsRegular() {
 		return errors.New("is not a regular file")
 	}
-	if err := syscall.Access(path, 1); err != nil { // X_OK
+	if err := canExecute(path); err != nil {
 		return fmt.Errorf("is not executable (chmod +x it): %w", err)
 	}
 	return nil
@@ -171,13 +171,13 @@ func checkProjectDir(dir string) error {
 // runSession runs the agent and builds its outcome. Every fault is an error session.
 func (r *runner) runSession(spec sessionSpec) outcome {
 	start := r.opts.Now()
-	out := outcome{Session: registry.Session{
+	out := outcome{Session: chain.Session{
 		Index:       spec.index,
 		HandoffFile: spec.handoffOut,
 		StartedAt:   start,
 	}}
 	fail := func(msg string) outcome {
-		out.Status = registry.SessionError
+		out.Status = chain.SessionError
 		out.Error = msg
 		out.EndedAt = r.opts.Now()
 		out.DurationMS = out.EndedAt.Sub(start).Milliseconds()
@@ -242,13 +242,13 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 			out.DurationMS = res.DurationMS
 		}
 	}
-	out.HandoffComplete = nonEmptyFile(spec.handoffOut)
+	out.HandoffComplete = chain.NonEmptyFile(spec.handoffOut)
 	if found && res.HandoffComplete != nil {
 		out.HandoffComplete = *res.HandoffComplete
 	}
 	switch {
 	case interrupted:
-		out.Status = registry.SessionInterrupted
+		out.Status = chain.SessionInterrupted
 		out.Error = "interrupted: " + r.stop.why()
 	case !found:
 		msg := fmt.Sprintf("agent %s and gave no result", exitText(state))
@@ -260,14 +260,14 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 		if fileErr != nil {
 			msg += "; " + fileErr.Error()
 		}
-		out.Status = registry.SessionError
+		out.Status = chain.SessionError
 		out.Error = msg
 	case res.IsError:
-		out.Status = registry.SessionError
+		out.Status = chain.SessionError
 		out.Error = res.Error
 		out.Done = res.Done
 	default:
-		out.Status = registry.SessionComplete
+		out.Status = chain.SessionComplete
 		out.Done = res.Done
 	}
 	return out
@@ -447,11 +447,6 @@ type guarded struct {
 	pgid     int
 	lifeline *os.File      // the worker's end of the guard's lifeline: open while the worker lives
 	exited   chan struct{} // closed when the guard has exited (it is not reaped yet)
-}
-
-// signal sends sig to the session's process group; a group already gone is no error.
-func (g *guarded) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-g.pgid, sig)
 }
 
 // finish kills what is left of the session's group, reaps the guard and closes the lifeline. It

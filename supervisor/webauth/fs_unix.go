@@ -1,0 +1,40 @@
+//go:build unix
+
+package webauth
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// chownLike gives f the owner and group of the file or directory at path, so
+// that tokens rotated by root stay readable by a daemon running as another
+// user. A process that may not chown (not root) keeps its own.
+func chownLike(f *os.File, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (int(st.Uid) == os.Geteuid() && int(st.Gid) == os.Getegid()) {
+		return nil
+	}
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, syscall.EPERM) {
+		return err
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so that a rename in it survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package webauth
+
+func specialFiles() []badFile { return nil }
