@@ -15,6 +15,12 @@ import (
 // directory. On error path is left as it was and the temporary file is
 // removed.
 func Write(path string, data []byte, mode fs.FileMode) error {
+	return WriteWith(path, data, mode, nil)
+}
+
+// WriteWith is Write that calls prepare, unless nil, on the temporary file
+// once its mode is set and before data is written: to give it an owner, say.
+func WriteWith(path string, data []byte, mode fs.FileMode, prepare func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -27,6 +33,11 @@ func Write(path string, data []byte, mode fs.FileMode) error {
 	}
 	if err := tmp.Chmod(mode); err != nil {
 		return fail(err)
+	}
+	if prepare != nil {
+		if err := prepare(tmp); err != nil {
+			return fail(err)
+		}
 	}
 	if _, err := tmp.Write(data); err != nil {
 		return fail(err)

@@ -60,3 +60,29 @@ func TestWriteFailureKeepsTheOldFile(t *testing.T) {
 		t.Errorf("f = %q, want old", data)
 	}
 }
+
+func TestWriteWith(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	err := WriteWith(path, []byte("new"), 0o600, func(f *os.File) error {
+		seen = f.Name()
+		return nil
+	})
+	if err != nil || filepath.Dir(seen) != dir || seen == path {
+		t.Fatalf("WriteWith = %v; prepare saw %q, want a temporary file beside %s", err, seen, path)
+	}
+	refused := errors.New("refused")
+	if err := WriteWith(path, []byte("newer"), 0o600, func(*os.File) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("WriteWith with a failing prepare = %v", err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "new" {
+		t.Errorf("f = %q, want new", data)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %v, want f only", entries)
+	}
+}

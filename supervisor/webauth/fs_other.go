@@ -6,6 +6,3 @@ import "os"
 
 // chownLike does nothing where files have no unix owner.
 func chownLike(*os.File, string) error { return nil }
-
-// syncDir is a no-op where directories cannot be fsynced.
-func syncDir(string) error { return nil }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/opsvc/opsvc/config/atomicfile"
 )
 
 // File names inside the state directory.
@@ -199,40 +201,13 @@ func (s *Store) write(t Tokens) error {
 		return fmt.Errorf("webauth: write tokens: %w", err)
 	}
 	data = append(data, '\n')
-	tmp, err := os.CreateTemp(s.dir, "."+FileName+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("webauth: write tokens: %w", err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("webauth: write tokens %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(err)
-	}
 	ownerFrom := path
 	if _, err := os.Lstat(path); err != nil {
 		ownerFrom = s.dir
 	}
-	if err := chownLike(tmp, ownerFrom); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	chown := func(tmp *os.File) error { return chownLike(tmp, ownerFrom) }
+	if err := atomicfile.WriteWith(path, data, 0o600, chown); err != nil {
 		return fmt.Errorf("webauth: write tokens %s: %w", path, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("webauth: write tokens %s: sync directory: %w", path, err)
 	}
 	return nil
 }
