@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check fuzz fuzz-short bench bench-go bench-deps clean
 
 all: build
 
@@ -23,6 +23,14 @@ run: build
 
 test: vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz-short
+
+# Every fuzz target for a few seconds (make test) or a minute each (make fuzz).
+fuzz-short:
+	FUZZTIME=3s GO=$(GO) ./contrib/fuzz.sh
+
+fuzz:
+	FUZZTIME=$${FUZZTIME:-60s} GO=$(GO) ./contrib/fuzz.sh
 
 lint: vet fmt-check
 
