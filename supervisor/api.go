@@ -147,10 +147,10 @@ func (s *Supervisor) status(name string) UnitStatus {
 		us.Type = string(d.Unit.Service.Type)
 		us.Sources = d.Unit.Sources
 	}
-	if rt := s.units[name]; rt != nil {
-		us.State, us.Sub, us.PID, us.Since = rt.State, rt.Sub, rt.PID, rt.Since
-		us.Restarts, us.Exit, us.Result, us.StatusText = rt.restarts, rt.exit, rt.result, rt.statusText
-		us.LastError, us.Blocked = rt.lastError, rt.Blocked
+	if rec := s.units[name]; rec != nil {
+		us.State, us.Sub, us.PID, us.Since = rec.State, rec.Sub, rec.PID, rec.Since
+		us.Restarts, us.Exit, us.Result, us.StatusText = rec.Restarts, rec.Exit, rec.Result, rec.StatusText
+		us.LastError, us.Blocked = rec.LastError, rec.Blocked
 	}
 	if probs := s.errors[name]; len(probs) > 0 {
 		msgs := make([]string, len(probs))
@@ -267,66 +267,14 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	drain := r.URL.Query().Get("drain") == "1"
 	peer, _ := peerOf(r)
 	var (
-		code = http.StatusOK
-		msg  string
-		w8   *waiter
+		code    int
+		msg     string
+		waiting *waiter
 	)
 	err := s.do(r.Context(), func() {
-		d, ok := s.desired[name]
-		if !ok && verb != "stop" && strings.Contains(name, "@") && s.set != nil {
-			u, err := s.set.Instance(name)
-			if err != nil {
-				code, msg = http.StatusNotFound, err.Error()
-				return
-			}
-			s.runtimeI[name] = true
-			d, ok = Desired{Unit: u}, true
-		}
-		if !ok {
-			code = http.StatusNotFound
-			return
-		}
-		if d.Unit == nil && verb != "stop" {
-			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
-			return
-		}
-		s.publish("api."+verb, name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
-		switch verb {
-		case "start":
-			d.Want = true
-			if rt := s.units[name]; rt == nil || !rt.Running {
-				d.StartGen++ // a new run; a running unit is left as it is
-			} else if rt.Stopping {
-				d.StartGen++ // started again once the stop is through
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: startDone}
-		case "stop":
-			d.Want = false
-			if rt := s.units[name]; rt != nil {
-				switch {
-				case drain:
-					rt.drain = true
-				case rt.Stopping && rt.drain:
-					// A plain stop cuts a drain short: the stop deadline is
-					// armed again, and SIGKILL follows it.
-					rt.drain = false
-					s.stop(name, rt, rt.StopReason, s.now(), "stop without drain")
-				}
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: stopDone}
-		case "restart":
-			d.Want = true
-			if rt := s.units[name]; rt != nil && rt.Running {
-				d.RestartGen++
-			} else {
-				d.StartGen++
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: restartDone}
-		}
-		s.desired[name] = d
-		if wait {
-			w8.reply = make(chan error, 1)
-			s.waiters = append(s.waiters, w8)
+		code, msg = s.ask(name, verb, drain, peer)
+		if code == http.StatusOK && wait {
+			waiting = s.await(r.Context(), name, verb)
 		}
 	})
 	if err != nil {
@@ -347,7 +295,7 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait {
 		select {
-		case err := <-w8.reply:
+		case err := <-waiting.reply:
 			if err != nil {
 				var us UnitStatus
 				s.do(context.Background(), func() { us = s.status(name) })
@@ -361,34 +309,6 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	var us UnitStatus
 	s.do(r.Context(), func() { us = s.status(name) })
 	writeJSON(w, http.StatusOK, us)
-}
-
-func startDone(rt *runtime, d Desired) (bool, error) {
-	if rt.Gen < d.StartGen {
-		return false, nil
-	}
-	switch {
-	case rt.State == Active:
-		return true, nil
-	case rt.State == Failed:
-		return true, fmt.Errorf("unit failed (result: %s)", rt.result)
-	case rt.Settled && rt.State == Inactive:
-		return true, nil
-	case rt.Blocked != "" && !strings.HasPrefix(rt.Blocked, "waiting") && !strings.HasPrefix(rt.Blocked, "after"):
-		return true, errors.New(rt.Blocked)
-	}
-	return false, nil
-}
-
-func stopDone(rt *runtime, d Desired) (bool, error) {
-	return !rt.Running, nil
-}
-
-func restartDone(rt *runtime, d Desired) (bool, error) {
-	if rt.RestartGen < d.RestartGen {
-		return false, nil
-	}
-	return startDone(rt, d)
 }
 
 func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name string) {
@@ -407,17 +327,17 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 	)
 	peer, _ := peerOf(r)
 	err := s.do(r.Context(), func() {
-		rt := s.units[name]
+		rec := s.units[name]
 		if _, ok := s.desired[name]; !ok {
 			code = http.StatusNotFound
 			return
 		}
-		if rt == nil || rt.channel == nil || !rt.Running {
+		if rec == nil || rec.channel == nil || !rec.Running {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no running IPC worker", name)
 			return
 		}
-		ch = rt.channel
-		s.publish("api.command", name, rt.PID, map[string]any{"command": body.Name, "uid": peer.UID, "pid": peer.PID})
+		ch = rec.channel
+		s.publish("api.command", name, rec.PID, map[string]any{"command": body.Name, "uid": peer.UID, "pid": peer.PID})
 	})
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")

@@ -55,29 +55,3 @@ func (s *State) UnmarshalText(b []byte) error {
 	*s = v
 	return nil
 }
-
-// legal reports whether a unit may go from one state to another.
-func legal(from, to State) bool {
-	if from == to {
-		return true
-	}
-	switch from {
-	case Inactive:
-		return to == Activating || to == Failed
-	case Activating, Active:
-		return to != 0 && to <= Failed
-	case Deactivating:
-		return to == Inactive || to == Failed || to == Activating
-	case Failed:
-		return to == Activating || to == Inactive
-	}
-	return false
-}
-
-// CheckTransition returns an error sentence for an illegal change of state.
-func CheckTransition(from, to State) error {
-	if legal(from, to) {
-		return nil
-	}
-	return fmt.Errorf("supervisor: illegal transition %s -> %s", from, to)
-}
