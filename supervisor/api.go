@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
 	"golang.org/x/sys/unix"
@@ -79,6 +80,11 @@ func peerOf(r *http.Request) (Peer, bool) {
 	return p, ok
 }
 
+// emit publishes an event whose data is one of the api package's types.
+func (s *Supervisor) emit(unitName string, pid int, d api.EventData) {
+	s.publish(d.EventType(), unitName, pid, api.Map(d))
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -116,7 +122,7 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := peerOf(r)
 		if ok && !s.allowed(p) {
-			s.publish("api.denied", "", p.PID, map[string]any{"uid": p.UID, "pid": p.PID, "path": r.URL.Path})
+			s.emit("", p.PID, api.APIDenied{UID: p.UID, PID: p.PID, Method: r.Method, Path: r.URL.Path, Status: http.StatusForbidden, Reason: "uid not allowed"})
 			writeErr(w, http.StatusForbidden, fmt.Sprintf("uid %d may not use this daemon", p.UID), "add the uid to [control] allow_uids or the user to the [control] group in opsvc.toml")
 			return
 		}
@@ -290,7 +296,15 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
 			return
 		}
-		s.publish("api."+verb, name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		caller := api.Caller{UID: peer.UID, PID: peer.PID}
+		switch verb {
+		case "start":
+			s.emit(name, 0, api.APIStart{Caller: caller})
+		case "stop":
+			s.emit(name, 0, api.APIStop{Caller: caller})
+		case "restart":
+			s.emit(name, 0, api.APIRestart{Caller: caller})
+		}
 		switch verb {
 		case "start":
 			d.Want = true
@@ -417,7 +431,7 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 			return
 		}
 		ch = rt.channel
-		s.publish("api.command", name, rt.PID, map[string]any{"command": body.Name, "uid": peer.UID, "pid": peer.PID})
+		s.emit(name, rt.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 	})
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
