@@ -7,18 +7,6 @@ import (
 	"github.com/opsvc/opsvc/config"
 )
 
-// State is a unit's active state, in systemd's words.
-type State string
-
-// The unit states.
-const (
-	StateInactive     State = "inactive"
-	StateActivating   State = "activating"
-	StateActive       State = "active"
-	StateDeactivating State = "deactivating"
-	StateFailed       State = "failed"
-)
-
 // Error is the body of every answer that is not 2xx.
 type Error struct {
 	Message string `json:"error"` // what failed and why
