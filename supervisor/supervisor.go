@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
@@ -68,6 +69,8 @@ type Supervisor struct {
 	msgs    chan unitMsg
 	ready   chan struct{} // closed once the first plan ran
 	loopCh  chan struct{} // closed when Run returns
+
+	control controlSnapshot // [control] settings for the access check, read off the loop
 
 	// Loop-owned state.
 	desired   map[string]Desired
@@ -966,7 +969,15 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	if d.Unit == nil && verb != "stop" {
 		return http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
 	}
-	s.publish("api."+verb, name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+	caller := api.Caller{UID: peer.UID, PID: peer.PID}
+	switch verb {
+	case "start":
+		s.emit(name, 0, api.APIStart{Caller: caller})
+	case "stop":
+		s.emit(name, 0, api.APIStop{Caller: caller})
+	case "restart":
+		s.emit(name, 0, api.APIRestart{Caller: caller})
+	}
 	rec := s.units[name]
 	switch verb {
 	case "start":
