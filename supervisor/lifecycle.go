@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 )
 
@@ -220,7 +221,7 @@ const (
 	EffSendStop     EffectKind = 2 // the stop signal, or the IPC shutdown message (Drain)
 	EffKill         EffectKind = 3 // SIGKILL the unit's process group
 	EffRelease      EffectKind = 4 // the process is gone: end its group, close its channel and socket, release its leases
-	EffPublish      EffectKind = 5 // publish Type with Data
+	EffPublish      EffectKind = 5 // publish Data (its type says the event's)
 	EffIllegal      EffectKind = 6 // the event cannot happen in this phase; Text says why
 )
 
@@ -245,15 +246,14 @@ func (k EffectKind) String() string {
 // Effect is one thing the loop carries out.
 type Effect struct {
 	Kind  EffectKind
-	Type  string         // EffPublish: event type
-	PID   int            // EffPublish: the process the event is about
-	Data  map[string]any // EffPublish: event data
-	Drain bool           // EffSendStop
-	Text  string         // EffIllegal
+	PID   int           // EffPublish: the process the event is about
+	Data  api.EventData // EffPublish: the event
+	Drain bool          // EffSendStop
+	Text  string        // EffIllegal
 }
 
-func publish(typ string, pid int, data map[string]any) Effect {
-	return Effect{Kind: EffPublish, Type: typ, PID: pid, Data: data}
+func publish(pid int, data api.EventData) Effect {
+	return Effect{Kind: EffPublish, PID: pid, Data: data}
 }
 
 // Step is the unit's transition function: from the current lifecycle and an
@@ -288,14 +288,14 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 		n.Starts = append(recentStarts(n.Starts, now, ev.Svc.StartLimitInterval), now)
 		n.Hash = ev.Hash
 		n.enter(Activating, "start", now)
-		return n, []Effect{publish("unit.starting", 0, map[string]any{"reason": ev.Reason}), {Kind: EffStartProcess}}
+		return n, []Effect{publish(0, api.UnitStarting{Reason: ev.Reason}), {Kind: EffStartProcess}}
 
 	case EvStarted:
 		if ph != PhaseLaunching {
 			return illegal()
 		}
 		n.PID, n.Running, n.StartedAt, n.LastError = ev.PID, true, now, ""
-		effs := []Effect{publish("unit.started", ev.PID, nil)}
+		effs := []Effect{publish(ev.PID, api.UnitStarted{})}
 		if ev.Svc.Type == unit.TypeSimple {
 			return n.becomeReady(ev, now, effs)
 		}
@@ -351,7 +351,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			return illegal()
 		}
 		n.StatusText = ev.Text
-		return n, []Effect{publish("unit.status", l.PID, map[string]any{"text": ev.Text})}
+		return n, []Effect{publish(l.PID, api.UnitStatusText{Text: ev.Text})}
 
 	case EvExtendTimeout:
 		switch ph {
@@ -397,7 +397,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 		switch ph {
 		case PhaseStarting, PhaseRunning:
 			n.EOFDeadline = now.Add(EOFGrace)
-			return n, []Effect{publish("unit.ipc_closed", l.PID, nil)}
+			return n, []Effect{publish(l.PID, api.UnitIPCClosed{})}
 		case PhaseStopping:
 			return ignore() // it is on its way out
 		}
@@ -415,7 +415,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			n.StopReason = ev.Stop
 			n.Settled = true
 			n.enter(Inactive, "dead", now)
-			return n, []Effect{publish("unit.stopped", 0, map[string]any{"reason": ev.Stop.String()})}
+			return n, []Effect{publish(0, api.UnitStopped{Reason: ev.Stop.String()})}
 		case PhaseStopping:
 			if l.Drain && !ev.Drain {
 				// A plain stop cuts a drain short: the stop deadline is
@@ -423,7 +423,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 				n.Drain = false
 				n.StopDeadline = now.Add(ev.Svc.StopTimeout)
 				return n, []Effect{
-					publish("unit.stopping", l.PID, map[string]any{"reason": "stop without drain"}),
+					publish(l.PID, api.UnitStopping{Reason: "stop without drain"}),
 					{Kind: EffSendStop},
 				}
 			}
@@ -439,7 +439,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			n.WatchdogDeadline = time.Time{}
 			n.enter(Deactivating, "stop", now)
 			return n, []Effect{
-				publish("unit.stopping", l.PID, map[string]any{"reason": ev.Reason}),
+				publish(l.PID, api.UnitStopping{Reason: ev.Reason}),
 				{Kind: EffSendStop, Drain: n.Drain},
 			}
 		}
@@ -465,13 +465,13 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			n.enter(Inactive, sub, now)
 			return n, []Effect{
 				{Kind: EffRelease},
-				publish("unit.stopped", l.PID, map[string]any{"code": st.Code, "signal": st.Signal, "reason": l.StopReason.String()}),
+				publish(l.PID, api.UnitStopped{Code: st.Code, Signal: st.Signal, Reason: l.StopReason.String()}),
 			}
 		case PhaseStarting, PhaseRunning:
 			n.Running, n.PID = false, 0
 			effs := []Effect{
 				{Kind: EffRelease},
-				publish("unit.exited", l.PID, map[string]any{"code": ev.Exit.Code, "signal": ev.Exit.Signal}),
+				publish(l.PID, api.UnitExited{Code: ev.Exit.Code, Signal: ev.Exit.Signal}),
 			}
 			return n.afterExit(ev, now, effs)
 		}
@@ -503,7 +503,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 		n.Killed, n.KillResult = true, "watchdog"
 		n.WatchdogDeadline = time.Time{}
 		return n, []Effect{
-			publish("unit.watchdog", l.PID, map[string]any{"reason": "watchdog timeout"}),
+			publish(l.PID, api.UnitWatchdog{Reason: "watchdog timeout"}),
 			{Kind: EffKill},
 		}
 
@@ -518,7 +518,7 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 		n.RestartAt = time.Time{}
 		n.Result = ev.Reason
 		n.enter(Failed, ev.Reason, now)
-		return n, []Effect{publish("unit.failed", 0, map[string]any{"result": ev.Reason})}
+		return n, []Effect{publish(0, api.UnitFailed{Result: ev.Reason})}
 
 	case EvBlocked:
 		n.Blocked = ev.Reason
@@ -551,7 +551,7 @@ func (l Lifecycle) becomeReady(ev Event, now time.Time, effs []Effect) (Lifecycl
 	if ev.Svc.Watchdog > 0 {
 		l.WatchdogDeadline = now.Add(ev.Svc.Watchdog)
 	}
-	return l, append(effs, publish("unit.ready", l.PID, nil))
+	return l, append(effs, publish(l.PID, api.UnitReady{}))
 }
 
 func (l Lifecycle) kill(result, reason string) (Lifecycle, []Effect) {
@@ -560,7 +560,7 @@ func (l Lifecycle) kill(result, reason string) (Lifecycle, []Effect) {
 		l.KillResult = result
 	}
 	return l, []Effect{
-		publish("unit.killed", l.PID, map[string]any{"reason": reason}),
+		publish(l.PID, api.UnitKilled{Reason: reason}),
 		{Kind: EffKill},
 	}
 }
@@ -584,15 +584,15 @@ func (l Lifecycle) afterExit(ev Event, now time.Time, effs []Effect) (Lifecycle,
 	case ev.Svc.Type == unit.TypeOneshot && dec.Result == "success":
 		l.Settled = true
 		l.enter(Active, "exited", now)
-		effs = append(effs, publish("unit.ready", 0, map[string]any{"result": "success"}))
+		effs = append(effs, publish(0, api.UnitReady{Result: "success"}))
 	case dec.Restart && ev.Wanted:
 		l.RestartAt = now.Add(dec.Delay)
 		l.enter(Activating, "auto-restart", now)
-		effs = append(effs, publish("unit.restarting", 0, map[string]any{"delay_ms": dec.Delay.Milliseconds(), "result": dec.Result}))
+		effs = append(effs, publish(0, api.UnitRestarting{DelayMS: dec.Delay.Milliseconds(), Result: dec.Result}))
 	case dec.Failed || (dec.Restart && dec.Result != "success"):
 		l.Settled = true
 		l.enter(Failed, "failed", now)
-		effs = append(effs, publish("unit.failed", 0, map[string]any{"result": dec.Result, "code": st.Code, "signal": st.Signal}))
+		effs = append(effs, publish(0, api.UnitFailed{Result: dec.Result, Code: st.Code, Signal: st.Signal}))
 	default:
 		l.Settled = true
 		l.enter(Inactive, "dead", now)

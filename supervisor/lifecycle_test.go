@@ -218,7 +218,7 @@ func effectList(effs []Effect) string {
 	var parts []string
 	for _, e := range effs {
 		if e.Kind == EffPublish {
-			parts = append(parts, "publish:"+e.Type)
+			parts = append(parts, "publish:"+e.Data.EventType())
 			continue
 		}
 		parts = append(parts, e.Kind.String())

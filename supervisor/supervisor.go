@@ -215,7 +215,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if first {
 			first = false
 			close(s.ready)
-			s.publish("daemon.ready", "", os.Getpid(), map[string]any{"units": len(s.desired)})
+			s.emit("", os.Getpid(), api.DaemonReady{Units: len(s.desired)})
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
@@ -255,7 +255,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-done:
 			done = nil
 			s.shutdown = true
-			s.publish("daemon.stopping", "", os.Getpid(), nil)
+			s.emit("", os.Getpid(), api.DaemonStopping{})
 			s.notify("STOPPING=1")
 			s.notify("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(int64(s.maxStopTimeout()/time.Microsecond)+5e6, 10))
 			t := time.NewTicker(time.Second)
@@ -405,10 +405,10 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 		case EffRelease:
 			s.release(name, rec)
 		case EffPublish:
-			s.publish(e.Type, name, e.PID, e.Data)
+			s.emit(name, e.PID, e.Data)
 		case EffIllegal:
 			s.logf("%s: %s", name, e.Text)
-			s.publish("unit.error", name, rec.PID, map[string]any{"error": e.Text})
+			s.emit(name, rec.PID, api.UnitError{Error: e.Text})
 		}
 	}
 }
@@ -697,7 +697,7 @@ func (s *Supervisor) handleMsg(m unitMsg) {
 	case m.notify != nil:
 		s.handleNotify(m.unit, rec, d, *m.notify)
 	case m.problem != nil:
-		s.publish("unit.ipc_error", m.unit, rec.PID, map[string]any{"error": m.problem.Error()})
+		s.emit(m.unit, rec.PID, api.UnitIPCError{Error: m.problem.Error()})
 	case m.eof:
 		// A worker that closes its channel must exit: one that lives on past
 		// EOFGrace is killed and its exit counts as a failure (protocol).
@@ -771,7 +771,7 @@ func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdn
 		allowed = sdnotify.IsDescendant(m.PID, main)
 	}
 	if !allowed {
-		s.publish("unit.notify_refused", name, m.PID, map[string]any{"reason": "sender is not the main process (notify_access = \"all\" accepts its descendants)"})
+		s.emit(name, m.PID, api.UnitNotifyRefused{Reason: "sender is not the main process (notify_access = \"all\" accepts its descendants)"})
 		return
 	}
 	if m.MainPID > 0 && m.MainPID != main && sdnotify.IsDescendant(m.MainPID, main) {
@@ -807,7 +807,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	set, err := unit.Load(s.opts.Paths.Units)
 	if err != nil {
 		s.logf("load units: %v", err)
-		s.publish("config.invalid", "", 0, map[string]any{"error": err.Error()})
+		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
 		res.Err = err.Error()
 		return res
 	}
@@ -835,7 +835,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 		for i, p := range probs {
 			msgs[i] = p.Error()
 		}
-		s.publish("config.invalid", name, 0, map[string]any{"problems": msgs})
+		s.emit(name, 0, api.ConfigInvalid{Problems: msgs})
 		if _, ok := s.desired[name]; !ok {
 			s.desired[name] = Desired{} // shown with its error, never started
 		}
@@ -850,7 +850,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
-	s.publish("config.loaded", "", 0, map[string]any{"reason": why, "changed": res.Changed, "added": res.Added, "removed": res.Removed, "invalid": len(set.Problems)})
+	s.emit("", 0, api.ConfigLoaded{Reason: why, Changed: res.Changed, Added: res.Added, Removed: res.Removed, Invalid: len(set.Problems)})
 	return res
 }
 

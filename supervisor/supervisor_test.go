@@ -699,7 +699,7 @@ func TestNotifyWatchdog(t *testing.T) {
 	// Pings WATCHDOG=1 for twice the watchdog, then stops: the watchdog fires
 	// only after the pings stopped.
 	h := newHarness(t, map[string]string{
-		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.1; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"400ms\"\nrestart = \"no\"\n",
+		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.25; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"1s\"\nrestart = \"no\"\n",
 	})
 	h.waitEvent("unit.ready", "wd")
 	h.waitLog("wd", "pinged")
