@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/api"
@@ -140,7 +141,9 @@ const (
 	EvChannelTimeout  EventKind = 18 // the process outlived its closed IPC channel
 	EvStartLimit      EventKind = 19 // too many starts: give up
 	EvBlocked         EventKind = 20 // the plan waits on something before starting (Reason)
-	evLast                      = EvBlocked
+	EvResetFailed     EventKind = 21 // reset-failed: forget a failure and the start-limit count
+	EvKill            EventKind = 22 // kill: send Signal to the unit's processes
+	evLast                      = EvKill
 )
 
 func (k EventKind) String() string {
@@ -185,6 +188,10 @@ func (k EventKind) String() string {
 		return "start-limit"
 	case EvBlocked:
 		return "blocked"
+	case EvResetFailed:
+		return "reset-failed"
+	case EvKill:
+		return "kill"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -205,11 +212,12 @@ type Event struct {
 	RestartGen uint64 // EvStart, EvStartLimit, EvExited: the wanted RestartGen
 	Hash       string // EvStart: the definition being started
 
-	PID   int           // EvStarted, EvMainPID
-	Exit  ExitStatus    // EvExited
-	Ran   time.Duration // EvExited: how long the process was up
-	Text  string        // EvStatus, EvStartFailed, EvError
-	Delay time.Duration // EvExtendTimeout
+	PID    int            // EvStarted, EvMainPID
+	Exit   ExitStatus     // EvExited
+	Ran    time.Duration  // EvExited: how long the process was up
+	Text   string         // EvStatus, EvStartFailed, EvError
+	Delay  time.Duration  // EvExtendTimeout
+	Signal syscall.Signal // EvKill
 }
 
 // EffectKind is what the loop must do after a step.
@@ -223,6 +231,7 @@ const (
 	EffRelease      EffectKind = 4 // the process is gone: end its group, close its channel and socket, release its leases
 	EffPublish      EffectKind = 5 // publish Data (its type says the event's)
 	EffIllegal      EffectKind = 6 // the event cannot happen in this phase; Text says why
+	EffSignal       EffectKind = 7 // send Signal to the unit's process group
 )
 
 func (k EffectKind) String() string {
@@ -239,17 +248,20 @@ func (k EffectKind) String() string {
 		return "publish"
 	case EffIllegal:
 		return "illegal"
+	case EffSignal:
+		return "signal"
 	}
 	return fmt.Sprintf("EffectKind(%d)", uint8(k))
 }
 
 // Effect is one thing the loop carries out.
 type Effect struct {
-	Kind  EffectKind
-	PID   int           // EffPublish: the process the event is about
-	Data  api.EventData // EffPublish: the event
-	Drain bool          // EffSendStop
-	Text  string        // EffIllegal
+	Kind   EffectKind
+	PID    int            // EffPublish: the process the event is about
+	Data   api.EventData  // EffPublish: the event
+	Drain  bool           // EffSendStop
+	Text   string         // EffIllegal
+	Signal syscall.Signal // EffSignal
 }
 
 func publish(pid int, data api.EventData) Effect {
@@ -523,6 +535,24 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 	case EvBlocked:
 		n.Blocked = ev.Reason
 		return n, nil
+
+	case EvResetFailed:
+		// The start-limit count goes whatever the phase; a failed unit
+		// becomes inactive, and is not started by it.
+		n.Starts = nil
+		if ph == PhaseFailed {
+			n.Failures = 0
+			n.Result = ""
+			n.enter(Inactive, "dead", now)
+		}
+		return n, nil
+
+	case EvKill:
+		if !running {
+			return ignore() // nothing to signal
+		}
+		// The exit that follows is handled like any exit nobody asked for.
+		return n, []Effect{{Kind: EffSignal, Signal: ev.Signal}}
 	}
 	return illegal()
 }

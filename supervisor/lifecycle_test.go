@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -92,6 +93,8 @@ func eventSample(k EventKind) Event {
 		ev.Reason = "start-limit-hit"
 	case EvBlocked:
 		ev.Reason = "waiting for db to be ready"
+	case EvKill:
+		ev.Signal = syscall.SIGTERM
 	}
 	return ev
 }
@@ -108,8 +111,10 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseDead),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseDead),
+		EvResetFailed: to(PhaseDead),
+		EvKill:        to(PhaseDead),
 	},
 	PhaseLaunching: {
 		EvStart:       never,
@@ -120,7 +125,9 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		// The fork ends in the pass that began it: no plan sees it launching.
 		EvStop: never, EvExited: never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never,
 		EvChannelTimeout: never, EvStartLimit: never,
-		EvBlocked: to(PhaseLaunching),
+		EvBlocked:     to(PhaseLaunching),
+		EvResetFailed: to(PhaseLaunching),
+		EvKill:        to(PhaseLaunching),
 	},
 	PhaseStarting: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -141,6 +148,8 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  to(PhaseStarting, "publish:unit.killed", "kill"),
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStarting),
+		EvResetFailed:     to(PhaseStarting),
+		EvKill:            to(PhaseStarting, "signal"),
 	},
 	PhaseRunning: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -161,6 +170,8 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  to(PhaseRunning, "publish:unit.killed", "kill"),
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseRunning),
+		EvResetFailed:     to(PhaseRunning),
+		EvKill:            to(PhaseRunning, "signal"),
 	},
 	PhaseExited: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -169,8 +180,10 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead, "publish:unit.stopped"),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseExited),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseExited),
+		EvResetFailed: to(PhaseExited),
+		EvKill:        to(PhaseExited),
 	},
 	PhaseAutoRestart: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -179,8 +192,10 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead, "publish:unit.stopped"),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseAutoRestart),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseAutoRestart),
+		EvResetFailed: to(PhaseAutoRestart),
+		EvKill:        to(PhaseAutoRestart),
 	},
 	PhaseStopping: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -201,6 +216,8 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  never,
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStopping),
+		EvResetFailed:     to(PhaseStopping),
+		EvKill:            to(PhaseStopping, "signal"),
 	},
 	PhaseFailed: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -209,8 +226,10 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseFailed),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseFailed),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseFailed),
+		EvResetFailed: to(PhaseDead),
+		EvKill:        to(PhaseFailed),
 	},
 }
 
@@ -608,5 +627,37 @@ func TestManualStopSurvivesReload(t *testing.T) {
 	h.waitEvent("unit.ready", "a")
 	if us := h.status("a"); us.State != Active || !us.Wanted {
 		t.Fatalf("after its file changed: a is %s wanted=%v, want active", us.State, us.Wanted)
+	}
+}
+
+// TestKillAndResetFailed: a kill ends the process like any exit nobody asked
+// for (here: the unit fails), and reset-failed makes a failed unit inactive
+// without starting it.
+func TestKillAndResetFailed(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"k.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\nrestart = \"no\"\n",
+	})
+	h.waitEvent("unit.ready", "k")
+	pid := h.status("k").PID
+	ctx := context.Background()
+	if err := h.sup.Kill(ctx, "k", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e := h.waitEvent("unit.failed", "k")
+	if e.Data["result"] != "signal" {
+		t.Errorf("failed with %v, want result signal", e.Data)
+	}
+	assertGroupGone(t, pid)
+	if err := h.sup.Kill(ctx, "k", syscall.SIGTERM); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("kill of a failed unit: %v, want %v", err, ErrNotRunning)
+	}
+	if err := h.sup.Kill(ctx, "nope", syscall.SIGTERM); !errors.Is(err, ErrNoUnit) {
+		t.Errorf("kill of an unknown unit: %v, want %v", err, ErrNoUnit)
+	}
+	if err := h.sup.ResetFailed(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if us := h.status("k"); us.State != Inactive || us.Sub != "dead" || us.PID != 0 {
+		t.Fatalf("after reset-failed: %s (%s) pid %d, want inactive (dead) and nothing started", us.State, us.Sub, us.PID)
 	}
 }
