@@ -661,3 +661,53 @@ func TestKillAndResetFailed(t *testing.T) {
 		t.Fatalf("after reset-failed: %s (%s) pid %d, want inactive (dead) and nothing started", us.State, us.Sub, us.PID)
 	}
 }
+
+// stepTableMarkdown renders stepTable as the table in docs/lifecycle.md: one
+// row per event, one column per phase.
+func stepTableMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| event \\ phase |")
+	for p := PhaseDead; p <= phaseLast; p++ {
+		b.WriteString(" " + p.String() + " |")
+	}
+	b.WriteString("\n|---|")
+	for p := PhaseDead; p <= phaseLast; p++ {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for k := EvStart; k <= evLast; k++ {
+		b.WriteString("| " + k.String() + " |")
+		for p := PhaseDead; p <= phaseLast; p++ {
+			o := stepTable[p][k]
+			var cell string
+			switch {
+			case o.never:
+				cell = "·"
+			case o.to == p && o.effects == "":
+				cell = "="
+			case o.to == p:
+				cell = "= " + o.effects
+			case o.effects == "":
+				cell = "→ " + o.to.String()
+			default:
+				cell = "→ " + o.to.String() + ": " + o.effects
+			}
+			b.WriteString(" " + strings.ReplaceAll(cell, "publish:", "") + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestLifecycleDoc: the table in docs/lifecycle.md is the one the tests hold
+// Step to.
+func TestLifecycleDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/lifecycle.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stepTableMarkdown()
+	if !strings.Contains(string(doc), want) {
+		t.Errorf("docs/lifecycle.md does not hold the transition table; it should be:\n%s", want)
+	}
+}
