@@ -220,13 +220,14 @@ func (l *Logs) UnitBytes(unit string) int64 {
 // Truncate cuts a text longer than max bytes at a character boundary and ends it with a
 // marker saying how many bytes were cut, so that the result is at most max bytes; it returns
 // the text and that number.
-func Truncate(text string, max int) (string, int) { return cutText(text, max, 0) }
+func Truncate(text string, max int) (string, int) { return CutText(text, max, 0) }
 
 // markerRoom is the most bytes the "…[N bytes cut]" marker takes.
 const markerRoom = 40
 
-// cutText is Truncate for a text of which extra bytes were already cut.
-func cutText(text string, max, extra int) (string, int) {
+// CutText is Truncate for a text of which extra bytes were already cut away: the marker
+// counts them too.
+func CutText(text string, max, extra int) (string, int) {
 	if len(text) <= max && extra == 0 {
 		return text, 0
 	}

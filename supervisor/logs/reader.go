@@ -57,7 +57,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) emit() {
-	text, cut := cutText(string(bytes.TrimSuffix(w.buf, []byte{'\r'})), MaxLineBytes, w.cut)
+	text, cut := CutText(string(bytes.TrimSuffix(w.buf, []byte{'\r'})), MaxLineBytes, w.cut)
 	w.l.Write(Line{Unit: w.unit, Stream: w.stream, Text: text, PID: w.pid, Truncated: cut})
 	w.buf, w.cut = w.buf[:0], 0
 }
