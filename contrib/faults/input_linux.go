@@ -81,7 +81,7 @@ func scenarioHostileUnit(ctx context.Context, s *suite, r *result) {
 	}
 	nested.WriteString("[service]\nexec = [\"/bin/true\"]\nx = ")
 	depth := 0
-	for nested.Len() < 78<<10-5*depth {
+	for nested.Len()+depth < 78<<10 {
 		nested.WriteString("{a=")
 		depth++
 	}
@@ -421,4 +421,85 @@ func scenarioOutputFlood(ctx context.Context, s *suite, r *result) {
 	_, err = f.units_(ctx, 10*time.Second)
 	r.check(err == nil, "status answered")
 	r.figure("daemon RSS %d MB", rssKB(d.pid)>>10)
+}
+
+// scenarioEventSize makes events as big and as many as a unit can: a unit
+// file with thousands of unknown keys, and an ipc worker that publishes
+// 900 KB events and then thousands of small ones, beside a quiet unit.
+func scenarioEventSize(ctx context.Context, s *suite, r *result) {
+	const burst = 20000
+	f, err := s.fixture("event-size")
+	if err != nil {
+		r.fail("setup: %v", err)
+		return
+	}
+	defer f.close()
+	f.shellUnit("witness", "sleep 3600 & wait", "", "")
+	big := strings.Repeat("e", 900<<10)
+	script := fmt.Sprintf(`printf '{"type":"ready"}\n' >&3
+i=0; while [ $i -lt 3 ]; do printf '{"type":"event","name":"big","data":"%%s"}\n' %q >&3; printf '{"type":"status","text":"%%s"}\n' %q >&3; i=$((i+1)); done
+i=0; while [ $i -lt %d ]; do echo '{"type":"event","name":"small","data":1}'; i=$((i+1)); done >&3
+touch published; sleep 3600 & wait`, big, big, burst)
+	if err := os.WriteFile(filepath.Join(f.units, "talker.sh"), []byte(script), 0o755); err != nil {
+		r.fail("setup: %v", err)
+		return
+	}
+	f.write("talker.toml", fmt.Sprintf("[service]\ntype = \"ipc\"\nexec = [\"/bin/sh\", \"./talker.sh\", %q]\nenvironment = { FAULTS_TOKEN = %q, FAULTS_UNIT = \"talker\" }\n", f.marker("talker"), f.token))
+	var bad strings.Builder
+	bad.WriteString("[service]\nexec = [\"/bin/true\"]\n")
+	for i := 0; bad.Len() < 120<<10; i++ {
+		fmt.Fprintf(&bad, "unknown_key_number_%d = %d\n", i, i)
+	}
+	f.write("badkeys.toml", bad.String())
+	r.did = fmt.Sprintf("an ipc worker publishing 3 events and statuses of 900 KB then %d events in a burst; a %d KB unit file of unknown keys", burst, bad.Len()>>10)
+	d, err := f.start(ctx)
+	if err != nil {
+		r.fail("start: %v", err)
+		return
+	}
+	if _, err := f.waitUnits(ctx, 15*time.Second, allActive("witness")); err != nil {
+		r.fail("witness not active: %v", err)
+	}
+	wit, _ := f.storedEvents(ctx, "unit=witness")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(f.units, "published")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err = f.waitUnits(ctx, 30*time.Second, allActive("witness"))
+	r.check(err == nil, "status answered")
+	evs, err := f.storedEvents(ctx, "since=0")
+	if err != nil {
+		r.fail("stored events: %v", err)
+	}
+	biggest, talker := 0, 0
+	for _, e := range evs {
+		biggest = max(biggest, e.size)
+		if e.Unit == "talker" {
+			talker++
+		}
+	}
+	r.check(biggest <= 65<<10, "largest stored event %d KB (at most 64 KiB)", biggest>>10)
+	r.check(talker <= burst/4, "%d events stored for the talker's %d", talker, burst+6)
+	wit2, _ := f.storedEvents(ctx, "unit=witness")
+	r.check(len(wit) > 0 && len(wit2) > 0 && wit2[0].Seq == wit[0].Seq, "other unit's history kept")
+	out, stderr, code, err := f.cli(ctx, 60*time.Second, "events", "--json")
+	lines := strings.Count(out, "\n")
+	r.check(err == nil && code == 0, "opsvc events --json read %d events (exit %d%s)", lines, code, said(firstLine(stderr)))
+	r.check(d.alive(), "daemon alive")
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// said is ": what it said" when a command said something on stderr.
+func said(stderr string) string {
+	if t := strings.TrimSpace(stderr); t != "" {
+		return ": " + t
+	}
+	return ""
 }

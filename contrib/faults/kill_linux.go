@@ -386,9 +386,9 @@ func scenarioSecondDaemon(ctx context.Context, s *suite, r *result) {
 	}
 	// CLI readers are not blocked by the lock.
 	_, e1, c1, err1 := f.cli(ctx, 10*time.Second, "validate", f.units)
-	r.check(err1 == nil && c1 == 0, "validate answered (exit %d) %s", c1, strings.TrimSpace(e1))
+	r.check(err1 == nil && c1 == 0, "validate answered (exit %d%s)", c1, said(e1))
 	_, e2, c2, err2 := f.cli(ctx, 10*time.Second, "chains", "ls", "--json")
-	r.check(err2 == nil && c2 == 0, "chains answered (exit %d) %s", c2, strings.TrimSpace(e2))
+	r.check(err2 == nil && c2 == 0, "chains answered (exit %d%s)", c2, said(e2))
 	// The first daemon is unharmed and its history single.
 	_, err = f.waitUnits(ctx, 5*time.Second, allActive("one"))
 	r.check(err == nil && a.alive(), "first daemon still serving")

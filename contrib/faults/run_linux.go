@@ -71,6 +71,7 @@ func scenarios() []scenario {
 		{"second-daemon", true, scenarioSecondDaemon},
 		{"hostile-unit", true, scenarioHostileUnit},
 		{"notify-flood", false, scenarioNotifyFlood},
+		{"event-size", false, scenarioEventSize},
 		{"output-flood", false, scenarioOutputFlood},
 		{"fifo-env", true, scenarioFIFO},
 		{"uid-range", true, scenarioUID},
