@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/opsvc/opsvc/unit"
+	"pgregory.net/rapid"
 )
 
 // outcome is what Step must do for one phase and event: the phase it ends
@@ -710,4 +711,56 @@ func TestLifecycleDoc(t *testing.T) {
 	if !strings.Contains(string(doc), want) {
 		t.Errorf("docs/lifecycle.md does not hold the transition table; it should be:\n%s", want)
 	}
+}
+
+// TestStepProperties feeds random event sequences to Step and checks the
+// invariants every lifecycle keeps, whatever the order of events: a stop is
+// only under way for a running process, a main pid exists exactly while a
+// process runs, no deadline outlives its process, a restart is due only in
+// auto-restart, a failed or exited unit is settled, and an impossible event
+// changes nothing.
+func TestStepProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		svc := tableService()
+		svc.Type = rapid.SampledFrom([]unit.Type{unit.TypeSimple, unit.TypeNotify, unit.TypeOneshot, unit.TypeIPC, unit.TypeOrchestrator}).Draw(t, "type")
+		svc.Restart = rapid.SampledFrom([]unit.RestartPolicy{unit.RestartNo, unit.RestartOnFailure, unit.RestartAlways}).Draw(t, "restart")
+		l := Lifecycle{State: Inactive, Sub: "dead"}
+		now := t0
+		for i := range rapid.IntRange(1, 60).Draw(t, "steps") {
+			// Mostly events that can happen in the phase (so runs go deep),
+			// now and then any event.
+			var kinds []EventKind
+			for k := EvStart; k <= evLast; k++ {
+				if !stepTable[l.Phase()][k].never || rapid.IntRange(0, 9).Draw(t, fmt.Sprint("any", i, k)) == 0 {
+					kinds = append(kinds, k)
+				}
+			}
+			ev := eventSample(rapid.SampledFrom(kinds).Draw(t, fmt.Sprint("kind", i)))
+			ev.Svc = svc
+			ev.Wanted = rapid.Bool().Draw(t, fmt.Sprint("wanted", i))
+			ev.Drain = rapid.Bool().Draw(t, fmt.Sprint("drain", i))
+			ev.Exit.Code = rapid.SampledFrom([]int{0, 1, 143}).Draw(t, fmt.Sprint("code", i))
+			before := l
+			next, effs := l.Step(ev, now)
+			illegal := len(effs) == 1 && effs[0].Kind == EffIllegal
+			if illegal && !reflect.DeepEqual(before, next) {
+				t.Fatalf("step %d: impossible %s changed the lifecycle", i, ev.Kind)
+			}
+			l = next
+			ph := l.Phase()
+			switch {
+			case l.Stopping && !l.Running:
+				t.Fatalf("step %d (%s): stopping with no process", i, ev.Kind)
+			case l.Running != (l.PID != 0):
+				t.Fatalf("step %d (%s): running=%v with pid %d", i, ev.Kind, l.Running, l.PID)
+			case !l.Running && !(l.StartDeadline.IsZero() && l.StopDeadline.IsZero() && l.WatchdogDeadline.IsZero() && l.EOFDeadline.IsZero()):
+				t.Fatalf("step %d (%s): a deadline with no process: %+v", i, ev.Kind, l)
+			case !l.RestartAt.IsZero() && ph != PhaseAutoRestart:
+				t.Fatalf("step %d (%s): restart due in phase %s", i, ev.Kind, ph)
+			case (ph == PhaseFailed || ph == PhaseExited) && !l.Settled:
+				t.Fatalf("step %d (%s): %s but not settled", i, ev.Kind, ph)
+			}
+			now = now.Add(time.Duration(rapid.IntRange(0, 5000).Draw(t, fmt.Sprint("dt", i))) * time.Millisecond)
+		}
+	})
 }
