@@ -534,11 +534,10 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 		return n, nil
 
 	case EvResetFailed:
-		// The start-limit count goes whatever the phase; a failed unit
-		// becomes inactive, and is not started by it.
-		n.Starts = nil
+		// The start-limit count and the backoff go whatever the phase; a
+		// failed unit becomes inactive, and is not started by it.
+		n.Starts, n.Failures = nil, 0
 		if ph == PhaseFailed {
-			n.Failures = 0
 			n.Result = ""
 			n.enter(Inactive, "dead", now)
 		}
