@@ -12,9 +12,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/unit"
 	"pgregory.net/rapid"
 )
@@ -761,6 +763,51 @@ func TestStepProperties(t *testing.T) {
 				t.Fatalf("step %d (%s): %s but not settled", i, ev.Kind, ph)
 			}
 			now = now.Add(time.Duration(rapid.IntRange(0, 5000).Draw(t, fmt.Sprint("dt", i))) * time.Millisecond)
+		}
+	})
+}
+
+// TestStopCancelsRestartInFakeTime: after a stop of a unit waiting to
+// restart, no start ever follows, however long the loop runs.
+func TestStopCancelsRestartInFakeTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &fakeRunner{exit: 1}
+		dir := t.TempDir()
+		units := filepath.Join(dir, "units")
+		os.MkdirAll(units, 0o755)
+		os.WriteFile(filepath.Join(units, "u.toml"), []byte("[service]\nexec = [\"/bin/false\"]\nrestart = \"always\"\nrestart_delay = \"3s\"\n"), 0o644)
+		sup, err := New(Options{Paths: config.Paths{Units: units, State: dir, Socket: filepath.Join(dir, "s")}, Runner: r, Settings: config.DefaultSettings(), NoNotifySockets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sup.Run(ctx) }()
+		synctest.Wait()
+		var l Lifecycle
+		look := func() {
+			if err := sup.do(ctx, func() { l = sup.units["u"].Lifecycle }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		look()
+		if l.Phase() != PhaseAutoRestart {
+			t.Fatalf("before stop: %s (%s), want auto-restart", l.State, l.Sub)
+		}
+		var code int
+		sup.do(ctx, func() { code, _ = sup.ask("u", "stop", false, Peer{}) })
+		if code != http.StatusOK {
+			t.Fatalf("stop answered %d", code)
+		}
+		time.Sleep(time.Minute) // fake time: twenty restart delays
+		synctest.Wait()
+		look()
+		if starts, _ := r.times(); len(starts) != 1 || l.State != Inactive || l.Sub != "dead" {
+			t.Fatalf("a minute after the stop: %d starts, %s (%s); want 1 start, inactive (dead)", len(starts), l.State, l.Sub)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 }
