@@ -863,8 +863,9 @@ func (s *Supervisor) setUnit(name string, u *unit.Unit, res *ReloadResult) {
 	}
 	if d.Unit.Hash != u.Hash {
 		res.Changed = append(res.Changed, name)
-		// A manual stop lasts until a start or a change of the unit's file.
-		if !d.Want {
+		// A manual stop lasts until a start or a change of the unit's file
+		// (while the daemon stops, nothing is wanted again).
+		if !d.Want && !s.shutdown {
 			d.Want = u.Enabled || s.instances[name]
 		}
 	}
