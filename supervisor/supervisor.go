@@ -858,7 +858,7 @@ func (s *Supervisor) setUnit(name string, u *unit.Unit, res *ReloadResult) {
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
 		res.Added = append(res.Added, name)
-		s.desired[name] = Desired{Unit: u, Want: u.Enabled || s.instances[name]}
+		s.desired[name] = Desired{Unit: u, Want: (u.Enabled || s.instances[name]) && !s.shutdown}
 		return
 	}
 	if d.Unit.Hash != u.Hash {
