@@ -811,3 +811,47 @@ func TestStopCancelsRestartInFakeTime(t *testing.T) {
 		}
 	})
 }
+
+// TestNothingStartsWhileTheDaemonStops: a unit file that appears or changes
+// while the daemon stops its units does not start anything.
+func TestNothingStartsWhileTheDaemonStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &fakeRunner{exit: -1} // runs until SIGTERM or SIGKILL
+		dir := t.TempDir()
+		units := filepath.Join(dir, "units")
+		os.MkdirAll(units, 0o755)
+		// Ignores its stop signal: the daemon waits for its stop timeout.
+		os.WriteFile(filepath.Join(units, "slow.toml"), []byte("[service]\nexec = [\"/bin/true\"]\nstop_signal = \"SIGUSR1\"\nstop_timeout = \"30s\"\n"), 0o644)
+		os.WriteFile(filepath.Join(units, "off.toml"), []byte("[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		sup, err := New(Options{Paths: config.Paths{Units: units, State: dir, Socket: filepath.Join(dir, "s")}, Runner: r, Settings: config.DefaultSettings(), NoNotifySockets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sup.Run(ctx) }()
+		synctest.Wait()
+		// off is stopped by hand first, so its file change would start it.
+		sup.do(context.Background(), func() { sup.ask("off", "stop", false, Peer{}) })
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		os.WriteFile(filepath.Join(units, "new.toml"), []byte("[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		os.WriteFile(filepath.Join(units, "off.toml"), []byte("[unit]\ndescription = \"changed\"\n[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		if _, err := sup.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if starts, _ := r.times(); len(starts) != 2 {
+			t.Errorf("%d starts, want 2 (slow and off, before the daemon stopped)", len(starts))
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Hour): // fake time: past every stop timeout
+			t.Fatal("the daemon did not stop")
+		}
+	})
+}
