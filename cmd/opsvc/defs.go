@@ -82,6 +82,9 @@ func unwrapPathErr(err error) error {
 	return err
 }
 
+// problemFile finds the file of a FILE:LINE:COL: problem.
+var problemFile = regexp.MustCompile(`^(/[^:]+):[0-9]+:[0-9]+: `)
+
 var catHeader = regexp.MustCompile(`^# ([A-Za-z0-9:_.@-]+)\b`)
 
 // nameFromHeader takes the unit name from the first line `opsvc cat` writes,
@@ -149,7 +152,13 @@ func (c *cli) catBroken(us unitStatus) error {
 		for _, l := range strings.Split(us.Error, "\n") {
 			fmt.Fprintf(w, "#   %s\n", l)
 		}
-		for _, src := range us.Sources {
+		files := append([]string{}, us.Sources...)
+		for _, l := range strings.Split(us.Error, "\n") {
+			if m := problemFile.FindStringSubmatch(l); m != nil && !contains(files, m[1]) {
+				files = append(files, m[1])
+			}
+		}
+		for _, src := range files {
 			fmt.Fprintf(w, "#\n# --- %s\n", src)
 			data, err := readBounded(src)
 			if err != nil {

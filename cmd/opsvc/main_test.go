@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,6 +74,7 @@ func TestScripts(t *testing.T) {
 			"waitevent":  cmdWaitEvent,
 			"seqcheck":   cmdSeqCheck,
 			"jsonset":    cmdJSONSet,
+			"waitfile":   cmdWaitFile,
 		},
 	})
 }
@@ -288,4 +290,24 @@ func cmdJSONSet(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: jsonset FILE PATH VAR")
 	}
 	ts.Setenv(args[2], jsonAt(ts, args[0], args[1]))
+}
+
+// waitfile FILE REGEXP: wait (up to 20 s) until FILE has a line matching
+// REGEXP; a background command's output is only seen this way while it runs.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitfile FILE REGEXP")
+	}
+	re := regexp.MustCompile("(?m)" + args[1])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		data, _ := os.ReadFile(ts.MkAbs(args[0]))
+		if re.Match(data) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no line matching %q in %s within 20s; it holds:\n%s", args[1], args[0], data)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process writes, bounded above
+	}
 }
