@@ -274,7 +274,7 @@ func (s *Supervisor) handleResetFailed(w http.ResponseWriter, r *http.Request) {
 			}
 			rt.Failures, rt.Starts = 0, nil
 			if rt.State == Failed && !rt.Running {
-				rt.State, rt.Sub, rt.result, rt.Since = Inactive, "dead", "", s.now()
+				rt.State, rt.Sub, rt.Since = Inactive, "dead", s.now()
 				s.publish("api.reset-failed", n, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
 			}
 		}
