@@ -230,7 +230,8 @@ func writeZsh(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\t\t%s) _arguments %s ;;\n", v.name, strings.Join(specs, " "))
 	}
-	fmt.Fprint(w, "\t\tesac ;;\n\tesac\n}\n_opsvc \"$@\"\n")
+	// Autoloaded from $fpath it completes at once; sourced, it registers.
+	fmt.Fprint(w, "\t\tesac ;;\n\tesac\n}\nif [ \"$funcstack[1]\" = \"_opsvc\" ]; then\n\t_opsvc \"$@\"\nelse\n\tcompdef _opsvc opsvc\nfi\n")
 }
 
 func fishQuote(s string) string {
