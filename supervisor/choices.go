@@ -98,7 +98,23 @@ func (s *Supervisor) setChoice(name string, enabled bool) error {
 // choice of opsvc enable/disable when one was made, else its file's
 // [unit] enabled.
 func (s *Supervisor) startsWithDaemon(name string, u *unit.Unit) bool {
-	if v, ok := s.choice(name); ok {
+	return wantAtLoad(s.choicesSnapshot(), name, u)
+}
+
+// choicesSnapshot reads every enable/disable choice at once, for a reload
+// that sets many units' wants: wantAtLoad(snapshot, name, u).
+func (s *Supervisor) choicesSnapshot() map[string]bool {
+	doc, err := readChoices(s.choicesPath())
+	if err != nil {
+		s.logf("enable/disable choices unreadable, using the unit files' settings: %v", err)
+	}
+	return doc.Enabled
+}
+
+// wantAtLoad is whether a unit loaded now should run: the choice made with
+// opsvc enable/disable, else the file's [unit] enabled.
+func wantAtLoad(choices map[string]bool, name string, u *unit.Unit) bool {
+	if v, ok := choices[name]; ok {
 		return v
 	}
 	return u != nil && u.Enabled
