@@ -9,11 +9,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/logs"
-	"golang.org/x/sys/unix"
 )
 
 // maxLogUnits bounds how many units one logs request may name.
@@ -188,18 +186,6 @@ func (s *Supervisor) handleLogsQuery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func signalByName(s string) (syscall.Signal, bool) {
-	s = strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	if s == "" {
-		return syscall.SIGTERM, true
-	}
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), true
-	}
-	sig := unix.SignalNum("SIG" + s)
-	return sig, sig != 0
-}
-
 // handleKill is POST /v1/units/{name}/kill?signal=SIG&main=1: a signal to
 // the unit's process group (or its main process). What follows is up to the
 // unit's restart setting, as for any exit.
@@ -230,9 +216,9 @@ func (s *Supervisor) handleKill(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no process to signal", name)
 			return
 		}
-		s.publish("api.kill", name, rt.PID, map[string]any{"signal": unix.SignalName(sig), "main": mainOnly, "uid": peer.UID, "pid": peer.PID})
+		s.publish("api.kill", name, rt.PID, map[string]any{"signal": killSignalName(sig), "main": mainOnly, "uid": peer.UID, "pid": peer.PID})
 		if mainOnly {
-			err = unix.Kill(rt.PID, sig)
+			err = killMain(rt.PID, sig)
 		} else {
 			err = rt.proc.Signal(sig)
 		}

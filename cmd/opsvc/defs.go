@@ -160,7 +160,7 @@ func (c *cli) catBroken(us unitStatus) error {
 		}
 		for _, src := range files {
 			fmt.Fprintf(w, "#\n# --- %s\n", src)
-			data, err := readBounded(src)
+			data, err := readUnitFile(src)
 			if err != nil {
 				fmt.Fprintf(w, "# (cannot read: %v)\n", unwrapPathErr(err))
 				continue
@@ -180,7 +180,7 @@ func runningWords(us unitStatus) string {
 	return us.State.String()
 }
 
-func readBounded(path string) ([]byte, error) {
+func readUnitFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -270,7 +270,7 @@ func (c *cli) edit() error {
 	if err := c.runEditor(work); err != nil {
 		return err
 	}
-	edited, err := readBounded(work)
+	edited, err := readUnitFile(work)
 	if err != nil {
 		return fail(exitFailure, "edit %s: reading the edited file: %v", name, err)
 	}
@@ -427,7 +427,7 @@ func validateWith(dir, name string, data []byte) ([]unit.Problem, error) {
 }
 
 func copyFile(src, dst string) {
-	data, err := readBounded(src)
+	data, err := readUnitFile(src)
 	if err != nil {
 		return
 	}

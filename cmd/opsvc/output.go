@@ -4,23 +4,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"os"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/opsvc/opsvc/supervisor"
-	"golang.org/x/sys/unix"
 )
-
-// isTerminal says whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
 
 // palette colours text, or leaves it as it is when colour is off.
 type palette struct{ on bool }
