@@ -148,6 +148,9 @@ func (s *Supervisor) handleLogsQuery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var lines []logs.Line
+	// Following began before the stored lines were read: a live line at or
+	// before a unit's last stored one was already sent.
+	lastStored := map[string]time.Time{}
 	if n > 0 {
 		for _, name := range names {
 			for _, l := range s.opts.Logs.Tail(name, 0) {
@@ -159,6 +162,9 @@ func (s *Supervisor) handleLogsQuery(w http.ResponseWriter, r *http.Request) {
 		sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
 		if len(lines) > n {
 			lines = lines[len(lines)-n:]
+		}
+		for _, l := range lines {
+			lastStored[l.Unit] = l.Time
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -174,7 +180,7 @@ func (s *Supervisor) handleLogsQuery(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case l := <-live:
-			if !f.keep(l) {
+			if !f.keep(l) || !l.Time.After(lastStored[l.Unit]) {
 				continue
 			}
 			if enc.Encode(l) != nil || rc.Flush() != nil {
