@@ -440,7 +440,7 @@ func whyNotRunning(us unitStatus, enabled bool) string {
 	case !us.Wanted && !enabled:
 		return "disabled; opsvc enable or opsvc start"
 	case !us.Wanted:
-		return "stopped; opsvc start starts it"
+		return "stopped by hand; opsvc start starts it"
 	case us.Sub == "exited":
 		return "it ran and exited"
 	}

@@ -107,7 +107,7 @@ func (c *cli) printStatus(us unitStatus, now time.Time, withLogs bool) {
 		active += fmt.Sprintf(" since %s; %s", us.Since.Local().Format("Mon 2006-01-02 15:04:05 MST"), ago(now, us.Since))
 	}
 	fmt.Fprintf(w, "     Active: %s\n", col.state(us.State, active))
-	if us.Enabled == nil && withLogs {
+	if us.Enabled == nil && (withLogs || us.PID == 0) {
 		if en, err := c.enabled(us); err == nil {
 			us.Enabled = &en
 		}
