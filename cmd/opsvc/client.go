@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
-	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
 // cli is one invocation of a client verb.
@@ -82,14 +82,14 @@ func (c *cli) call(method, path string, q url.Values, body any, out any) error {
 
 type apiError struct {
 	status int
-	supervisor.APIError
-	raw []byte
+	body   api.Error
+	raw    []byte
 }
 
 func (e *apiError) Error() string {
-	msg := stripPackage(e.APIError.Error)
-	if e.Hint != "" && !strings.Contains(e.Hint, "DESIGN") {
-		return msg + " (" + e.Hint + ")"
+	msg := stripPackage(e.body.Message)
+	if e.body.Hint != "" && !strings.Contains(e.body.Hint, "DESIGN") {
+		return msg + " (" + e.body.Hint + ")"
 	}
 	return msg
 }
@@ -135,8 +135,8 @@ func (c *cli) do(method, path string, q url.Values, body any) (*http.Response, e
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		ae := &apiError{status: resp.StatusCode, raw: raw}
-		if json.Unmarshal(raw, &ae.APIError) != nil || ae.APIError.Error == "" {
-			ae.APIError.Error = fmt.Sprintf("daemon answered %s", resp.Status)
+		if json.Unmarshal(raw, &ae.body) != nil || ae.body.Message == "" {
+			ae.body = api.Error{Message: fmt.Sprintf("daemon answered %s", resp.Status)}
 		}
 		return nil, ae
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
@@ -169,7 +170,7 @@ func (c *cli) printStatus(us unitStatus, now time.Time, withLogs bool) {
 	}
 }
 
-func exitText(e supervisor.ExitStatus) string {
+func exitText(e api.ExitStatus) string {
 	if e.Signal != "" {
 		return fmt.Sprintf("code=killed, signal=%s", e.Signal)
 	}
