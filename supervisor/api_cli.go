@@ -152,12 +152,12 @@ func (s *Supervisor) handleLogsQuery(w http.ResponseWriter, r *http.Request) {
 	// before a unit's last stored one was already sent.
 	lastStored := map[string]time.Time{}
 	if n > 0 {
+		lq := logs.Query{N: n, Since: f.since, Until: f.until, Stream: f.stream}
+		if f.grep != nil {
+			lq.Match = f.grep
+		}
 		for _, name := range names {
-			for _, l := range s.opts.Logs.Tail(name, 0) {
-				if f.keep(l) {
-					lines = append(lines, l)
-				}
-			}
+			lines = append(lines, s.opts.Logs.Query(name, lq)...)
 		}
 		sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
 		if len(lines) > n {
