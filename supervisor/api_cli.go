@@ -27,6 +27,17 @@ func (s *Supervisor) registerCLIRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/units/{name}/enable", s.handleChoice)
 	mux.HandleFunc("POST /v1/units/{name}/disable", s.handleChoice)
 	mux.HandleFunc("GET /v1/units/{name}/enabled", s.handleEnabled)
+	mux.HandleFunc("GET /v1/events/last", s.handleLastSeq)
+}
+
+// handleLastSeq is GET /v1/events/last: {"seq": N}, the seq of the newest
+// event, so a client can follow from now (events?since=N).
+func (s *Supervisor) handleLastSeq(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Bus == nil {
+		writeErr(w, http.StatusNotFound, "no event log kept", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"seq": s.opts.Bus.LastSeq()})
 }
 
 // logFilter is what GET /v1/logs keeps of the lines.

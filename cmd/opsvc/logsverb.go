@@ -200,7 +200,17 @@ func (c *cli) events() error {
 		_, err := fmt.Fprintln(c.stdout, escapeControl(eventLine(e)))
 		return err
 	}
-	if last >= 0 || (follow && !c.args.has("since")) {
+	if follow && last < 0 && !c.args.has("since") {
+		// From now: the newest seq, then what comes after it.
+		var now struct {
+			Seq uint64 `json:"seq"`
+		}
+		if err := c.call("GET", "/v1/events/last", nil, nil, &now); err != nil {
+			return asExit("events", err)
+		}
+		q.Set("since", strconv.FormatUint(now.Seq, 10))
+	}
+	if last >= 0 {
 		// Read what is stored (the log is size-capped), keep the last N,
 		// then go on from the last seq seen.
 		q.Set("follow", "0")

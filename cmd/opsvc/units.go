@@ -228,7 +228,7 @@ func (c *cli) is(what string) error {
 		return fail(exitUsage, "%s: name at least one unit (opsvc %s web)", op, op)
 	}
 	quiet := c.args.has("quiet")
-	all, missing := true, false
+	all, anyOK, missing := true, false, false
 	for _, name := range c.args.pos {
 		us, err := c.oneUnit(op, name)
 		if err != nil {
@@ -262,15 +262,12 @@ func (c *cli) is(what string) error {
 		if !quiet {
 			fmt.Fprintln(c.stdout, word)
 		}
-		if what == "failed" {
-			if ok {
-				return nil // systemctl: true if any is failed
-			}
-			continue
-		}
+		anyOK = anyOK || ok
 		all = all && ok
 	}
 	switch {
+	case what == "failed" && anyOK:
+		return nil // as systemctl: true if any is failed
 	case what == "failed":
 		return &exitError{code: exitFailure}
 	case all:
