@@ -91,7 +91,7 @@ func verbTable() []verbSpec {
 		{name: "is-enabled", args: "UNIT...", summary: "print enabled or disabled; exit 0 if every unit is enabled",
 			example: "opsvc is-enabled web", comp: "units",
 			flags: []flagSpec{fQuiet}, run: func(c *cli) error { return c.is("enabled") }},
-		{name: "show", args: "UNIT", summary: "properties of a unit as KEY=VALUE lines",
+		{name: "show", args: "UNIT", summary: "properties of a unit as KEY=VALUE lines, its definition's keys too",
 			example: "opsvc show web -p ActiveState,MainPID --value", comp: "units",
 			flags: []flagSpec{
 				{name: "property", short: "p", value: "PROP,...", help: "only these properties"},

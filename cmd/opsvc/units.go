@@ -368,6 +368,23 @@ func (c *cli) show() error {
 		return err
 	}
 	props := properties(us, en)
+	// Then every key of the definition: service.stop_timeout is StopTimeout.
+	if defs, err := c.definition(us.Name); err == nil {
+		seen := map[string]bool{}
+		for _, p := range props {
+			seen[p[0]] = true
+		}
+		for _, d := range defs {
+			name := camel(d.Key)
+			if strings.Contains(d.Table, ".") { // environment and other sub-tables
+				name = camel(d.Table[strings.LastIndexByte(d.Table, '.')+1:]) + "[" + d.Key + "]"
+			}
+			if !seen[name] {
+				seen[name] = true
+				props = append(props, [2]string{name, strings.Trim(d.Value, `"`)})
+			}
+		}
+	}
 	var want []string
 	for p := range strings.SplitSeq(c.args.get("property"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -534,4 +551,15 @@ func signalNumber(s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n > 0 && n < 65
+}
+
+// camel turns stop_timeout into StopTimeout.
+func camel(key string) string {
+	var b strings.Builder
+	for part := range strings.SplitSeq(key, "_") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
 }
