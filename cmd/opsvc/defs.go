@@ -274,7 +274,7 @@ func (c *cli) edit() error {
 	if err != nil {
 		return fail(exitFailure, "edit %s: reading the edited file: %v", name, err)
 	}
-	if bytes.Equal(edited, old) {
+	if bytes.Equal(edited, old) || (len(old) == 0 && len(stripComments(edited)) == 0) {
 		os.Remove(draft)
 		fmt.Fprintf(c.stderr, "opsvc: edit %s: no change\n", name)
 		return nil
