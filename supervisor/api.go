@@ -493,7 +493,10 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 		writeErr(w, code, msg, "commands go to units of type ipc (or orchestrator) while they run")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	// The worker may take up to commandTimeout: the request's read deadline
+	// must not end it first.
+	longAnswer(w, commandTimeout+answerTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), commandTimeout)
 	defer cancel()
 	data, err := ch.Command(ctx, body.Name, body.Args)
 	if err != nil {
@@ -635,6 +638,9 @@ func decodeCommand(r io.Reader) (api.CommandRequest, error) {
 	}
 	return body, nil
 }
+
+// commandTimeout bounds the wait for a worker's reply to a command.
+const commandTimeout = 30 * time.Second
 
 // maxCommandName bounds a command's name.
 const maxCommandName = 256
