@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/api"
+	"github.com/opsvc/opsvc/supervisor/bus"
 )
 
 func TestAPIErrors(t *testing.T) {
@@ -187,6 +188,67 @@ func TestEveryListedRouteIsServed(t *testing.T) {
 		code, b := h.do(r.Method, path, body)
 		if strings.Contains(string(b), "no route") || code == http.StatusMethodNotAllowed {
 			t.Errorf("%s %s: %d %s", r.Method, path, code, b)
+		}
+	}
+}
+
+// Every event the daemon publishes has a type of package api, and its data
+// is exactly that type's (no field the type does not know).
+func TestEventsMatchTheirTypes(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"ok.toml":    "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n",
+		"crash.toml": "[service]\nexec = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"on-failure\"\nrestart_delay = \"10ms\"\nstart_limit_burst = 2\n",
+		"one.toml":   "[service]\ntype = \"oneshot\"\nexec = [\"/bin/true\"]\n",
+		"bad.toml":   "[service]\nexec = [\"/bin/true\"]\nrestart = \"sometimes\"\n",
+	})
+	h.waitEvent("unit.failed", "crash")
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/v1/units/ok/stop?wait=1", ""},
+		{"POST", "/v1/units/ok/start?wait=1", ""},
+		{"POST", "/v1/units/ok/restart?wait=1", ""},
+		{"POST", "/v1/reload", ""},
+		{"PUT", "/v1/settings", `{"orchestrator":{"max_turns":20}}`},
+	} {
+		var body io.Reader
+		if req.body != "" {
+			body = strings.NewReader(req.body)
+		}
+		if code, b := h.do(req.method, req.path, body); code != 200 {
+			t.Fatalf("%s %s: %d %s", req.method, req.path, code, b)
+		}
+	}
+	h.waitEvent("config.settings", "")
+
+	sub, err := h.bus.Subscribe(0, bus.Filter{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := map[string]bool{}
+	for e := range sub.C() {
+		seen[e.Type] = true
+		d := api.ForType(e.Type)
+		if d == nil {
+			t.Errorf("event type %s has no type in package api", e.Type)
+			continue
+		}
+		b, err := json.Marshal(e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(d); err != nil && len(e.Data) > 0 {
+			t.Errorf("%s data %s does not fit api.%T: %v", e.Type, b, d, err)
+		}
+	}
+	for _, typ := range []string{
+		api.TypeUnitStarting, api.TypeUnitStarted, api.TypeUnitReady, api.TypeUnitStopping, api.TypeUnitStopped,
+		api.TypeUnitExited, api.TypeUnitRestarting, api.TypeUnitFailed, api.TypeConfigLoaded, api.TypeConfigInvalid,
+		api.TypeConfigSettings, api.TypeDaemonReady, api.TypeAPIStart, api.TypeAPIStop, api.TypeAPIRestart,
+	} {
+		if !seen[typ] {
+			t.Errorf("no %s event was published", typ)
 		}
 	}
 }
