@@ -258,3 +258,24 @@ func TestEventsMatchTheirTypes(t *testing.T) {
 		}
 	}
 }
+
+// A waiting start is a long answer: the server's read and write timeouts do
+// not cut it short.
+func TestWaitOutlivesServerTimeouts(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"slow.toml": "[unit]\nenabled = false\n[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\n",
+	})
+	sock := serveTest(t, h.sup.Handler(), Limits{ReadTimeout: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond})
+	c := dial(t, sock)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "POST /v1/units/slow/start?wait=1 HTTP/1.1\r\nHost: opsvc\r\nContent-Length: 0\r\n\r\n")
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		t.Fatalf("waiting start: %v", err)
+	}
+	defer resp.Body.Close()
+	var us api.UnitStatus
+	if err := json.NewDecoder(resp.Body).Decode(&us); err != nil || resp.StatusCode != 200 || us.State != api.StateActive || us.Sub != "exited" {
+		t.Fatalf("waiting start = %d %+v (%v), want 200 active (exited)", resp.StatusCode, us, err)
+	}
+}

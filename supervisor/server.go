@@ -263,9 +263,8 @@ func stream(w http.ResponseWriter) {
 	_ = rc.SetWriteDeadline(time.Time{})
 }
 
-// longAnswer lifts the read deadline of a request whose answer may take
-// longer than the server's read timeout (the deadline would end its
-// context), and gives the answer d to be written.
+// longAnswer gives the answer to a request that may take longer than the
+// server's write timeout d from now to be written.
 func longAnswer(w http.ResponseWriter, d time.Duration) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
