@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 )
 
@@ -101,8 +102,11 @@ func (s *Supervisor) handleGetSettings(w http.ResponseWriter, r *http.Request) {
 // handlePutSettings validates new settings, writes opsvc.toml (under its
 // lock) and applies them to the running daemon.
 func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(r.Body) // Handler caps it at MaxBodyBytes
 	if err != nil {
+		if tooLarge(w, err) {
+			return
+		}
 		writeErr(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
@@ -131,7 +135,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	peer, _ := peerOf(r)
 	s.do(r.Context(), func() {
 		s.applySettings(next)
-		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		s.emit("", 0, api.ConfigSettings{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 	})
 	writeJSON(w, http.StatusOK, next)
 }

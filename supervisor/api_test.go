@@ -57,19 +57,21 @@ func TestBodyCap(t *testing.T) {
 	checkTooLarge(t, c)
 
 	// A chunked body is cut at the cap.
-	c = harnessConn(t, h)
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	go func() {
-		fmt.Fprintf(c, "POST /v1/units/a/command HTTP/1.1\r\nHost: opsvc\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-		chunk := `{"name":"x","args":"` + strings.Repeat("a", 64<<10)
-		for n := 0; n <= MaxBodyBytes; n += len(chunk) {
-			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
-				return
+	for _, route := range []string{"POST /v1/units/a/command", "PUT /v1/settings"} {
+		c = harnessConn(t, h)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		go func() {
+			fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: opsvc\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", route)
+			chunk := `{"name":"x","args":"` + strings.Repeat("a", 64<<10)
+			for n := 0; n <= MaxBodyBytes; n += len(chunk) {
+				if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+					return
+				}
+				chunk = strings.Repeat("a", 64<<10)
 			}
-			chunk = strings.Repeat("a", 64<<10)
-		}
-	}()
-	checkTooLarge(t, c)
+		}()
+		checkTooLarge(t, c)
+	}
 
 	// A body under the cap still reaches the route.
 	code, b := h.do("POST", "/v1/units/a/command", strings.NewReader(`{"name":"ping"}`))
