@@ -112,3 +112,19 @@ func TestRoutesAreUnique(t *testing.T) {
 		seen[k] = true
 	}
 }
+
+func TestCLIEventDataRoundTrip(t *testing.T) {
+	c := Caller{UID: 1000, PID: 42}
+	for _, d := range []EventData{APIKill{Signal: "SIGHUP", Main: true, Caller: c}, APIResetFailed{c}, APIEnable{c}, APIDisable{c}} {
+		got := ForType(d.EventType())
+		if got == nil {
+			t.Fatalf("ForType(%q) = nil", d.EventType())
+		}
+		if err := Decode(Map(d), got); err != nil {
+			t.Fatal(err)
+		}
+		if v := reflect.ValueOf(got).Elem().Interface(); !reflect.DeepEqual(v, d) {
+			t.Errorf("%s: round trip gave %#v, want %#v", d.EventType(), v, d)
+		}
+	}
+}

@@ -31,11 +31,15 @@ const (
 	TypeDaemonReady    = "daemon.ready"
 	TypeDaemonStopping = "daemon.stopping"
 
-	TypeAPIDenied  = "api.denied"
-	TypeAPIStart   = "api.start"
-	TypeAPIStop    = "api.stop"
-	TypeAPIRestart = "api.restart"
-	TypeAPICommand = "api.command"
+	TypeAPIDenied      = "api.denied"
+	TypeAPIStart       = "api.start"
+	TypeAPIStop        = "api.stop"
+	TypeAPIRestart     = "api.restart"
+	TypeAPICommand     = "api.command"
+	TypeAPIKill        = "api.kill"
+	TypeAPIResetFailed = "api.reset-failed"
+	TypeAPIEnable      = "api.enable"
+	TypeAPIDisable     = "api.disable"
 
 	TypeChainCreated     = "chain.created"
 	TypeChainResumed     = "chain.resumed"
@@ -265,6 +269,23 @@ type APICommand struct {
 	Caller
 }
 
+// APIKill: a client sent a signal to the unit's processes (opsvc kill).
+type APIKill struct {
+	Signal string `json:"signal"` // its name, e.g. "SIGHUP"
+	Main   bool   `json:"main"`   // to the main process only, not the whole group
+	Caller
+}
+
+// APIResetFailed: a client made a failed unit inactive (opsvc reset-failed).
+type APIResetFailed struct{ Caller }
+
+// APIEnable: a client made the unit start with the daemon (opsvc enable).
+type APIEnable struct{ Caller }
+
+// APIDisable: a client made the unit no longer start with the daemon
+// (opsvc disable).
+type APIDisable struct{ Caller }
+
 // ChainCreated: an orchestrator began a new chain.
 type ChainCreated struct {
 	ChainID string `json:"chain_id"` // the chain's id
@@ -375,6 +396,10 @@ func (APIStart) EventType() string          { return TypeAPIStart }
 func (APIStop) EventType() string           { return TypeAPIStop }
 func (APIRestart) EventType() string        { return TypeAPIRestart }
 func (APICommand) EventType() string        { return TypeAPICommand }
+func (APIKill) EventType() string           { return TypeAPIKill }
+func (APIResetFailed) EventType() string    { return TypeAPIResetFailed }
+func (APIEnable) EventType() string         { return TypeAPIEnable }
+func (APIDisable) EventType() string        { return TypeAPIDisable }
 func (ChainCreated) EventType() string      { return TypeChainCreated }
 func (ChainResumed) EventType() string      { return TypeChainResumed }
 func (ChainCompleted) EventType() string    { return TypeChainCompleted }
@@ -450,6 +475,14 @@ func ForType(typ string) EventData {
 		return &APIRestart{}
 	case TypeAPICommand:
 		return &APICommand{}
+	case TypeAPIKill:
+		return &APIKill{}
+	case TypeAPIResetFailed:
+		return &APIResetFailed{}
+	case TypeAPIEnable:
+		return &APIEnable{}
+	case TypeAPIDisable:
+		return &APIDisable{}
 	case TypeChainCreated:
 		return &ChainCreated{}
 	case TypeChainResumed:
