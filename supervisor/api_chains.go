@@ -9,7 +9,6 @@ import (
 	"net/http"
 
 	"github.com/opsvc/opsvc/config"
-	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 )
 
@@ -135,7 +134,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	peer, _ := peerOf(r)
 	s.do(r.Context(), func() {
 		s.applySettings(next)
-		s.emit("", 0, api.ConfigSettings{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
 	})
 	writeJSON(w, http.StatusOK, next)
 }
