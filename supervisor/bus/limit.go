@@ -137,12 +137,12 @@ func (l *limiter) flush(now time.Time) []Event {
 	for _, src := range srcs {
 		bk := l.buckets[src]
 		if bk.suppressed > 0 {
-			out = append(out, Event{Type: TypeSuppressed, Data: map[string]any{
-				"source":   src,
-				"count":    bk.suppressed,
-				"interval": l.interval.String(),
-				"hint":     "this source sent more events than the bus keeps; they were counted, not stored",
-			}})
+			out = append(out, Event{Type: TypeSuppressed, Data: dataOf(Suppressed{
+				Source:   src,
+				Count:    bk.suppressed,
+				Interval: l.interval.String(),
+				Hint:     "this source sent more events than the bus keeps; they were counted, not stored",
+			})})
 			bk.suppressed = 0
 		}
 		// A full bucket is the same as none: forget it, so the map holds only busy sources.
@@ -189,6 +189,9 @@ func boundData(data map[string]any) map[string]any {
 	if len(data) == 0 {
 		return data
 	}
+	if smallData(data) {
+		return data
+	}
 	raw, err := json.Marshal(data)
 	if err != nil || len(raw) <= boundAbove {
 		return data // a marshal error is reported by Publish
@@ -226,6 +229,27 @@ func boundData(data map[string]any) map[string]any {
 		small["truncated_keys"] = boundList(anySlice(dropped))
 	}
 	return small
+}
+
+// smallData reports, without marshalling, data that is surely under boundAbove: a few
+// scalars and short strings (most events).
+func smallData(data map[string]any) bool {
+	if len(data) > 32 {
+		return false
+	}
+	n := 0
+	for k, v := range data {
+		n += len(k) + 8
+		switch v := v.(type) {
+		case string:
+			n += 2 * len(v) // room for escapes
+		case bool, nil, int, int32, int64, uint, uint32, uint64, float64:
+			n += 24
+		default:
+			return false
+		}
+	}
+	return n <= boundAbove
 }
 
 func anySlice(ss []string) []any {
