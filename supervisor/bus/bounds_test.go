@@ -179,13 +179,21 @@ func TestReportFault(t *testing.T) {
 	if f := b.Faults(); len(f) != 1 || f[0].Component != "registry" || !strings.Contains(f[0].Error, "no space") {
 		t.Fatalf("faults %+v", f)
 	}
+	b.ReportFault("logs", fmt.Errorf("write web.log: no space left on device"))
+	if got, want := b.FaultText(), "degraded: logs: write web.log: no space left on device; registry: write registry.json: no space left on device"; got != want {
+		t.Fatalf("FaultText = %q, want %q", got, want)
+	}
+	b.ReportFault("logs", nil)
 	b.ReportFault("registry", nil)
 	b.ReportFault("registry", nil)
-	if f := b.Faults(); len(f) != 0 {
+	if f := b.Faults(); len(f) != 0 || b.FaultText() != "" {
 		t.Fatalf("faults after recovery %+v", f)
 	}
-	got := stored(t, b)
-	if len(got) != 2 || got[0].Type != TypeDegraded || got[1].Type != TypeRecovered || got[0].Data["component"] != "registry" {
-		t.Fatalf("stored %+v, want one degraded and one recovered", got)
+	var types []string
+	for _, e := range stored(t, b) {
+		types = append(types, e.Type+"/"+e.Data["component"].(string))
+	}
+	if want := "[daemon.degraded/registry daemon.degraded/logs daemon.recovered/logs daemon.recovered/registry]"; fmt.Sprint(types) != want {
+		t.Fatalf("stored %v, want %s", types, want)
 	}
 }

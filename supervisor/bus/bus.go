@@ -415,6 +415,20 @@ func (b *Bus) Faults() []Fault {
 	return out
 }
 
+// FaultText sums up Faults in one line for a status header or sd_notify STATUS=: "" when
+// all is well, else "degraded: events: ERROR; registry: ERROR".
+func (b *Bus) FaultText() string {
+	faults := b.Faults()
+	if len(faults) == 0 {
+		return ""
+	}
+	parts := make([]string, len(faults))
+	for i, f := range faults {
+		parts[i] = f.Component + ": " + f.Error
+	}
+	return "degraded: " + strings.Join(parts, "; ")
+}
+
 // flushLocked publishes what the limiter summed up, once its interval is over.
 func (b *Bus) flushLocked(now time.Time) {
 	for _, e := range b.limiter.flush(now) {
