@@ -107,6 +107,7 @@ type unitLog struct {
 	queued    int    // lines waiting for the sinks
 	dropped   uint64 // lines dropped since the last report
 	lastCause error
+	loaded    bool // the lines its files kept from before were read back (or there are none)
 }
 
 type queued struct {
@@ -256,12 +257,9 @@ func (l *Logs) Write(line Line) {
 		line.Text, cut = Truncate(line.Text, MaxLineBytes)
 		line.Truncated += cut
 	}
-	u := l.unit(line.Unit)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.units[line.Unit] != u {
-		u = l.unitLocked(line.Unit, nil) // forgotten meanwhile
-	}
+	u := l.unitLocked(line.Unit)
 	l.keepLocked(u, line)
 	if l.closed {
 		return
@@ -288,35 +286,51 @@ func (l *Logs) dropLocked(u *unitLog, cause error) {
 	l.dropping[u] = struct{}{}
 }
 
-// unit returns the unit's log, creating it with the lines its files kept (from before a daemon
-// restart) when the unit has none in memory yet. The files are read outside the lock; no line
-// of this unit is queued before its log exists, so they hold no line of this run twice.
-func (l *Logs) unit(name string) *unitLog {
-	l.mu.Lock()
-	u := l.units[name]
-	l.mu.Unlock()
-	if u != nil {
-		return u
-	}
-	var old []Line
-	if l.files != nil {
-		old = readFileTail(l.files.dir, name, l.opts.RingBytes, l.opts.RingLines)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.unitLocked(name, old)
-}
-
-func (l *Logs) unitLocked(name string, old []Line) *unitLog {
+// unitLocked returns the unit's log, creating it when the unit has none in memory yet. The
+// lines its files kept from before (a daemon restart) are read back when the unit's lines are
+// first asked for (Query), not here: writing a line never waits for a file to be read.
+func (l *Logs) unitLocked(name string) *unitLog {
 	if u := l.units[name]; u != nil {
 		return u
 	}
-	u := &unitLog{name: name}
+	u := &unitLog{name: name, loaded: l.files == nil}
 	l.units[name] = u
-	for _, line := range old {
+	return u
+}
+
+// loadOlder puts the lines of u's files from before its lines in memory in front of them,
+// once.
+func (l *Logs) loadOlder(u *unitLog) {
+	l.mu.Lock()
+	loaded := u.loaded
+	var first Line
+	empty := u.ring.head >= len(u.ring.lines)
+	if !empty {
+		first = u.ring.lines[u.ring.head]
+	}
+	l.mu.Unlock()
+	if loaded {
+		return
+	}
+	old := readFileTail(l.files.dir, u.name, l.opts.RingBytes, l.opts.RingLines)
+	if !empty {
+		old = before(old, first)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u.loaded || l.units[u.name] != u {
+		return
+	}
+	u.loaded = true
+	if len(old) == 0 {
+		return
+	}
+	kept := u.ring.all()
+	l.total -= u.ring.bytes
+	u.ring = ring{}
+	for _, line := range append(old, kept...) {
 		l.addLocked(u, line)
 	}
-	return u
 }
 
 // Logf writes a daemon line (Stream "daemon", no unit).
@@ -417,6 +431,11 @@ func (l *Logs) Query(unit string, q Query) []Line {
 	}
 	l.mu.Lock()
 	u := l.units[unit]
+	l.mu.Unlock()
+	if u != nil {
+		l.loadOlder(u)
+	}
+	l.mu.Lock()
 	var lines []Line
 	if u != nil {
 		lines = u.ring.all()
@@ -613,7 +632,7 @@ func (l *Logs) reportDropped() {
 		Text:   b.String(),
 		Fields: map[string]string{"PRIORITY": droppedReportPriority},
 	}
-	u := l.unitLocked("", nil)
+	u := l.unitLocked("")
 	l.keepLocked(u, line)
 	l.mu.Unlock()
 	var fileErr error
