@@ -125,7 +125,7 @@ func TestSourceRateLimit(t *testing.T) {
 		case e.Unit == "loud":
 			loud++
 		case e.Type == TypeSuppressed:
-			if e.Data["source"] != "loud" {
+			if e.Data["source"] != "loud (worker)" {
 				t.Fatalf("suppressed %v", e.Data)
 			}
 			suppressed += e.Data["count"].(float64)
@@ -195,5 +195,26 @@ func TestReportFault(t *testing.T) {
 	}
 	if want := "[daemon.degraded/registry daemon.degraded/logs daemon.recovered/logs daemon.recovered/registry]"; fmt.Sprint(types) != want {
 		t.Fatalf("stored %v, want %s", types, want)
+	}
+}
+
+// TestSourceOf: a worker's own events, API callers and the daemon's events about a unit are
+// limited apart.
+func TestSourceOf(t *testing.T) {
+	for _, tc := range []struct {
+		e    Event
+		want string
+	}{
+		{Event{Type: "unit.started", Unit: "web"}, "web"},
+		{Event{Type: "worker.progress", Unit: "web"}, "web (worker)"},
+		{Event{Type: "unit.status", Unit: "web"}, "web (worker)"},
+		{Event{Type: "api.restart", Unit: "web", Data: map[string]any{"uid": 1000}}, "api uid 1000"},
+		{Event{Type: "api.denied", Data: map[string]any{"uid": 1000}}, "api uid 1000"},
+		{Event{Type: "config.invalid"}, "config.invalid"},
+		{Event{Type: "unit.started", Unit: "web", Source: "x"}, "x"},
+	} {
+		if got := sourceOf(tc.e); got != tc.want {
+			t.Errorf("sourceOf(%s %s) = %q, want %q", tc.e.Type, tc.e.Unit, got, tc.want)
+		}
 	}
 }

@@ -56,15 +56,35 @@ func exempt(typ string) bool {
 	return strings.HasPrefix(typ, "daemon.") || strings.HasPrefix(typ, "bus.")
 }
 
+// sourceOf is who an event is counted against: its Source when set; for an API action, the
+// caller ("api uid N"); for what a unit's processes sent (worker events, status, refusals),
+// "UNIT (worker)", so that a worker's flood never holds back the daemon's own events about
+// the unit; else the unit, or the type of an event of no unit.
 func sourceOf(e Event) string {
 	switch {
 	case e.Source != "":
 		return e.Source
+	case strings.HasPrefix(e.Type, "api."):
+		if uid, ok := e.Data["uid"]; ok {
+			return fmt.Sprintf("api uid %v", uid)
+		}
+		return "api"
+	case e.Unit != "" && fromWorker(e.Type):
+		return e.Unit + " (worker)"
 	case e.Unit != "":
 		return e.Unit
 	default:
 		return e.Type
 	}
+}
+
+// fromWorker reports the event types that a unit's processes cause at will.
+func fromWorker(typ string) bool {
+	switch typ {
+	case "unit.status", "unit.notify_refused", "unit.ipc_error":
+		return true
+	}
+	return strings.HasPrefix(typ, "worker.")
 }
 
 // cost is what an event takes from its source's bucket: one token per KiB of data, at least one.
