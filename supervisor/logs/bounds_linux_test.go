@@ -242,3 +242,43 @@ func TestLogsOutliveRestartAcrossRotation(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledJournaldDoesNotStopFiles: the files get every line while journald does not read.
+func TestStalledJournaldDoesNotStopFiles(t *testing.T) {
+	fj := newFakeJournal(t)
+	dir := t.TempDir()
+	l, err := New(Options{JournalSocket: fj.path, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	deadline := time.Now().Add(waitFor)
+	for i := range 3000 {
+		l.Write(Line{Unit: "web", Stream: StreamStdout, Text: fmt.Sprintf("line %d %s", i, strings.Repeat("j", 200))})
+		if i%500 == 499 { // stay within the unit's share of the files' queue
+			for {
+				l.mu.Lock()
+				n := l.units["web"].queued[0]
+				l.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the files' queue still holds %d lines while journald stalls", n)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	l.Write(Line{Unit: "web", Stream: StreamStdout, Text: "marker"})
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "web.log"))
+		if strings.Contains(string(b), " stdout marker\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the files did not get the last line while journald stalls (%d bytes written)", len(b))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
