@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
 
@@ -233,7 +234,7 @@ func (s *Supervisor) handleKill(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no process to signal", name)
 			return
 		}
-		s.publish("api.kill", name, rt.PID, map[string]any{"signal": killSignalName(sig), "main": mainOnly, "uid": peer.UID, "pid": peer.PID})
+		s.emit(name, rt.PID, api.APIKill{Signal: killSignalName(sig), Main: mainOnly, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 		if mainOnly {
 			err = killMain(rt.PID, sig)
 		} else {
@@ -278,7 +279,7 @@ func (s *Supervisor) handleResetFailed(w http.ResponseWriter, r *http.Request) {
 			rt.Failures, rt.Starts = 0, nil
 			if rt.State == Failed && !rt.Running {
 				rt.State, rt.Sub, rt.Since = Inactive, "dead", s.now()
-				s.publish("api.reset-failed", n, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+				s.emit(n, 0, api.APIResetFailed{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 			}
 		}
 	}); err != nil {
@@ -310,11 +311,12 @@ func (s *Supervisor) handleChoice(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err = s.setChoice(name, enable); err == nil {
-			verb := "disable"
+			caller := api.Caller{UID: peer.UID, PID: peer.PID}
 			if enable {
-				verb = "enable"
+				s.emit(name, 0, api.APIEnable{Caller: caller})
+			} else {
+				s.emit(name, 0, api.APIDisable{Caller: caller})
 			}
-			s.publish("api."+verb, name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
 		}
 	}); e != nil {
 		writeErr(w, http.StatusServiceUnavailable, e.Error(), "")
