@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/api"
@@ -141,9 +140,8 @@ const (
 	EvChannelTimeout  EventKind = 18 // the process outlived its closed IPC channel
 	EvStartLimit      EventKind = 19 // too many starts: give up
 	EvBlocked         EventKind = 20 // the plan waits on something before starting (Reason)
-	EvResetFailed     EventKind = 21 // reset-failed: forget a failure and the start-limit count
-	EvKill            EventKind = 22 // kill: send Signal to the unit's processes
-	evLast                      = EvKill
+	EvResetFailed     EventKind = 21 // reset-failed: forget a failure, the backoff and the start-limit count
+	evLast                      = EvResetFailed
 )
 
 func (k EventKind) String() string {
@@ -190,8 +188,6 @@ func (k EventKind) String() string {
 		return "blocked"
 	case EvResetFailed:
 		return "reset-failed"
-	case EvKill:
-		return "kill"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -212,12 +208,11 @@ type Event struct {
 	RestartGen uint64 // EvStart, EvStartLimit, EvExited: the wanted RestartGen
 	Hash       string // EvStart: the definition being started
 
-	PID    int            // EvStarted, EvMainPID
-	Exit   ExitStatus     // EvExited
-	Ran    time.Duration  // EvExited: how long the process was up
-	Text   string         // EvStatus, EvStartFailed, EvError
-	Delay  time.Duration  // EvExtendTimeout
-	Signal syscall.Signal // EvKill
+	PID   int           // EvStarted, EvMainPID
+	Exit  ExitStatus    // EvExited
+	Ran   time.Duration // EvExited: how long the process was up
+	Text  string        // EvStatus, EvStartFailed, EvError
+	Delay time.Duration // EvExtendTimeout
 }
 
 // EffectKind is what the loop must do after a step.
@@ -231,7 +226,6 @@ const (
 	EffRelease      EffectKind = 4 // the process is gone: end its group, close its channel and socket, release its leases
 	EffPublish      EffectKind = 5 // publish Data (its type says the event's)
 	EffIllegal      EffectKind = 6 // the event cannot happen in this phase; Text says why
-	EffSignal       EffectKind = 7 // send Signal to the unit's process group
 )
 
 func (k EffectKind) String() string {
@@ -248,20 +242,17 @@ func (k EffectKind) String() string {
 		return "publish"
 	case EffIllegal:
 		return "illegal"
-	case EffSignal:
-		return "signal"
 	}
 	return fmt.Sprintf("EffectKind(%d)", uint8(k))
 }
 
 // Effect is one thing the loop carries out.
 type Effect struct {
-	Kind   EffectKind
-	PID    int            // EffPublish: the process the event is about
-	Data   api.EventData  // EffPublish: the event
-	Drain  bool           // EffSendStop
-	Text   string         // EffIllegal
-	Signal syscall.Signal // EffSignal
+	Kind  EffectKind
+	PID   int           // EffPublish: the process the event is about
+	Data  api.EventData // EffPublish: the event
+	Drain bool          // EffSendStop
+	Text  string        // EffIllegal
 }
 
 func publish(pid int, data api.EventData) Effect {
@@ -542,13 +533,6 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			n.enter(Inactive, "dead", now)
 		}
 		return n, nil
-
-	case EvKill:
-		if !running {
-			return ignore() // nothing to signal
-		}
-		// The exit that follows is handled like any exit nobody asked for.
-		return n, []Effect{{Kind: EffSignal, Signal: ev.Signal}}
 	}
 	return illegal()
 }

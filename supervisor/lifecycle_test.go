@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -96,8 +95,6 @@ func eventSample(k EventKind) Event {
 		ev.Reason = "start-limit-hit"
 	case EvBlocked:
 		ev.Reason = "waiting for db to be ready"
-	case EvKill:
-		ev.Signal = syscall.SIGTERM
 	}
 	return ev
 }
@@ -117,7 +114,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
 		EvBlocked:     to(PhaseDead),
 		EvResetFailed: to(PhaseDead),
-		EvKill:        to(PhaseDead),
 	},
 	PhaseLaunching: {
 		EvStart:       never,
@@ -130,7 +126,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout: never, EvStartLimit: never,
 		EvBlocked:     to(PhaseLaunching),
 		EvResetFailed: to(PhaseLaunching),
-		EvKill:        to(PhaseLaunching),
 	},
 	PhaseStarting: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -152,7 +147,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStarting),
 		EvResetFailed:     to(PhaseStarting),
-		EvKill:            to(PhaseStarting, "signal"),
 	},
 	PhaseRunning: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -174,7 +168,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseRunning),
 		EvResetFailed:     to(PhaseRunning),
-		EvKill:            to(PhaseRunning, "signal"),
 	},
 	PhaseExited: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -186,7 +179,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
 		EvBlocked:     to(PhaseExited),
 		EvResetFailed: to(PhaseExited),
-		EvKill:        to(PhaseExited),
 	},
 	PhaseAutoRestart: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -198,7 +190,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
 		EvBlocked:     to(PhaseAutoRestart),
 		EvResetFailed: to(PhaseAutoRestart),
-		EvKill:        to(PhaseAutoRestart),
 	},
 	PhaseStopping: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -220,7 +211,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStopping),
 		EvResetFailed:     to(PhaseStopping),
-		EvKill:            to(PhaseStopping, "signal"),
 	},
 	PhaseFailed: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -232,7 +222,6 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
 		EvBlocked:     to(PhaseFailed),
 		EvResetFailed: to(PhaseDead),
-		EvKill:        to(PhaseFailed),
 	},
 }
 
@@ -633,32 +622,25 @@ func TestManualStopSurvivesReload(t *testing.T) {
 	}
 }
 
-// TestKillAndResetFailed: a kill ends the process like any exit nobody asked
-// for (here: the unit fails), and reset-failed makes a failed unit inactive
-// without starting it.
+// TestKillAndResetFailed: opsvc kill ends the process like any exit nobody
+// asked for (here: the unit fails), and reset-failed makes a failed unit
+// inactive without starting it.
 func TestKillAndResetFailed(t *testing.T) {
 	h := newHarness(t, map[string]string{
 		"k.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\nrestart = \"no\"\n",
 	})
 	h.waitEvent("unit.ready", "k")
 	pid := h.status("k").PID
-	ctx := context.Background()
-	if err := h.sup.Kill(ctx, "k", syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if code, b := h.do("POST", "/v1/units/k/kill?signal=TERM", nil); code != http.StatusOK {
+		t.Fatalf("kill: %d %s", code, b)
 	}
 	e := h.waitEvent("unit.failed", "k")
 	if e.Data["result"] != "signal" {
 		t.Errorf("failed with %v, want result signal", e.Data)
 	}
 	assertGroupGone(t, pid)
-	if err := h.sup.Kill(ctx, "k", syscall.SIGTERM); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("kill of a failed unit: %v, want %v", err, ErrNotRunning)
-	}
-	if err := h.sup.Kill(ctx, "nope", syscall.SIGTERM); !errors.Is(err, ErrNoUnit) {
-		t.Errorf("kill of an unknown unit: %v, want %v", err, ErrNoUnit)
-	}
-	if err := h.sup.ResetFailed(ctx, "k"); err != nil {
-		t.Fatal(err)
+	if code, b := h.do("POST", "/v1/units/k/reset-failed", nil); code != http.StatusOK {
+		t.Fatalf("reset-failed: %d %s", code, b)
 	}
 	if us := h.status("k"); us.State != Inactive || us.Sub != "dead" || us.PID != 0 {
 		t.Fatalf("after reset-failed: %s (%s) pid %d, want inactive (dead) and nothing started", us.State, us.Sub, us.PID)
@@ -710,7 +692,7 @@ func TestLifecycleDoc(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := stepTableMarkdown()
-	if !strings.Contains(string(doc), want) {
+	if !strings.Contains(string(doc), "\n\n"+want+"\n") { // the whole table, no row more
 		t.Errorf("docs/lifecycle.md does not hold the transition table; it should be:\n%s", want)
 	}
 }

@@ -406,10 +406,6 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 			s.release(name, rec)
 		case EffPublish:
 			s.emit(name, e.PID, e.Data)
-		case EffSignal:
-			if rec.proc != nil {
-				rec.proc.Signal(e.Signal)
-			}
 		case EffIllegal:
 			s.logf("%s: %s", name, e.Text)
 			s.emit(name, rec.PID, api.UnitError{Error: e.Text})
@@ -1061,51 +1057,4 @@ func restartDone(rec *unitRecord, d Desired) (bool, error) {
 		return false, nil
 	}
 	return startDone(rec, d)
-}
-
-// ErrNoUnit and ErrNotRunning are why ResetFailed or Kill did nothing.
-var (
-	ErrNoUnit     = errors.New("no such unit")
-	ErrNotRunning = errors.New("no process of the unit is running")
-)
-
-// ResetFailed forgets a unit's failure and its start-limit count (opsvc
-// reset-failed): a failed unit becomes inactive (dead) and is not started.
-func (s *Supervisor) ResetFailed(ctx context.Context, name string) error {
-	var err error
-	if e := s.do(ctx, func() {
-		rec, ok := s.units[name]
-		if _, known := s.desired[name]; !known && !ok {
-			err = fmt.Errorf("reset-failed %s: %w", name, ErrNoUnit)
-			return
-		}
-		if ok {
-			s.step(name, rec, Event{Kind: EvResetFailed})
-		}
-	}); e != nil {
-		return e
-	}
-	return err
-}
-
-// Kill sends sig to a unit's process group (opsvc kill). The exit that
-// follows is handled like any exit nobody asked for: the restart policy
-// applies.
-func (s *Supervisor) Kill(ctx context.Context, name string, sig syscall.Signal) error {
-	var err error
-	if e := s.do(ctx, func() {
-		rec, ok := s.units[name]
-		if _, known := s.desired[name]; !known && !ok {
-			err = fmt.Errorf("kill %s: %w", name, ErrNoUnit)
-			return
-		}
-		if !ok || !rec.Running {
-			err = fmt.Errorf("kill %s: %w", name, ErrNotRunning)
-			return
-		}
-		s.step(name, rec, Event{Kind: EvKill, Signal: sig})
-	}); e != nil {
-		return e
-	}
-	return err
 }
