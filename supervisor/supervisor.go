@@ -79,6 +79,7 @@ type Supervisor struct {
 	shutdown bool
 	notifyN  int
 	lastStat string
+	stats    loopStats // metrics: the snapshot scrapes read
 }
 
 // runtime is the loop's record of one unit.
@@ -210,6 +211,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	var extend <-chan time.Time
 	first := true
 	done := ctx.Done()
+	woke := time.Now()
 	for {
 		wake := s.reconcile()
 		if first {
@@ -219,6 +221,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.stepDone(woke)
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
 			return nil
@@ -266,6 +269,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.desired[name] = d
 			}
 		}
+		woke = time.Now()
 	}
 }
 
@@ -940,7 +944,7 @@ func (s *Supervisor) handleNotify(name string, rt *runtime, d Desired, m sdnotif
 // reload re-reads the units directory and brings desired in line with it.
 func (s *Supervisor) reload(why string) ReloadResult {
 	var res ReloadResult
-	set, err := unit.Load(s.opts.Paths.Units)
+	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
 	if err != nil {
 		s.logf("load units: %v", err)
 		s.publish("config.invalid", "", 0, map[string]any{"error": err.Error()})
