@@ -421,14 +421,15 @@ func (s *Supervisor) saveInstance(w http.ResponseWriter, tmpl, name string, vals
 	}
 	defer os.RemoveAll(stage)
 	staged := filepath.Join(stage, name+".d", instanceFile)
-	if err := os.Mkdir(filepath.Dir(staged), 0o755); err == nil {
+	if err = os.Mkdir(filepath.Dir(staged), 0o755); err == nil {
 		err = os.WriteFile(staged, []byte(text), 0o644)
 	}
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "instance: "+err.Error(), "check that the daemon can write its state directory")
 		return false
 	}
-	// Loaded as the daemon will load it, minus the instance's earlier values.
+	// Loaded as the daemon will load it; the new values replace the ones
+	// given before.
 	set, err := unit.LoadWithDropins(s.opts.Paths.Units, stage)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err.Error(), "")

@@ -78,6 +78,7 @@ func (s *Supervisor) snapshot() *metrics.Snapshot {
 			}
 			tr.observe(rt)
 			u.StartDuration, u.ReadyDuration = tr.startDur, tr.readyDur
+			u.StartKnown, u.ReadyKnown = !tr.started.IsZero(), !tr.readyFor.IsZero()
 		}
 		snap.Units = append(snap.Units, u)
 	}

@@ -33,9 +33,11 @@ type Unit struct {
 	ExitCode int
 	// StartDuration is how long the last start took to get a process
 	// running (dependency waits, fork and exec); ReadyDuration how long the
-	// process then took to be ready. Zero when not known yet.
+	// process then took to be ready. Each is only shown once known.
 	StartDuration time.Duration
 	ReadyDuration time.Duration
+	StartKnown    bool
+	ReadyKnown    bool
 }
 
 // UnitBudget is what one orchestrator unit spent today.
@@ -262,10 +264,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			if u.HasExit {
 				gauge(descExit, float64(u.ExitCode), u.Name)
 			}
-			if u.StartDuration > 0 {
+			if u.StartKnown {
 				gauge(descStartDur, u.StartDuration.Seconds(), u.Name)
 			}
-			if u.ReadyDuration > 0 {
+			if u.ReadyKnown {
 				gauge(descReadyDur, u.ReadyDuration.Seconds(), u.Name)
 			}
 		}
