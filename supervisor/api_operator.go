@@ -106,16 +106,47 @@ type InstanceChain struct {
 }
 
 // template reads ?template= (with or without its @); it writes the error.
+// Without it, the template is orchestrator@, or else the only orchestrator
+// template of the units directory.
 func (s *Supervisor) template(w http.ResponseWriter, r *http.Request) (string, bool) {
 	t := strings.TrimSuffix(r.URL.Query().Get("template"), "@")
 	if t == "" {
-		t = DefaultTemplate
+		t = s.defaultTemplate(r)
 	}
 	if err := unit.ValidName(t); err != nil || strings.Contains(t, "@") {
 		writeErr(w, http.StatusBadRequest, fmt.Sprintf("bad template %q", t), "name the template without its @, e.g. template=orchestrator")
 		return "", false
 	}
 	return t, true
+}
+
+func (s *Supervisor) defaultTemplate(r *http.Request) string {
+	var set *unit.Set
+	if s.do(r.Context(), func() { set = s.set }) != nil || set == nil {
+		return DefaultTemplate
+	}
+	entries, err := os.ReadDir(set.Dir)
+	if err != nil {
+		return DefaultTemplate
+	}
+	var found []string
+	for _, e := range entries {
+		p, ok := strings.CutSuffix(e.Name(), "@.toml")
+		if !ok || unit.ValidName(p) != nil || strings.Contains(p, "@") {
+			continue
+		}
+		if p == DefaultTemplate {
+			return p
+		}
+		// A set is safe for concurrent use: built off the loop.
+		if u, err := set.Instance(p + "@probe"); err == nil && u.Orchestrator != nil {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 1 {
+		return found[0]
+	}
+	return DefaultTemplate
 }
 
 func (s *Supervisor) handleInstances(w http.ResponseWriter, r *http.Request) {
