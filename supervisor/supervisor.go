@@ -68,6 +68,8 @@ type Supervisor struct {
 	ready   chan struct{} // closed once the first plan ran
 	loopCh  chan struct{} // closed when Run returns
 
+	control controlSnapshot // [control] settings for the access check, read off the loop
+
 	// Loop-owned state.
 	desired  map[string]Desired
 	units    map[string]*runtime

@@ -356,32 +356,6 @@ func TestSimpleStartStopRestart(t *testing.T) {
 	assertGroupGone(t, us.PID)
 }
 
-func TestAPIErrors(t *testing.T) {
-	h := newHarness(t, map[string]string{"a.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"})
-	for _, tc := range []struct {
-		method, path string
-		code         int
-		want         string
-	}{
-		{"GET", "/v1/units/nosuch", 404, `unit \"nosuch\" not found`},
-		{"POST", "/v1/units/nosuch/start", 404, "see: opsvc status"},
-		{"GET", "/v1/units/.hidden", 400, "hint"},
-		{"GET", "/v1/units/bad%20name", 400, "unit names use"},
-		{"POST", "/v1/units/a/explode", 404, "use start, stop, restart or command"},
-		{"POST", "/v1/units/a/command", 400, "opsvc send"},
-		{"GET", "/v1/nothing", 404, "no route"},
-	} {
-		code, b := h.do(tc.method, tc.path, nil)
-		if code != tc.code || !strings.Contains(string(b), tc.want) {
-			t.Errorf("%s %s = %d %s, want %d containing %q", tc.method, tc.path, code, b, tc.code, tc.want)
-		}
-		var e APIError
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			t.Errorf("%s %s: body %s is not {error, hint}", tc.method, tc.path, b)
-		}
-	}
-}
-
 func TestStopEscalatesToKill(t *testing.T) {
 	h := newHarness(t, map[string]string{
 		"stubborn.toml": fmt.Sprintf("[service]\nexec = [%q, \"-test.run=^$\"]\nenvironment = { OPSVC_TEST_WORKER = \"ignore-term\" }\nstop_timeout = \"300ms\"\n", testExe(t)),

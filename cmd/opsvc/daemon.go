@@ -104,7 +104,7 @@ func runDaemon(c *cli) error {
 		ln.Close()
 		return fail(exitFailure, "daemon: %v", err)
 	}
-	srv := &http.Server{Handler: sup.Handler(), ConnContext: supervisor.ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	srv := supervisor.NewServer(sup.Handler(), supervisor.Limits{}, logf)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if tc != nil {
