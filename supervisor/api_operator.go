@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/opsvc/opsvc/config/atomicfile"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 )
@@ -170,7 +171,7 @@ func (s *Supervisor) handleInstances(w http.ResponseWriter, r *http.Request) {
 			statuses[n] = s.status(n)
 		}
 	}); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	latest, err := s.latestChains()
@@ -381,7 +382,7 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 	}
 	var models []string
 	if err := s.do(r.Context(), func() { models = slices.Clone(s.opts.Settings.Orchestrator.ValidModels) }); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	if !vals.check(w, models) {
@@ -409,7 +410,7 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 			}
 			return
 		}
-		s.publish("api.start", name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		s.emit(name, 0, api.APIStart{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 		d.Want = true
 		if rt := s.units[name]; rt == nil || !rt.Running || rt.Stopping {
 			d.StartGen++
@@ -417,7 +418,7 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 		s.desired[name] = d
 		us = s.status(name)
 	}); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	if msg != "" {
@@ -553,7 +554,7 @@ func (s *Supervisor) handleInstanceStop(w http.ResponseWriter, r *http.Request) 
 			return
 		}
 		found = true
-		s.publish("api.stop", name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID, "drain": drain})
+		s.emit(name, 0, api.APIStop{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 		d.Want = false
 		if rt := s.units[name]; rt != nil {
 			switch {
@@ -567,7 +568,7 @@ func (s *Supervisor) handleInstanceStop(w http.ResponseWriter, r *http.Request) 
 		s.desired[name] = d
 		us = s.status(name)
 	}); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	if !found {
