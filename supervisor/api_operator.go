@@ -183,7 +183,7 @@ func (s *Supervisor) handleInstances(w http.ResponseWriter, r *http.Request) {
 	for _, n := range sortedNames(names) {
 		out = append(out, instanceOf(n, statuses[n], latest[n]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"instances": out})
+	writeJSON(w, http.StatusOK, map[string]any{"template": tmpl, "instances": out})
 }
 
 func instanceOf(name string, us UnitStatus, c *InstanceChain) Instance {

@@ -78,7 +78,7 @@ agent = ["` + agent + `"]
 	if len(list) != 1 || list[0].Chain == nil || list[0].Chain.ID != cs[0].ID || list[0].Chain.Sessions != 1 || list[0].Chain.TotalCostUSD != 0.25 || list[0].Chain.Status != "complete" {
 		t.Fatalf("instances: %s, want orchestrator@x with its complete chain", b)
 	}
-	if _, b := h.do("GET", "/api/orchestrator/instances?template=web", nil); !strings.Contains(string(b), `"instances": []`) {
+	if _, b := h.do("GET", "/api/orchestrator/instances?template=web", nil); !strings.Contains(string(b), `"instances": []`) || !strings.Contains(string(b), `"template": "web"`) {
 		t.Errorf("instances of another template: %s, want none", b)
 	}
 

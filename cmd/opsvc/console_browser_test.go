@@ -401,6 +401,11 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#f-max_turns`), "12"),
 		chromedp.SetValue(chromedp.CSS(`#f-task`), "Task from the browser"),
 		chromedp.Click(chromedp.CSS(`#start-instance button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.toast.t-ok`)))
+	if msg := eval[string](t, ctx, `[...document.querySelectorAll('.toast.t-ok')].map(e => e.textContent).join('|')`); !strings.Contains(msg, "Started agent@browser") {
+		t.Errorf("toasts %q, want one that names agent@browser", msg)
+	}
+	do(t, ctx, "the new instance's chain",
 		chromedp.WaitVisible(chromedp.CSS(`#instances tr[data-instance="browser"] a[href^="#/chains/"]`)))
 	if task := eval[string](t, ctx, `document.querySelector('#instances tr[data-instance="browser"] td.task').textContent`); task != "Task from the browser" {
 		t.Errorf("the new instance's chain has task %q, want the one typed in the form", task)
