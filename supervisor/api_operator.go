@@ -43,6 +43,10 @@ const instanceFile = "instance.toml"
 // maxInstanceBody bounds the body of POST /api/orchestrator/{id}/start.
 const maxInstanceBody = 64 << 10
 
+// maxKeptInstances bounds how many instances keep values in the state
+// directory.
+const maxKeptInstances = 1000
+
 // maxTaskBytes bounds the task given to an instance.
 const maxTaskBytes = 16 << 10
 
@@ -442,6 +446,13 @@ func (s *Supervisor) saveInstance(w http.ResponseWriter, tmpl, name string, vals
 		return false
 	}
 	text, lines := vals.toml()
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) >= maxKeptInstances {
+		if _, err := os.Stat(filepath.Join(dir, name+".d")); err != nil {
+			writeErr(w, http.StatusConflict, fmt.Sprintf("instance: %d instances already keep values", len(entries)),
+				"remove the directories of old instances from "+dir+", or start one without values")
+			return false
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		writeErr(w, http.StatusInternalServerError, "instance: "+err.Error(), "check that the daemon can write its state directory")
 		return false
