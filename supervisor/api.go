@@ -187,13 +187,13 @@ func (s *Supervisor) status(name string) UnitStatus {
 		us.Type = string(d.Unit.Service.Type)
 		us.Sources = d.Unit.Sources
 	}
-	if rt := s.units[name]; rt != nil {
-		us.State, us.Sub, us.PID, us.Since = rt.State, rt.Sub, rt.PID, rt.Since
-		us.Restarts, us.Result, us.StatusText = rt.restarts, rt.result, rt.statusText
-		if rt.exit != nil {
-			us.Exit = &api.ExitStatus{Code: rt.exit.Code, Signal: rt.exit.Signal}
+	if rec := s.units[name]; rec != nil {
+		us.State, us.Sub, us.PID, us.Since = rec.State, rec.Sub, rec.PID, rec.Since
+		us.Restarts, us.Result, us.StatusText = rec.Restarts, rec.Result, rec.StatusText
+		if rec.Exit != nil {
+			us.Exit = &api.ExitStatus{Code: rec.Exit.Code, Signal: rec.Exit.Signal}
 		}
-		us.LastError, us.Blocked = rt.lastError, rt.Blocked
+		us.LastError, us.Blocked = rec.LastError, rec.Blocked
 	}
 	if probs := s.errors[name]; len(probs) > 0 {
 		msgs := make([]string, len(probs))
@@ -314,74 +314,14 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	drain := r.URL.Query().Get("drain") == "1"
 	peer, _ := peerOf(r)
 	var (
-		code = http.StatusOK
-		msg  string
-		w8   *waiter
+		code    int
+		msg     string
+		waiting *waiter
 	)
 	err := s.do(r.Context(), func() {
-		d, ok := s.desired[name]
-		if !ok && verb != "stop" && strings.Contains(name, "@") && s.set != nil {
-			u, err := s.set.Instance(name)
-			if err != nil {
-				code, msg = http.StatusNotFound, err.Error()
-				return
-			}
-			s.runtimeI[name] = true
-			d, ok = Desired{Unit: u}, true
-		}
-		if !ok {
-			code = http.StatusNotFound
-			return
-		}
-		if d.Unit == nil && verb != "stop" {
-			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
-			return
-		}
-		caller := api.Caller{UID: peer.UID, PID: peer.PID}
-		switch verb {
-		case "start":
-			s.emit(name, 0, api.APIStart{Caller: caller})
-		case "stop":
-			s.emit(name, 0, api.APIStop{Caller: caller})
-		case "restart":
-			s.emit(name, 0, api.APIRestart{Caller: caller})
-		}
-		switch verb {
-		case "start":
-			d.Want = true
-			if rt := s.units[name]; rt == nil || !rt.Running {
-				d.StartGen++ // a new run; a running unit is left as it is
-			} else if rt.Stopping {
-				d.StartGen++ // started again once the stop is through
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: startDone}
-		case "stop":
-			d.Want = false
-			if rt := s.units[name]; rt != nil {
-				switch {
-				case drain:
-					rt.drain = true
-				case rt.Stopping && rt.drain:
-					// A plain stop cuts a drain short: the stop deadline is
-					// armed again, and SIGKILL follows it.
-					rt.drain = false
-					s.stop(name, rt, rt.StopReason, s.now(), "stop without drain")
-				}
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: stopDone}
-		case "restart":
-			d.Want = true
-			if rt := s.units[name]; rt != nil && rt.Running {
-				d.RestartGen++
-			} else {
-				d.StartGen++
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: restartDone}
-		}
-		s.desired[name] = d
-		if wait {
-			w8.reply = make(chan error, 1)
-			s.waiters = append(s.waiters, w8)
+		code, msg = s.ask(name, verb, drain, peer)
+		if code == http.StatusOK && wait {
+			waiting = s.await(r.Context(), name, verb)
 		}
 	})
 	if err != nil {
@@ -403,7 +343,7 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	if wait {
 		stream(w)
 		select {
-		case err := <-w8.reply:
+		case err := <-waiting.reply:
 			if err != nil {
 				var us UnitStatus
 				s.do(context.Background(), func() { us = s.status(name) })
@@ -425,34 +365,6 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, us)
 }
 
-func startDone(rt *runtime, d Desired) (bool, error) {
-	if rt.Gen < d.StartGen {
-		return false, nil
-	}
-	switch {
-	case rt.State == Active:
-		return true, nil
-	case rt.State == Failed:
-		return true, fmt.Errorf("unit failed (result: %s)", rt.result)
-	case rt.Settled && rt.State == Inactive:
-		return true, nil
-	case rt.Blocked != "" && !strings.HasPrefix(rt.Blocked, "waiting") && !strings.HasPrefix(rt.Blocked, "after"):
-		return true, errors.New(rt.Blocked)
-	}
-	return false, nil
-}
-
-func stopDone(rt *runtime, d Desired) (bool, error) {
-	return !rt.Running, nil
-}
-
-func restartDone(rt *runtime, d Desired) (bool, error) {
-	if rt.RestartGen < d.RestartGen {
-		return false, nil
-	}
-	return startDone(rt, d)
-}
-
 func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name string) {
 	body, err := decodeCommand(r.Body)
 	if err != nil {
@@ -469,17 +381,17 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 	)
 	peer, _ := peerOf(r)
 	err = s.do(r.Context(), func() {
-		rt := s.units[name]
+		rec := s.units[name]
 		if _, ok := s.desired[name]; !ok {
 			code = http.StatusNotFound
 			return
 		}
-		if rt == nil || rt.channel == nil || !rt.Running {
+		if rec == nil || rec.channel == nil || !rec.Running {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no running IPC worker", name)
 			return
 		}
-		ch = rt.channel
-		s.emit(name, rt.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+		ch = rec.channel
+		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 	})
 	if err != nil {
 		unavailable(w, err)

@@ -18,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/opsvc/opsvc/config/atomicfile"
-	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 )
@@ -403,23 +402,20 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 		msg string
 	)
 	if err := s.do(r.Context(), func() {
-		s.runtimeI[name] = true
+		s.instances[name] = true
 		s.reload("instance " + name)
-		d, ok := s.desired[name]
-		if !ok || d.Unit == nil {
-			delete(s.runtimeI, name)
+		if d, ok := s.desired[name]; !ok || d.Unit == nil {
+			delete(s.instances, name)
 			msg = s.status(name).Error
 			if _, err := s.set.Instance(name); err != nil {
 				msg = err.Error()
 			}
 			return
 		}
-		s.emit(name, 0, api.APIStart{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
-		d.Want = true
-		if rt := s.units[name]; rt == nil || !rt.Running || rt.Stopping {
-			d.StartGen++
+		if code, m := s.ask(name, "start", false, peer); code != http.StatusOK {
+			msg = fmt.Sprintf("%s cannot start: %s", name, m)
+			return
 		}
-		s.desired[name] = d
 		us = s.status(name)
 	}); err != nil {
 		unavailable(w, err)
@@ -560,23 +556,11 @@ func (s *Supervisor) handleInstanceStop(w http.ResponseWriter, r *http.Request) 
 		found bool
 	)
 	if err := s.do(r.Context(), func() {
-		d, ok := s.desired[name]
-		if !ok {
+		if _, ok := s.desired[name]; !ok {
 			return
 		}
 		found = true
-		s.emit(name, 0, api.APIStop{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
-		d.Want = false
-		if rt := s.units[name]; rt != nil {
-			switch {
-			case drain:
-				rt.drain = true
-			case rt.Stopping && rt.drain:
-				rt.drain = false
-				s.stop(name, rt, rt.StopReason, s.now(), "stop without drain")
-			}
-		}
-		s.desired[name] = d
+		s.ask(name, "stop", drain, peer)
 		us = s.status(name)
 	}); err != nil {
 		unavailable(w, err)

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -168,5 +169,24 @@ func TestSettingsWhileAccessChecked(t *testing.T) {
 	}
 	if !h.sup.allowed(stranger) {
 		t.Errorf("uid %d not allowed after PUT /v1/settings let it in", uid)
+	}
+}
+
+// Every route the API lists (and docs/api.md shows) is served.
+func TestEveryListedRouteIsServed(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, r := range api.Routes() {
+		path := strings.NewReplacer("{name}", "zz", "{id}", "zz").Replace(r.Path)
+		if r.Path == "/v1/events" {
+			path += "?follow=0"
+		}
+		var body io.Reader
+		if r.Request != "" {
+			body = strings.NewReader("{}")
+		}
+		code, b := h.do(r.Method, path, body)
+		if strings.Contains(string(b), "no route") || code == http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d %s", r.Method, path, code, b)
+		}
 	}
 }

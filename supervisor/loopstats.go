@@ -67,9 +67,9 @@ func (s *Supervisor) snapshot() *metrics.Snapshot {
 			orch[n] = true
 		}
 		if rt := s.units[n]; rt != nil {
-			u.State, u.Restarts = rt.State.String(), rt.restarts
-			if rt.exit != nil {
-				u.HasExit, u.ExitCode = true, rt.exit.Code
+			u.State, u.Restarts = rt.State.String(), rt.Restarts
+			if rt.Exit != nil {
+				u.HasExit, u.ExitCode = true, rt.Exit.Code
 			}
 			tr := s.stats.track[n]
 			if tr == nil {
@@ -101,15 +101,15 @@ func (s *Supervisor) snapshot() *metrics.Snapshot {
 	return snap
 }
 
-func (tr *startTrack) observe(rt *runtime) {
+func (tr *startTrack) observe(rt *unitRecord) {
 	if rt.State == Activating && rt.Since.After(tr.activating) {
 		tr.activating = rt.Since
 	}
-	if !rt.startedAt.IsZero() && !rt.startedAt.Equal(tr.started) {
-		tr.started = rt.startedAt
+	if !rt.StartedAt.IsZero() && !rt.StartedAt.Equal(tr.started) {
+		tr.started = rt.StartedAt
 		tr.startDur = 0
-		if !tr.activating.IsZero() && !tr.activating.After(rt.startedAt) {
-			tr.startDur = rt.startedAt.Sub(tr.activating)
+		if !tr.activating.IsZero() && !tr.activating.After(rt.StartedAt) {
+			tr.startDur = rt.StartedAt.Sub(tr.activating)
 		}
 	}
 	if rt.State == Active && !tr.started.IsZero() && !tr.readyFor.Equal(tr.started) {

@@ -105,7 +105,7 @@ type Caller struct {
 
 // UnitStarting: the daemon is about to start a unit's process.
 type UnitStarting struct {
-	Reason string `json:"reason"` // why: "start", "restart", "dependency", "changed", …
+	Reason string `json:"reason"` // why it starts, in words
 }
 
 // UnitStarted: the unit's main process is running (event pid).
@@ -119,14 +119,14 @@ type UnitReady struct {
 
 // UnitStopping: the daemon asked the unit to stop.
 type UnitStopping struct {
-	Reason string `json:"reason"` // why: "stop", "restart", "removed", "changed", "dependency", "shutdown", …
+	Reason string `json:"reason"` // why, in words: "not wanted", "restart requested", "definition changed", …
 }
 
 // UnitStopped: a stop that was asked for has ended; the unit is inactive.
 type UnitStopped struct {
 	Code   int    `json:"code"`   // exit code, or 128+N when killed by signal N
 	Signal string `json:"signal"` // the signal that ended it ("SIGKILL"), or ""
-	Reason string `json:"reason"` // why it was stopped (as in unit.stopping)
+	Reason string `json:"reason"` // "stop", "restart", "definition changed" or "dependency stopped"
 }
 
 // UnitExited: the main process ended on its own (nobody asked it to stop).
@@ -150,7 +150,7 @@ type UnitFailed struct {
 
 // UnitKilled: the daemon sent SIGKILL to the unit's process group.
 type UnitKilled struct {
-	Reason string `json:"reason"` // why: "stop timeout", "start timeout", …
+	Reason string `json:"reason"` // "stop timeout", "start timeout", "ipc channel closed"
 }
 
 // UnitWatchdog: the unit missed its heartbeat deadline.
@@ -188,7 +188,7 @@ type UnitNotifyRefused struct {
 
 // ConfigLoaded: the unit files were read (at start, on a change, on reload).
 type ConfigLoaded struct {
-	Reason  string   `json:"reason"`  // what caused the load: "start", "watch", "request", "signal", …
+	Reason  string   `json:"reason"`  // what caused the load: "start", "watch" (a file changed) or "request" (reload, SIGHUP)
 	Changed []string `json:"changed"` // units whose effective definition changed
 	Added   []string `json:"added"`   // new units
 	Removed []string `json:"removed"` // units no longer defined
