@@ -378,6 +378,13 @@ func TestConsoleBrowser(t *testing.T) {
 	// once it is recorded.
 	do(t, ctx, "a chain with a session", chromedp.WaitVisible(chromedp.CSS(`#chains tr[data-chain]:not([data-sessions="0"])`)))
 	screenshot(t, ctx, "chains")
+	// Archived chains are one click away (the examples have none yet).
+	do(t, ctx, "archived chains",
+		chromedp.Click(chromedp.CSS(`#archive summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#archive .empty, #archive li`)))
+	if txt := eval[string](t, ctx, `document.getElementById('archive').textContent`); !strings.Contains(txt, "No archived chains") {
+		t.Errorf("archive panel says %q, want the daemon's (empty) archive", txt)
+	}
 	do(t, ctx, "chain page",
 		chromedp.Click(chromedp.CSS(`#chains tr[data-chain]:not([data-sessions="0"]) th a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-session="0"]`)),
