@@ -246,3 +246,41 @@ func TestArchivedChains(t *testing.T) {
 		t.Fatalf("archived chains: %d %s, want the old chain", code, b)
 	}
 }
+
+// TestInstanceValuesSurviveRestart starts an instance with values, stops
+// the daemon, and starts another on the same directories: the instance is
+// listed, and a start without values runs it with the values kept.
+func TestInstanceValuesSurviveRestart(t *testing.T) {
+	agent := operatorAgent(t)
+	files := map[string]string{"orchestrator@.toml": `[service]
+restart = "no"
+environment = { GORACE = "atexit_sleep_ms=0" }
+[orchestrator]
+project_dir = "/"
+task = "Work on %i"
+agent = ["` + agent + `"]
+`}
+	first := newHarness(t, files, withRegistry(t))
+	if code, b := first.do("POST", "/api/orchestrator/kept/start", strings.NewReader(`{"task":"kept across restarts","max_turns":3}`)); code != 200 {
+		t.Fatalf("start: %d %s", code, b)
+	}
+	first.waitEvent("chain.completed", "orchestrator@kept")
+	first.shutdown()
+
+	second := newHarness(t, nil, func(o *Options) {
+		o.Paths.Units, o.Paths.State = first.units, first.state
+	}, withRegistry(t))
+	code, b := second.do("GET", "/api/orchestrator/instances", nil)
+	list := decode[struct{ Instances []Instance }](t, b).Instances
+	if code != 200 || len(list) != 1 || list[0].ID != "kept" || list[0].State != "inactive" || list[0].Chain == nil || list[0].Chain.Task != "kept across restarts" {
+		t.Fatalf("instances after a restart: %d %s, want kept, inactive, with its chain", code, b)
+	}
+	if code, b := second.do("POST", "/api/orchestrator/kept/start", nil); code != 200 {
+		t.Fatalf("start after a restart: %d %s", code, b)
+	}
+	second.waitEvent("chain.completed", "orchestrator@kept")
+	cs := chainsOf(t, second.sup.opts.Registry, "orchestrator@kept")
+	if len(cs) != 2 || cs[1].Task != "kept across restarts" || cs[1].Config.MaxTurns != 3 {
+		t.Fatalf("chains after a restart: %+v, want a second one with the kept values", cs)
+	}
+}
