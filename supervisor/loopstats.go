@@ -106,9 +106,12 @@ func (tr *startTrack) observe(rt *unitRecord) {
 		tr.activating = rt.Since
 	}
 	if !rt.StartedAt.IsZero() && !rt.StartedAt.Equal(tr.started) {
+		// The activating seen since the previous process started, if any,
+		// began this start; else it went by within one step.
+		prev := tr.started
 		tr.started = rt.StartedAt
 		tr.startDur = 0
-		if !tr.activating.IsZero() && !tr.activating.After(rt.StartedAt) {
+		if !tr.activating.IsZero() && tr.activating.After(prev) && !tr.activating.After(rt.StartedAt) {
 			tr.startDur = rt.StartedAt.Sub(tr.activating)
 		}
 	}
