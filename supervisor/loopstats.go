@@ -54,16 +54,12 @@ func (s *Supervisor) snapshot() *metrics.Snapshot {
 	if s.stats.track == nil {
 		s.stats.track = map[string]*startTrack{}
 	}
-	names := make([]string, 0, len(s.desired))
-	for n := range s.desired {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	snap := &metrics.Snapshot{Units: make([]metrics.Unit, 0, len(names))}
+	// In no order: the exposition format sorts.
+	snap := &metrics.Snapshot{Units: make([]metrics.Unit, 0, len(s.desired))}
 	orch := map[string]bool{}
-	for _, n := range names {
+	for n, d := range s.desired {
 		u := metrics.Unit{Name: n, State: Inactive.String()}
-		if d := s.desired[n]; d.Unit != nil && d.Unit.Orchestrator != nil {
+		if d.Unit != nil && d.Unit.Orchestrator != nil {
 			orch[n] = true
 		}
 		if rt := s.units[n]; rt != nil {

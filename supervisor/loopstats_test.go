@@ -48,3 +48,19 @@ func TestStartTrack(t *testing.T) {
 		t.Fatalf("after an auto-restart: %+v, want a 1s start", tr)
 	}
 }
+
+// BenchmarkSnapshot: the snapshot the loop publishes after each step, over
+// 1000 running units (to compare with BenchmarkPlan, which each step pays too).
+func BenchmarkSnapshot(b *testing.B) {
+	desired, observed := planUnits(1000, true)
+	s := &Supervisor{desired: desired, units: map[string]*unitRecord{}, leases: NewLeases(), now: time.Now}
+	for n, l := range observed {
+		s.units[n] = &unitRecord{Lifecycle: l}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if snap := s.snapshot(); len(snap.Units) != 1000 {
+			b.Fatalf("%d units in the snapshot", len(snap.Units))
+		}
+	}
+}
