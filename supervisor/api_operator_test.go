@@ -104,6 +104,7 @@ agent = ["` + agent + `"]
 		t.Fatalf("start again: %d %s", code, b)
 	}
 	h.waitEvent("chain.completed", "orchestrator@x")
+	h.waitEvent("unit.exited", "orchestrator@x")
 	if cs := chainsOf(t, h.sup.opts.Registry, "orchestrator@x"); len(cs) != 2 || cs[1].Task != cs[0].Task {
 		t.Fatalf("chains after a start without values: %+v", cs)
 	}
@@ -265,7 +266,11 @@ agent = ["` + agent + `"]
 		t.Fatalf("start: %d %s", code, b)
 	}
 	first.waitEvent("chain.completed", "orchestrator@kept")
+	first.waitEvent("unit.exited", "orchestrator@kept")
 	first.shutdown()
+	// One reaper per test process, as in a real daemon: the first one's
+	// would take the second daemon's exits.
+	first.runner.Close()
 
 	second := newHarness(t, nil, func(o *Options) {
 		o.Paths.Units, o.Paths.State = first.units, first.state
@@ -279,6 +284,7 @@ agent = ["` + agent + `"]
 		t.Fatalf("start after a restart: %d %s", code, b)
 	}
 	second.waitEvent("chain.completed", "orchestrator@kept")
+	second.waitEvent("unit.exited", "orchestrator@kept")
 	cs := chainsOf(t, second.sup.opts.Registry, "orchestrator@kept")
 	if len(cs) != 2 || cs[1].Task != "kept across restarts" || cs[1].Config.MaxTurns != 3 {
 		t.Fatalf("chains after a restart: %+v, want a second one with the kept values", cs)
