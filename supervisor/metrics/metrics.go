@@ -83,6 +83,7 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	counting bool
+	types    map[string]bool // the type labels in use; owned by the counting goroutine
 }
 
 // Options are the sources of the metrics; each may be nil.
@@ -95,6 +96,7 @@ type Options struct {
 func New(opts Options) *Metrics {
 	m := &Metrics{
 		reg:   prometheus.NewRegistry(),
+		types: map[string]bool{},
 		bus:   opts.Events,
 		store: opts.Registry,
 		reconcile: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -188,11 +190,29 @@ func (m *Metrics) count(sub *bus.Subscription, since uint64, done <-chan struct{
 			if e.Seq > since {
 				since = e.Seq
 			}
-			m.events.WithLabelValues(e.Type).Inc()
+			m.events.WithLabelValues(m.typeLabel(e.Type)).Inc()
 		case <-done:
 			return since
 		}
 	}
+}
+
+// MaxEventTypes bounds the type labels of opsvc_events_total: workers name
+// their own messages, and a series per name must not grow without end.
+// Types beyond it are counted as "other".
+const MaxEventTypes = 256
+
+// typeLabel is the label an event type is counted under. Only the counting
+// goroutine calls it.
+func (m *Metrics) typeLabel(t string) string {
+	if m.types[t] {
+		return t
+	}
+	if len(m.types) >= MaxEventTypes {
+		return "other"
+	}
+	m.types[t] = true
+	return t
 }
 
 // collector reads the snapshot and the registry at scrape time.

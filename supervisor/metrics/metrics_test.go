@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -141,6 +142,25 @@ func TestMetrics(t *testing.T) {
 		t.Logf("metrics:\n%s", out)
 	}
 	promtool(t, out)
+}
+
+// TestEventTypesBounded: worker-named event types beyond MaxEventTypes are
+// counted as "other", not as series of their own.
+func TestEventTypesBounded(t *testing.T) {
+	m := New(Options{})
+	for i := range MaxEventTypes + 10 {
+		m.events.WithLabelValues(m.typeLabel(fmt.Sprintf("worker.m%d", i))).Inc()
+	}
+	out := scrape(t, m)
+	if n := strings.Count(out, "opsvc_events_total{"); n != MaxEventTypes+1 {
+		t.Errorf("%d series of opsvc_events_total, want %d", n, MaxEventTypes+1)
+	}
+	if !strings.Contains(out, `opsvc_events_total{type="other"} 10`) {
+		t.Errorf("the types beyond the bound are not counted as other")
+	}
+	if m.typeLabel("worker.m0") != "worker.m0" {
+		t.Errorf("a type seen before the bound lost its label")
+	}
 }
 
 // TestNoSnapshotYet serves the metrics a daemon has before its first step.
