@@ -88,6 +88,7 @@ type Supervisor struct {
 	applied   uint64 // loadGen of the last load applied
 	notifyN   int
 	lastStat  string
+	stats     loopStats // metrics: the snapshot scrapes read
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -231,6 +232,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	var extend <-chan time.Time
 	first := true
 	done := ctx.Done()
+	woke := time.Now()
 	for {
 		wake := s.reconcile()
 		if first {
@@ -240,6 +242,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.stepDone(woke)
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
 			return nil
@@ -294,6 +297,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.desired[name] = d
 			}
 		}
+		woke = time.Now()
 	}
 }
 
@@ -842,7 +846,7 @@ type loadResult struct {
 // result on the loop.
 func (s *Supervisor) loadUnits() loadResult {
 	gen := s.loadGen.Add(1)
-	set, err := unit.Load(s.opts.Paths.Units)
+	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
 	return loadResult{gen: gen, set: set, err: err, choices: s.choicesSnapshot()}
 }
 
