@@ -74,6 +74,7 @@ type Supervisor struct {
 
 	loadGen atomic.Uint64   // numbers unit loads in the order they began
 	loaded  chan loadResult // a load done off the loop, for the loop to apply
+	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
 	// Loop-owned state.
 	desired   map[string]Desired
@@ -192,6 +193,7 @@ func (s *Supervisor) notify(state string) {
 // once no worker is left.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.loopCh)
+	defer s.bg.Wait()
 	var changes <-chan struct{}
 	if s.opts.Watch {
 		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
@@ -527,11 +529,11 @@ func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, dr
 		// a write for up to a second. If it cannot be told, the stop
 		// deadline's SIGKILL ends it (ipc workers get no signal).
 		ch, msg := rec.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
-		go func() {
+		s.bg.Go(func() {
 			if err := ch.Send(msg); err != nil {
 				s.logf("%s: shutdown message: %v; it is killed at its stop deadline", name, err)
 			}
-		}()
+		})
 		return
 	}
 	sig, err := ParseSignal(svc.StopSignal)
