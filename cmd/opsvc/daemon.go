@@ -37,6 +37,11 @@ func runDaemon(c *cli) error {
 	if err := os.MkdirAll(p.State, 0o750); err != nil {
 		return fail(exitFailure, "daemon: state directory: %v (--state)", err)
 	}
+	unlock, err := lockState(p.State)
+	if err != nil {
+		return fail(exitFailure, "%v", err)
+	}
+	defer unlock()
 	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
 		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
 	}
