@@ -88,6 +88,14 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "daemon: %v", err)
 	}
 	defer runner.Close()
+	how, err := runner.Track(p.State, func(typ, unitName string, data map[string]any) {
+		b.Publish(bus.Event{Type: typ, Unit: unitName, Data: data})
+	}, logf)
+	if err != nil {
+		ln.Close()
+		return fail(exitFailure, "daemon: %v", err)
+	}
+	logf("processes of units are tracked %s", how)
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
