@@ -139,7 +139,7 @@ type Run struct {
 	dir    string // the run's cgroup, "" = none
 	fd     int
 
-	mu     sync.Mutex
+	mu       sync.Mutex
 	pid      int
 	start    uint64
 	exited   bool
