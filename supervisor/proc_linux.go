@@ -355,24 +355,3 @@ func (p *execProc) exited(ws unix.WaitStatus) {
 		p.onExit()
 	}
 }
-
-// SignalName is "SIGTERM" for syscall.SIGTERM.
-func SignalName(sig syscall.Signal) string {
-	n := unix.SignalName(sig)
-	if n == "" {
-		return fmt.Sprintf("SIG%d", int(sig))
-	}
-	return n
-}
-
-// ParseSignal reads "SIGTERM" or "TERM".
-func ParseSignal(name string) (syscall.Signal, error) {
-	n := strings.ToUpper(name)
-	if !strings.HasPrefix(n, "SIG") {
-		n = "SIG" + n
-	}
-	if s := unix.SignalNum(n); s != 0 {
-		return s, nil
-	}
-	return 0, fmt.Errorf("supervisor: unknown signal %q", name)
-}

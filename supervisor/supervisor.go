@@ -574,7 +574,7 @@ func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Tim
 	if rt.proc != nil {
 		rt.proc.Signal(sig)
 		if sig != syscall.SIGKILL {
-			rt.proc.Signal(syscall.SIGCONT)
+			resume(rt.proc)
 		}
 	}
 }

@@ -175,9 +175,9 @@ func listenControl(path string) (net.Listener, error) {
 		}
 		os.Remove(path)
 	}
-	old := syscall.Umask(0o117)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	var ln net.Listener
+	var err error
+	withUmask(0o117, func() { ln, err = net.Listen("unix", path) })
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,8 +134,7 @@ func cmdGroupsGone(ts *testscript.TestScript, neg bool, args []string) {
 			continue
 		}
 		n++
-		err := syscall.Kill(-u.PID, 0)
-		if err != syscall.ESRCH {
+		if err := groupGone(u.PID); err != nil {
 			ts.Fatalf("process group %d of unit %s is still there (kill: %v)", u.PID, u.Name, err)
 		}
 	}
