@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check fuzz fuzz-short bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short bench bench-go bench-deps clean
 
 all: build
 
@@ -21,7 +21,7 @@ run: build
 	@echo "opsvc: web console:          ./$(BIN) --state $(RUNDIR)/state console   (prints the login link)"
 	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
 
-test: vet fmt-check
+test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -32,7 +32,21 @@ fuzz-short:
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} GO=$(GO) ./contrib/fuzz.sh
 
-lint: vet fmt-check
+lint: vet fmt-check staticcheck cross
+
+# staticcheck from PATH or GOPATH/bin; .ci/run installs this pinned version.
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
+staticcheck:
+	@[ -x "$(STATICCHECK)" ] || { echo "staticcheck not found (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; exit 1; }
+	$(STATICCHECK) ./...
+
+# Every package builds and vets for each platform opsvc is built for.
+CROSS_OS := linux darwin freebsd windows
+cross:
+	@for os in $(CROSS_OS); do \
+		echo "GOOS=$$os go build ./... && go vet ./..."; \
+		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -99,21 +99,6 @@ func cgroupProcs(dir string) []int {
 	return pids
 }
 
-// populated reports whether a cgroup or one below it still holds a process.
-// A cgroup that is gone is not populated.
-func populated(dir string) bool {
-	b, err := readBounded(filepath.Join(dir, "cgroup.events"), 4096)
-	if err != nil {
-		return len(cgroupProcs(dir)) > 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "populated "); ok {
-			return strings.TrimSpace(v) == "1"
-		}
-	}
-	return false
-}
-
 // killCgroup kills every process in a cgroup and below: cgroup.kill where
 // the kernel has it, else SIGKILL to each listed pid until none is left.
 // It returns the pids that were in it.
