@@ -64,6 +64,11 @@ type Tracker struct {
 	stop  chan struct{}
 	done  chan struct{}
 	bg    sync.WaitGroup
+
+	scanMu   sync.Mutex
+	pending  []scanReq
+	scanWake chan struct{}
+	scanDone chan struct{}
 }
 
 type record struct {
@@ -91,13 +96,15 @@ func Open(opts Options) (*Tracker, error) {
 	}
 	sum := sha256.Sum256([]byte(dir))
 	t := &Tracker{
-		opts:  opts,
-		key:   hex.EncodeToString(sum[:6]),
-		path:  filepath.Join(dir, RecordName),
-		runs:  make(map[string]*Run),
-		dirty: make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		opts:     opts,
+		key:      hex.EncodeToString(sum[:6]),
+		path:     filepath.Join(dir, RecordName),
+		runs:     make(map[string]*Run),
+		dirty:    make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		scanWake: make(chan struct{}, 1),
+		scanDone: make(chan struct{}),
 	}
 	if opts.NoCgroup {
 		t.reason = "cgroups turned off"
@@ -107,6 +114,7 @@ func Open(opts Options) (*Tracker, error) {
 		t.base = base
 	}
 	go t.flusher()
+	go t.scanner()
 	return t, nil
 }
 
@@ -259,33 +267,86 @@ func (r *Run) Signal(sig syscall.Signal) {
 		return
 	}
 	kill(-pid, sig)
-	// The scan for processes that left the group reads /proc: off the
-	// caller's goroutine.
-	t := r.t
+	// Processes that left the group are found by their marker, reading
+	// /proc: off the caller's goroutine, one pass for every run asking.
+	r.t.queueScan(scanReq{run: r, sig: sig, end: end})
+}
+
+// scanReq asks the scanner to signal a run's processes outside its group.
+type scanReq struct {
+	run   *Run
+	sig   syscall.Signal
+	end   bool
+	round int
+}
+
+// scanRounds bounds how often a SIGKILL scan is repeated while it still
+// finds processes (forks in flight).
+const scanRounds = 5
+
+func (t *Tracker) queueScan(q scanReq) {
 	t.bg.Add(1)
-	go func() {
-		defer t.bg.Done()
-		var escaped []int
-		for range 10 {
-			found := r.t.scanMarker(func(m string) bool { return m == r.marker }, pid)
-			if len(found) == 0 {
+	t.scanMu.Lock()
+	t.pending = append(t.pending, q)
+	t.scanMu.Unlock()
+	select {
+	case t.scanWake <- struct{}{}:
+	default:
+	}
+}
+
+// scanner serves queued scans, all of a burst in one pass over /proc.
+func (t *Tracker) scanner() {
+	defer close(t.scanDone)
+	for {
+		select {
+		case <-t.scanWake:
+		case <-t.stop:
+			return
+		}
+		for {
+			t.scanMu.Lock()
+			batch := t.pending
+			t.pending = nil
+			t.scanMu.Unlock()
+			if len(batch) == 0 {
 				break
 			}
-			for _, p := range found {
-				kill(p.pid, sig)
-				if !containsInt(escaped, p.pid) {
-					escaped = append(escaped, p.pid)
-				}
+			want := make(map[string]bool, len(batch))
+			for _, q := range batch {
+				want[q.run.marker] = true
 			}
-			if sig != syscall.SIGKILL {
-				break
+			found := make(map[string][]procInfo)
+			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
+				found[p.marker] = append(found[p.marker], p.procInfo)
+			}
+			for _, q := range batch {
+				t.serveScan(q, found[q.run.marker])
 			}
 		}
-		r.reportEscaped(escaped, "environment")
-		if end {
-			r.finish()
+	}
+}
+
+func (t *Tracker) serveScan(q scanReq, procs []procInfo) {
+	defer t.bg.Done()
+	r := q.run
+	var escaped []int
+	for _, p := range procs {
+		if p.pgid == r.pid {
+			continue // the group was signalled as a whole
 		}
-	}()
+		kill(p.pid, q.sig)
+		escaped = append(escaped, p.pid)
+	}
+	r.reportEscaped(escaped, "environment")
+	if q.sig == syscall.SIGKILL && len(escaped) > 0 && q.round < scanRounds {
+		q.round++
+		t.queueScan(q)
+		return
+	}
+	if q.end {
+		r.finish()
+	}
 }
 
 // outsideGroup picks the pids not in the run's process group.
@@ -342,20 +403,22 @@ func (r *Run) finish() {
 	}()
 }
 
-// scanMarker lists the processes whose marker matches, leaving out those in
-// process group skipPGID (0 = none).
-func (t *Tracker) scanMarker(match func(string) bool, skipPGID int) []procInfo {
-	var out []procInfo
+type markedProc struct {
+	procInfo
+	marker string
+}
+
+// scanMarker lists the running processes whose marker matches.
+func (t *Tracker) scanMarker(match func(string) bool) []markedProc {
+	var out []markedProc
 	for _, pid := range allPIDs() {
 		m := markerOf(pid)
 		if m == "" || !match(m) {
 			continue
 		}
-		info, ok := readStat(pid)
-		if !ok || (skipPGID > 0 && info.pgid == skipPGID) {
-			continue
+		if info, ok := readStat(pid); ok {
+			out = append(out, markedProc{info, m})
 		}
-		out = append(out, info)
 	}
 	return out
 }
@@ -421,6 +484,7 @@ func (t *Tracker) Close() error {
 	t.bg.Wait()
 	close(t.stop)
 	<-t.done
+	<-t.scanDone
 	t.save()
 	if t.base != "" {
 		removeCgroup(t.base, time.Now().Add(killWait))
