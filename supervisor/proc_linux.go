@@ -64,7 +64,7 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 		return r, nil
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		close(r.forks)
+		close(r.stop)
 		r.forkers.Wait()
 		out.Close()
 		unix.Close(devnull)
@@ -96,8 +96,13 @@ func (r *ExecRunner) forker() {
 	defer r.forkers.Done()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	for f := range r.forks {
-		f()
+	for {
+		select {
+		case f := <-r.forks:
+			f()
+		case <-r.stop:
+			return
+		}
 	}
 }
 
@@ -148,7 +153,6 @@ func (r *ExecRunner) Close() error {
 	if r.track != nil {
 		r.track.Close()
 	}
-	close(r.forks)
 	r.forkers.Wait()
 	<-r.done
 	unix.Close(r.devnull)
