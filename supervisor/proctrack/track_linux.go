@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/opsvc/opsvc/config/atomicfile"
 )
 
 // MarkerVar is set in every worker's environment to "KEY:UNIT:RUN", where
@@ -430,14 +428,26 @@ func (t *Tracker) markDirty() {
 	}
 }
 
-// flusher writes the record whenever it changed; a burst of changes is one
-// write.
+// saveEvery spaces writes of the record: a burst of starts is one write. A
+// run started within it and missing from the record when the daemon dies is
+// still found by its cgroup or its marker.
+const saveEvery = 100 * time.Millisecond
+
+// flusher writes the record whenever it changed, at most every saveEvery.
 func (t *Tracker) flusher() {
 	defer close(t.done)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-t.dirty:
-			t.save()
+		case <-t.stop:
+			return
+		}
+		t.save()
+		pause.Reset(saveEvery)
+		select {
+		case <-pause.C:
 		case <-t.stop:
 			return
 		}
@@ -458,9 +468,20 @@ func (t *Tracker) save() {
 	if err != nil {
 		return
 	}
-	if err := atomicfile.Write(t.path, append(b, '\n'), 0o600); err != nil {
+	if err := writeRecord(t.path, append(b, '\n')); err != nil {
 		t.opts.Logf("process record: %v (a restart after a crash may miss leftovers)", err)
 	}
+}
+
+// writeRecord replaces the record by rename. It is not synced: the record
+// matters after the daemon dies, not the machine (its processes die too).
+func writeRecord(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // Close ends every run still tracked, removes the cgroups and writes the
