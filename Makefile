@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
 
 all: build
 
@@ -31,6 +31,18 @@ fuzz-short:
 
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} GO=$(GO) ./contrib/fuzz.sh
+
+# The fault suite (contrib/faults, see RELIABILITY.md): the built daemon under kill -9, floods,
+# hostile files, a full disk. One table line per scenario; fails if anything did not hold.
+# Needs Linux; run as root for the disk-full scenario (it mounts a small tmpfs).
+# FAULTS_FLAGS passes more flags, e.g. FAULTS_FLAGS='-run disk-full -keep'.
+faults: build
+	$(GO) build -o bin/faults ./contrib/faults
+	./bin/faults -bin $(BIN) $(FAULTS_FLAGS)
+
+faults-short: build
+	$(GO) build -o bin/faults ./contrib/faults
+	./bin/faults -bin $(BIN) -short $(FAULTS_FLAGS)
 
 lint: vet fmt-check staticcheck cross
 
