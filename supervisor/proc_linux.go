@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/proctrack"
 	"github.com/opsvc/opsvc/unit"
 )
@@ -111,7 +112,7 @@ func (r *ExecRunner) forker() {
 // left running (each unit's leftovers are published as daemon.leftovers;
 // processes found outside a unit's process group as unit.escaped). It must be
 // called before the first Start. It returns how processes are tracked.
-func (r *ExecRunner) Track(stateDir string, publish func(typ, unit string, data map[string]any), logf func(string, ...any)) (string, error) {
+func (r *ExecRunner) Track(stateDir string, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
 	return r.trackWith(proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf})
 }
 

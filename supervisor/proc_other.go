@@ -5,6 +5,8 @@ package supervisor
 import (
 	"errors"
 	goruntime "runtime"
+
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
 // ExecRunner forks real processes. Supervising them (a subreaper, process
@@ -22,7 +24,7 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) { return nil, errNoRunner(
 func (r *ExecRunner) Start(spec Spec) (Process, error) { return nil, errNoRunner() }
 
 // Track fails on this system.
-func (r *ExecRunner) Track(stateDir string, publish func(typ, unit string, data map[string]any), logf func(string, ...any)) (string, error) {
+func (r *ExecRunner) Track(stateDir string, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
 	return "", errNoRunner()
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/proctrack"
 )
 
@@ -29,7 +30,7 @@ exec sleep 600`
 type event struct {
 	Type string
 	Unit string
-	Data map[string]any
+	Data api.EventData
 }
 
 type eventLog struct {
@@ -37,10 +38,10 @@ type eventLog struct {
 	ev []event
 }
 
-func (l *eventLog) publish(typ, u string, data map[string]any) {
+func (l *eventLog) publish(u string, data api.EventData) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ev = append(l.ev, event{typ, u, data})
+	l.ev = append(l.ev, event{data.EventType(), u, data})
 }
 
 func (l *eventLog) find(typ string) (event, bool) {
@@ -153,9 +154,9 @@ func TestTrackStopEndsSetsidChild(t *testing.T) {
 		}
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			e, ok := log.find("unit.escaped")
+			e, ok := log.find(api.TypeUnitEscaped)
 			if ok {
-				if e.Unit != "tree" || !slices.Contains(e.Data["pids"].([]int), got["ss"]) {
+				if e.Unit != "tree" || !slices.Contains(e.Data.(api.UnitEscaped).PIDs, got["ss"]) {
 					t.Fatalf("unit.escaped = %+v, want unit tree with pid %d", e, got["ss"])
 				}
 				break
@@ -256,8 +257,8 @@ func TestTrackAfterDaemonKill(t *testing.T) {
 				t.Errorf("leftovers %v miss %s (pid %d)", left[0].PIDs, n, pid)
 			}
 		}
-		e, ok := log.find("daemon.leftovers")
-		if !ok || e.Unit != "tree" || e.Data["count"] != len(left[0].PIDs) {
+		e, ok := log.find(api.TypeDaemonLeftovers)
+		if !ok || e.Unit != "tree" || e.Data.(api.DaemonLeftovers).Count != len(left[0].PIDs) {
 			t.Errorf("daemon.leftovers = %+v (found %v)", e, ok)
 		}
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
@@ -88,8 +89,8 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "daemon: %v", err)
 	}
 	defer runner.Close()
-	how, err := runner.Track(p.State, func(typ, unitName string, data map[string]any) {
-		b.Publish(bus.Event{Type: typ, Unit: unitName, Data: data})
+	how, err := runner.Track(p.State, func(unitName string, d api.EventData) {
+		b.Publish(bus.Event{Type: d.EventType(), Unit: unitName, Data: api.Map(d)})
 	}, logf)
 	if err != nil {
 		ln.Close()

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
 // MarkerVar is set in every worker's environment to "KEY:UNIT:RUN", where
@@ -37,7 +39,7 @@ type Options struct {
 	// StateDir holds the record; its path also names the cgroup sub-tree.
 	StateDir string
 	// Publish reports unit.escaped and daemon.leftovers; nil = none.
-	Publish func(typ, unit string, data map[string]any)
+	Publish func(unit string, data api.EventData)
 	// Logf reports problems; nil = none.
 	Logf func(format string, args ...any)
 	// NoCgroup uses process groups and the record even where a cgroup
@@ -376,9 +378,9 @@ func (r *Run) reportEscaped(found []int, how string) {
 		return
 	}
 	slices.Sort(pids)
-	r.t.opts.Publish("unit.escaped", r.unit, map[string]any{
-		"pids": capPIDs(pids), "count": len(pids), "found_by": how,
-		"reason": "processes had left the unit's process group; they are signalled and ended with it",
+	r.t.opts.Publish(r.unit, api.UnitEscaped{
+		PIDs: capPIDs(pids), Count: len(pids), FoundBy: how,
+		Reason: "processes had left the unit's process group; they are signalled and ended with it",
 	})
 }
 
@@ -638,9 +640,9 @@ func (t *Tracker) Sweep() []Leftover {
 	slices.SortFunc(out, func(a, b Leftover) int { return strings.Compare(a.Unit, b.Unit) })
 	for _, l := range out {
 		if t.opts.Publish != nil {
-			t.opts.Publish("daemon.leftovers", l.Unit, map[string]any{
-				"pids": capPIDs(l.PIDs), "count": len(l.PIDs),
-				"reason": "left running by a daemon that did not stop cleanly; ended before starting units",
+			t.opts.Publish(l.Unit, api.DaemonLeftovers{
+				PIDs: capPIDs(l.PIDs), Count: len(l.PIDs),
+				Reason: "left running by a daemon that did not stop cleanly; ended before starting units",
 			})
 		}
 	}
