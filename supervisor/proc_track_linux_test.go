@@ -294,3 +294,55 @@ func TestTrackSweepSparesReusedPID(t *testing.T) {
 		t.Fatal("a process whose pid was reused was killed")
 	}
 }
+
+// A privileged worker that moves a child out of its cgroup does not take it
+// out of the unit: the marker still names the run.
+func TestTrackChildLeavesCgroup(t *testing.T) {
+	r, err := NewExecRunner(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var log eventLog
+	if _, err := r.trackWith(proctrack.Options{StateDir: t.TempDir(), Publish: log.publish}); err != nil {
+		t.Fatal(err)
+	}
+	base, why := r.track.Cgroup()
+	if base == "" {
+		t.Skipf("no writable cgroup v2 here: %s", why)
+	}
+	// The daemon's own cgroup: writable where the base below it is.
+	own := filepath.Dir(base)
+	pids := t.TempDir()
+	script := `sh -c 'echo $$ > "$OWN/cgroup.procs" && exec setsid sleep 600' & echo $! > "$PIDS/out"
+exec sleep 600`
+	p, err := r.Start(Spec{Unit: "mover", Argv: []string{"/bin/sh", "-c", script}, Env: []string{"PIDS=" + pids, "OWN=" + own, "PATH=/usr/bin:/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := readPIDs(t, pids, "out")["out"]
+	ownLine := func(pid string) string {
+		b, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "0::") {
+				return l
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b := ownLine(strconv.Itoa(out))
+		if b != "" && b == ownLine("self") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child did not leave its cgroup: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond) // the worker moves it; bounded
+	}
+	p.Signal(syscall.SIGKILL)
+	<-p.Done()
+	p.Signal(syscall.SIGKILL)
+	waitDead(t, out)
+}

@@ -261,7 +261,11 @@ func (r *Run) Signal(sig syscall.Signal) {
 			signalCgroup(r.dir, sig)
 		}
 		r.reportEscaped(escaped, "cgroup")
-		if end {
+		if sig == syscall.SIGKILL {
+			// A privileged worker can move itself out of its cgroup; its
+			// marker still names the run.
+			r.t.queueScan(scanReq{run: r, sig: sig, end: end})
+		} else if end {
 			r.finish()
 		}
 		return
