@@ -96,6 +96,25 @@ func waitDead(t *testing.T, pids ...int) {
 	}
 }
 
+// waitOwnGroup waits (bounded) until pid leads its own process group: the
+// pid file is written at the fork, before the child calls setsid.
+func waitOwnGroup(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 2 && f[2] == strconv.Itoa(pid) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not become a group leader: %s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond) // the child calls setsid; bounded
+	}
+}
+
 // readPIDs waits (bounded) for the tree's pid files.
 func readPIDs(t *testing.T, dir string, names ...string) map[string]int {
 	t.Helper()
@@ -138,6 +157,7 @@ func TestTrackStopEndsSetsidChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := readPIDs(t, pids, "gc", "ss", "clean")
+		waitOwnGroup(t, got["ss"])
 		// A stop signal reaches the process that left the group too.
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
