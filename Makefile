@@ -13,13 +13,15 @@ build:
 	$(GO) build -o $(BIN) ./cmd/opsvc
 
 # Runs the daemon in the foreground on the bundled example units, with its
-# state and control socket in ./.run (ignored by git). Stop it with Ctrl-C.
+# state, control socket and a copy of contrib/opsvc.toml in ./.run (ignored by
+# git): saved settings are written there, never to the tracked file. Ctrl-C stops it.
 run: build
 	@mkdir -p $(RUNDIR)
 	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
 	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
 	@echo "opsvc: web console:          ./$(BIN) --state $(RUNDIR)/state console   (prints the login link)"
-	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
+	@[ -e $(RUNDIR)/opsvc.toml ] || cp contrib/opsvc.toml $(RUNDIR)/opsvc.toml
+	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config $(RUNDIR)/opsvc.toml
 
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

@@ -98,6 +98,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	s.chainRoutes(mux)
+	s.registerCLIRoutes(mux)
 	if s.opts.Bus != nil {
 		mux.Handle("GET /v1/events", streaming(s.opts.Bus))
 	}
@@ -335,6 +336,8 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		stream(w)
 		select {
 		case err := <-waiting.reply:
+			// The wait is over: the answer gets a deadline again.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
 			if err != nil {
 				var us UnitStatus
 				s.do(context.Background(), func() { us = s.status(name) })
@@ -344,9 +347,6 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-	}
-	if wait {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
 	}
 	var us UnitStatus
 	if err := s.do(r.Context(), func() { us = s.status(name) }); err != nil {
@@ -397,7 +397,10 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 		writeErr(w, code, msg, "commands go to units of type ipc (or orchestrator) while they run")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	// The worker may take up to commandTimeout: the server's write deadline
+	// must not fall before the answer.
+	longAnswer(w, commandTimeout+answerTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), commandTimeout)
 	defer cancel()
 	data, err := ch.Command(ctx, body.Name, body.Args)
 	if err != nil {
@@ -539,6 +542,9 @@ func decodeCommand(r io.Reader) (api.CommandRequest, error) {
 	}
 	return body, nil
 }
+
+// commandTimeout bounds the wait for a worker's reply to a command.
+const commandTimeout = 30 * time.Second
 
 // maxCommandName bounds a command's name.
 const maxCommandName = 256
