@@ -127,6 +127,10 @@ func (t *Tracker) makeBase() (string, error) {
 	}
 	base := filepath.Join(own, "opsvc-"+t.key)
 	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return "", fmt.Errorf("create cgroup %s: %w", base, err)
 	}
 	if err := unix.Access(filepath.Join(base, "cgroup.procs"), unix.W_OK); err != nil {
