@@ -720,32 +720,28 @@ func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker
 		if len(m.Data) > 0 {
 			json.Unmarshal(m.Data, &data)
 		}
-		ev := map[string]any{"name": m.Name}
-		if data != nil {
-			ev["data"] = data
-		}
 		// Worker events are re-published under the unit's name as
 		// worker.NAME; the orchestrator's own chain.* and session.* events
-		// keep their types.
-		typ := "worker." + m.Name
-		switch {
-		case m.Name == "":
-			typ = "worker.event"
-		case d.Unit != nil && d.Unit.Service.Type == unit.TypeOrchestrator &&
-			(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")):
-			typ = m.Name
-			if dm, ok := data.(map[string]any); ok {
-				ev = dm
-			}
-			switch typ {
-			case "session.started":
-				f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
-				rec.fields.Store(&f)
-			case "session.finished":
-				rec.fields.Store(nil)
-			}
+		// keep their types and data.
+		if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator ||
+			!(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")) {
+			s.emit(name, rec.PID, api.WorkerEvent{Name: m.Name, Data: data})
+			return
 		}
-		s.publish(typ, name, rec.PID, ev)
+		ev := map[string]any{"name": m.Name}
+		if dm, ok := data.(map[string]any); ok {
+			ev = dm
+		} else if data != nil {
+			ev["data"] = data
+		}
+		switch m.Name {
+		case "session.started":
+			f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
+			rec.fields.Store(&f)
+		case "session.finished":
+			rec.fields.Store(nil)
+		}
+		s.publish(m.Name, name, rec.PID, ev)
 	case "request":
 		s.handleRequest(name, rec, m)
 	}
@@ -858,13 +854,14 @@ func (s *Supervisor) setUnit(name string, u *unit.Unit, res *ReloadResult) {
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
 		res.Added = append(res.Added, name)
-		s.desired[name] = Desired{Unit: u, Want: u.Enabled || s.instances[name]}
+		s.desired[name] = Desired{Unit: u, Want: (u.Enabled || s.instances[name]) && !s.shutdown}
 		return
 	}
 	if d.Unit.Hash != u.Hash {
 		res.Changed = append(res.Changed, name)
-		// A manual stop lasts until a start or a change of the unit's file.
-		if !d.Want {
+		// A manual stop lasts until a start or a change of the unit's file
+		// (while the daemon stops, nothing is wanted again).
+		if !d.Want && !s.shutdown {
 			d.Want = u.Enabled || s.instances[name]
 		}
 	}
