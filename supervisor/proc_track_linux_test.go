@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,4 +366,47 @@ exec sleep 600`
 	<-p.Done()
 	p.Signal(syscall.SIGKILL)
 	waitDead(t, out)
+}
+
+// The parent-death signal is tied to the thread that forked: a worker started
+// from a goroutine whose thread then exits must keep running.
+func TestWorkerOutlivesCallerThread(t *testing.T) {
+	r, err := NewExecRunner(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	started := make(chan Process, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Returning while locked ends this OS thread.
+		p, err := r.Start(Spec{Unit: "t", Argv: []string{"/bin/sleep", "600"}})
+		if err != nil {
+			t.Error(err)
+			started <- nil
+			return
+		}
+		started <- p
+	}()
+	p := <-started
+	if p == nil {
+		return
+	}
+	defer func() {
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	}()
+	// A worker killed by its parent-death signal is reaped at once; one that
+	// runs is not. Ask the runner to prove it with a second process that ends
+	// by itself: once that one is reaped, the first had as long to die.
+	q, err := r.Start(Spec{Unit: "u", Argv: []string{"/bin/sleep", "0.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-q.Done()
+	select {
+	case <-p.Done():
+		t.Fatalf("the worker died with its caller's thread: %+v", p.Exit())
+	default:
+	}
 }
