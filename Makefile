@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 	@[ -e $(RUNDIR)/opsvc.toml ] || cp contrib/opsvc.toml $(RUNDIR)/opsvc.toml
 	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config $(RUNDIR)/opsvc.toml
 
-test: vet fmt-check
+test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -46,7 +46,21 @@ faults-short: build
 	$(GO) build -o bin/faults ./contrib/faults
 	./bin/faults -bin $(BIN) -short $(FAULTS_FLAGS)
 
-lint: vet fmt-check
+lint: vet fmt-check staticcheck cross
+
+# staticcheck from PATH or GOPATH/bin; .ci/run installs this pinned version.
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
+staticcheck:
+	@[ -x "$(STATICCHECK)" ] || { echo "staticcheck not found (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; exit 1; }
+	$(STATICCHECK) ./...
+
+# Every package builds and vets for each platform opsvc is built for.
+CROSS_OS := linux darwin freebsd windows
+cross:
+	@for os in $(CROSS_OS); do \
+		echo "GOOS=$$os go build ./... && go vet ./..."; \
+		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -20,7 +20,6 @@ import (
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
-	"golang.org/x/sys/unix"
 )
 
 // UnitStatus is one unit as the API shows it.
@@ -49,18 +48,11 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if !ok {
 		return ctx
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
+	p, ok := peerCred(uc)
+	if !ok {
 		return ctx
 	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, peerKey{}, Peer{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)})
+	return context.WithValue(ctx, peerKey{}, p)
 }
 
 func peerOf(r *http.Request) (Peer, bool) {

@@ -543,7 +543,7 @@ func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, dr
 	if rec.proc != nil {
 		rec.proc.Signal(sig)
 		if sig != syscall.SIGKILL {
-			rec.proc.Signal(syscall.SIGCONT)
+			resume(rec.proc)
 		}
 	}
 }

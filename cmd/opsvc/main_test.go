@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,8 +151,7 @@ func cmdGroupsGone(ts *testscript.TestScript, neg bool, args []string) {
 			continue
 		}
 		n++
-		err := syscall.Kill(-u.PID, 0)
-		if err != syscall.ESRCH {
+		if err := groupGone(u.PID); err != nil {
 			ts.Fatalf("process group %d of unit %s is still there (kill: %v)", u.PID, u.Name, err)
 		}
 	}
