@@ -118,6 +118,8 @@ type Chain struct {
 	TotalTurns        int       `json:"total_turns"`
 	TotalDurationMS   int64     `json:"total_duration_ms"`
 	ConsecutiveErrors int       `json:"consecutive_errors"` // error sessions since the last complete one
+	// Branch is the git branch the chain works on (git = "worktree"), or "".
+	Branch string `json:"branch,omitempty"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that
@@ -135,9 +137,25 @@ type Session struct {
 	HandoffComplete bool          `json:"handoff_complete"`
 	HandoffFile     string        `json:"handoff_file"`
 	Error           string        `json:"error"`
-	StartedAt       time.Time     `json:"started_at,omitzero"`
-	EndedAt         time.Time     `json:"ended_at,omitzero"`
+	// Reason says why an interrupted session was interrupted: ReasonBudget, ReasonStop, or "".
+	Reason string `json:"reason,omitempty"`
+	// Model and MaxTurns are what the agent was given on its command line (or in its
+	// environment, for an agent that takes no placeholders); Command is its argv, shell-quoted.
+	Model    string `json:"model,omitempty"`
+	MaxTurns int    `json:"max_turns,omitempty"`
+	Command  string `json:"command,omitempty"`
+	// Commit is the chain branch's last commit when the session ended (git = "worktree"), or "".
+	Commit    string    `json:"commit,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
 }
+
+// Reasons a session was interrupted.
+const (
+	ReasonBudget = "budget" // its running cost would pass a budget
+	ReasonStop   = "stop"   // the worker was asked to stop, or the daemon went away
+	ReasonGone   = "worker_gone"
+)
 
 // NewID returns a chain id that is unique without coordination: "c-<UTC time>-<12 random hex
 // digits>".

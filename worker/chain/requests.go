@@ -30,6 +30,7 @@ const (
 	MaxModelBytes      = 128
 	MaxSessionIDBytes  = 256
 	MaxErrorBytes      = 4096
+	MaxCommandBytes    = 64 << 10
 	MaxSessionIndex    = 10000
 	maxReasonBytes     = 1024
 	maxCount           = math.MaxInt32
@@ -114,7 +115,7 @@ func (b *Begin) Check() error {
 		checkText("config.model", b.Config.Model, MaxModelBytes),
 		checkCount("config.max_turns", int64(b.Config.MaxTurns)),
 		checkCount("config.max_continuations", int64(b.Config.MaxContinuations)),
-		checkMoney("config.max_budget_usd", b.Config.MaxBudgetUSD),
+		checkBudget("config.max_budget_usd", b.Config.MaxBudgetUSD),
 	)
 	return errors.Join(errs...)
 }
@@ -135,6 +136,11 @@ func (r *RecordSession) Check() error {
 	errs = append(errs,
 		checkText("session_id", s.SessionID, MaxSessionIDBytes),
 		checkText("handoff_file", s.HandoffFile, MaxPathBytes),
+		checkText("reason", s.Reason, maxReasonBytes),
+		checkText("model", s.Model, MaxModelBytes),
+		checkCount("max_turns", int64(s.MaxTurns)),
+		checkText("command", s.Command, MaxCommandBytes),
+		checkText("commit", s.Commit, MaxIDBytes),
 		checkCount("turns", int64(s.Turns)),
 		checkMoney("cost_usd", s.CostUSD),
 		checkBig("input_tokens", s.InputTokens),
@@ -187,6 +193,14 @@ func checkMoney(name string, v float64) error {
 		return fmt.Errorf("%s = %v is out of range (0 to %g)", name, v, float64(maxBudgetPerChain))
 	}
 	return nil
+}
+
+// checkBudget is checkMoney, with UnlimitedBudget allowed.
+func checkBudget(name string, v float64) error {
+	if v == UnlimitedBudget {
+		return nil
+	}
+	return checkMoney(name, v)
 }
 
 // Clip cuts s to at most limit bytes, on a rune boundary, marking the cut with "…".

@@ -65,6 +65,12 @@ type desk struct {
 	failures map[string]int    // method → how many of its next requests fail with CodeUnavailable
 	refuse   map[string]string // method → the error every request gets, with CodeInvalid
 	requests map[string]int    // method → requests seen
+
+	// budgets and settings sent with each lease
+	dailyLeft *float64      // budget_left_usd, or nil
+	limits    *chain.Limits // the current limits, or nil
+	closed    bool          // refuse leases (a budget spent) until opened
+	refusals  int           // leases refused while closed
 }
 
 func newDesk() *desk {
@@ -104,7 +110,14 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 		if err := json.Unmarshal(m.Params, &p); err != nil || p.ChainID == "" {
 			return nil, fmt.Errorf("session.acquire without chain_id: %s", m.Params)
 		}
+		if d.closed {
+			d.refusals++
+			return grant{Reason: "global_budget_usd 1.00 spent today", RetryMS: int64(time.Hour / time.Millisecond)}, nil
+		}
 		id, ok := d.grant(unitName)
+		if ok {
+			return grant{Granted: true, LeaseID: id, Limits: d.limits, BudgetLeftUSD: d.dailyLeft}, nil
+		}
 		if !ok {
 			return grant{Reason: fmt.Sprintf("max_concurrent_sessions (%d) running", d.maxConcurrent), RetryMS: 20}, nil
 		}
@@ -296,6 +309,9 @@ func eventNames(msgs []worker.Message) []string {
 			continue
 		}
 		name := m.Name
+		if name == chain.EventProgress {
+			continue // see TestProgress
+		}
 		var d struct {
 			Index  *int   `json:"index"`
 			Status string `json:"status"`

@@ -94,8 +94,10 @@ func prompt(task, handoff string) (string, string) {
 // sessionSpec is one session to run.
 type sessionSpec struct {
 	index      int
-	argv       []string // the agent command as configured
-	dir        string   // project_dir, absolute
+	call       agentCall // the agent command, placeholders replaced
+	model      string    // the session's model, to price a stream that gives no cost
+	budget     budgetLimit
+	dir        string // where it runs (project_dir, or the chain's worktree), absolute
 	env        []string
 	prompt     string
 	handoffIn  string
@@ -129,6 +131,9 @@ func findAgent(name string, env []string) (string, error) {
 	path := lookupEnv(env, "PATH")
 	if p, err := unit.LookPath(name, path); err == nil {
 		return p, nil
+	}
+	if name == unit.AgentPreset {
+		return "", fmt.Errorf("agent %q (Claude Code, the default agent) is not in PATH %q (install it, add its directory to the unit's PATH, or set agent to its absolute path or to another agent)", name, path)
 	}
 	return "", fmt.Errorf("agent %q: not found in PATH %q (install it, or give its absolute path in agent)", name, path)
 }
@@ -186,32 +191,46 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 	if err := checkProjectDir(spec.dir); err != nil {
 		return fail(err.Error())
 	}
-	var name string
-	if len(spec.argv) > 0 {
-		name = spec.argv[0]
-	}
-	path, err := findAgent(name, spec.env)
+	argv := spec.call.argv
+	path, err := findAgent(argv[0], spec.env)
 	if err != nil {
 		return fail(err.Error())
 	}
-	argv := append([]string{path}, spec.argv[1:]...)
+	argv = append([]string{path}, argv[1:]...)
+	out.Model, out.MaxTurns, out.Command = spec.call.model, spec.call.maxTurns, shellQuote(argv)
 	if err := os.Remove(spec.resultPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(fmt.Sprintf("remove the old result file: %v", err))
 	}
 
-	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: r.opts.Stdout}}
+	overBudget := make(chan struct{})
+	var overOnce sync.Once
+	st := newStream(spec.model, func(cost float64) {
+		if spec.budget.left >= 0 && cost > spec.budget.left {
+			overOnce.Do(func() { close(overBudget) })
+		}
+	})
+	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: tap{to: r.opts.Stdout, line: st.line}}}
 	stderr := &outputSink{lines: lineWriter{to: r.opts.Stderr}}
 	p, err := startGuarded(r.opts.Executable, argv, spec.dir, spec.env, strings.NewReader(spec.prompt), stdout, stderr)
 	if err != nil {
 		return fail(fmt.Sprintf("start agent %s: %v", path, err))
 	}
-	var interrupted bool
+	stopProgress := r.progress(st, spec.index)
+	var interrupted, budgetHit bool
 	select {
 	case <-p.exited:
 	case <-r.stop.hard:
 		interrupted = true
+	case <-overBudget:
+		interrupted, budgetHit = true, true
+	}
+	if interrupted {
+		grace := maxGrace
+		if !budgetHit {
+			grace = r.stop.graceTime()
+		}
 		p.signal(syscall.SIGINT)
-		t := time.NewTimer(r.stop.graceTime())
+		t := time.NewTimer(grace)
 		select {
 		case <-p.exited:
 			t.Stop()
@@ -224,6 +243,7 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 	state, waitErr := p.finish()
 	stdout.flush()
 	stderr.flush()
+	prog := stopProgress()
 	out.EndedAt = end
 	out.DurationMS = end.Sub(start).Milliseconds()
 	if waitErr != nil && state == nil {
@@ -242,13 +262,28 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 			out.DurationMS = res.DurationMS
 		}
 	}
+	if !found || (interrupted && prog.CostUSD > out.CostUSD) {
+		// No result, or one cut short: what the stream showed was spent all the same.
+		if out.SessionID == "" {
+			out.SessionID = prog.SessionID
+		}
+		out.Turns = max(out.Turns, prog.Turns)
+		out.CostUSD = max(out.CostUSD, prog.CostUSD)
+		out.InputTokens = max(out.InputTokens, prog.InputTokens)
+		out.OutputTokens = max(out.OutputTokens, prog.OutputTokens)
+	}
 	out.HandoffComplete = chain.NonEmptyFile(spec.handoffOut)
 	if found && res.HandoffComplete != nil {
 		out.HandoffComplete = *res.HandoffComplete
 	}
 	switch {
+	case budgetHit:
+		out.Status = chain.SessionInterrupted
+		out.Reason = chain.ReasonBudget
+		out.Error = fmt.Sprintf("interrupted: its running cost $%.4f passed what the %s left it ($%.4f)", out.CostUSD, spec.budget.which, spec.budget.left)
 	case interrupted:
 		out.Status = chain.SessionInterrupted
+		out.Reason = chain.ReasonStop
 		out.Error = "interrupted: " + r.stop.why()
 	case !found:
 		msg := fmt.Sprintf("agent %s and gave no result", exitText(state))
@@ -307,6 +342,57 @@ func exitText(st *os.ProcessState) string {
 		return fmt.Sprintf("exited with status %d (killed by signal %d, %v)", code, code-128, syscall.Signal(code-128))
 	}
 	return fmt.Sprintf("exited with status %d", code)
+}
+
+// tap passes each line on to to and gives it to line.
+type tap struct {
+	to   io.Writer
+	line func([]byte)
+}
+
+func (t tap) Write(p []byte) (int, error) {
+	t.line(p)
+	return t.to.Write(p)
+}
+
+// progressEvery is the least time between two session.progress events of a session.
+const progressEvery = 250 * time.Millisecond
+
+// progress publishes session.progress events of session index while st changes, at most one per
+// progressEvery. The function it returns stops it, publishes the last progress (Done set) and
+// returns it.
+func (r *runner) progress(st *stream, index int) func() chain.Progress {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	var sent uint64
+	send := func(done bool) chain.Progress {
+		p, seq := st.snapshot()
+		p.ChainID, p.Index, p.Done = r.chainID, index, done
+		if seq != sent || done {
+			sent = seq
+			if seq > 0 {
+				r.publish(chain.EventProgress, p)
+			}
+		}
+		return p
+	}
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				send(false)
+			}
+		}
+	}()
+	return func() chain.Progress {
+		close(quit)
+		<-stopped
+		return send(true)
+	}
 }
 
 // outputSink takes one output stream of a session: it passes whole lines on, keeps the last
