@@ -2,14 +2,18 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 func (s *Supervisor) chainRoutes(mux *http.ServeMux) {
@@ -132,6 +136,27 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	s.do(r.Context(), func() {
 		s.opts.Settings = next
 		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		s.settingsChanged()
 	})
 	writeJSON(w, http.StatusOK, next)
+}
+
+// settingsChanged tells every running orchestrator worker that the settings changed: one waiting
+// for a session lease asks again at once, and its next session runs under the new limits. It runs
+// on the loop; the commands are sent off it.
+func (s *Supervisor) settingsChanged() {
+	for name, rt := range s.units {
+		d := s.desired[name]
+		if rt == nil || rt.channel == nil || d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator {
+			continue
+		}
+		ch := rt.channel
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := ch.Command(ctx, chain.CommandSettingsChanged, nil); err != nil {
+				s.logf("%s: tell the worker the settings changed: %v", name, err)
+			}
+		}()
+	}
 }

@@ -25,6 +25,39 @@ type ChainStore interface {
 	FinishChain(unit string, p chain.Finish, now time.Time) (chain.Totals, error)
 }
 
+// interruptOrphans marks interrupted the running chains of unit ("" for all) that began before
+// now, and publishes chain.interrupted for each. It blocks on storage.
+func (s *Supervisor) interruptOrphans(unit string, now time.Time, reason string) {
+	store := s.opts.Registry
+	if store == nil {
+		return
+	}
+	ids, err := store.InterruptOrphans(unit, now, reason, now)
+	if err != nil {
+		s.logf("registry: mark the chains of a worker that is gone interrupted: %v", err)
+	}
+	for _, id := range ids {
+		s.publish("chain.interrupted", unit, 0, map[string]any{"chain_id": id, "status": string(chain.Interrupted), "reason": reason})
+	}
+}
+
+// workerGone runs on the loop when a unit's process has exited: the running chains of an
+// orchestrator unit are marked interrupted, off the loop, since no worker is left to end them
+// (a unit with resume = true continues them when it starts again).
+func (s *Supervisor) workerGone(name string, st ExitStatus) {
+	d := s.desired[name]
+	if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator || s.opts.Registry == nil {
+		return
+	}
+	now := s.now()
+	reason := fmt.Sprintf("its worker exited (code %d", st.Code)
+	if st.Signal != "" {
+		reason += ", signal " + st.Signal
+	}
+	reason += ") without ending it"
+	go s.interruptOrphans(name, now, reason)
+}
+
 // chainStore is where chain requests are recorded, or nil.
 func (s *Supervisor) chainStore() ChainStore {
 	if s.opts.Registry == nil {

@@ -602,6 +602,7 @@ func (s *Supervisor) handleExit(ev exitEvent) {
 	}
 	pid := rt.PID
 	s.leases.ReleaseUnit(ev.unit)
+	s.workerGone(ev.unit, st)
 	rt.proc, rt.channel, rt.notify = nil, nil, nil
 	rt.Running = false
 	rt.PID = 0

@@ -112,10 +112,50 @@ func (r *Registry) FinishFor(unit string, p rec.Finish, now time.Time) (rec.Tota
 	if err != nil {
 		return rec.Totals{}, err
 	}
+	final := c.Status.Final()
 	if err := r.SetStatus(c.ID, p.Status, now); err != nil {
 		return rec.Totals{}, notAllowed{err}
 	}
+	if !final && p.Reason != "" {
+		c.Reason = p.Reason
+	}
 	return c.Totals(), nil
+}
+
+// InterruptOrphans marks interrupted, with reason, the running chains of unit ("" for every unit)
+// that started before before: their worker is gone, so nothing will record their end. It returns
+// them.
+func (r *Registry) InterruptOrphans(unit string, before time.Time, reason string, now time.Time) []*Chain {
+	var out []*Chain
+	for _, c := range r.Chains {
+		if c.Status != ChainRunning || (unit != "" && c.Unit != unit) || c.StartedAt.After(before) {
+			continue
+		}
+		if c.SetStatus(ChainInterrupted, now) == nil {
+			c.Reason = reason
+			for i := range c.Sessions {
+				if s := &c.Sessions[i]; s.Status == SessionRunning {
+					s.Status, s.Reason, s.Error = SessionInterrupted, rec.ReasonGone, "interrupted: "+reason
+				}
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// InterruptOrphans marks interrupted the running chains of unit ("" for all) that started before
+// before, in one Update, and returns their ids (see Registry.InterruptOrphans).
+func (s *Store) InterruptOrphans(unit string, before time.Time, reason string, now time.Time) ([]string, error) {
+	var ids []string
+	err := s.Update(func(r *Registry) error {
+		ids = nil
+		for _, c := range r.InterruptOrphans(unit, before, reason, now) {
+			ids = append(ids, c.ID)
+		}
+		return nil
+	})
+	return ids, err
 }
 
 // notAllowed is a refused change: its text, and errors.Is ErrNotAllowed.

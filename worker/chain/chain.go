@@ -120,6 +120,8 @@ type Chain struct {
 	ConsecutiveErrors int       `json:"consecutive_errors"` // error sessions since the last complete one
 	// Branch is the git branch the chain works on (git = "worktree"), or "".
 	Branch string `json:"branch,omitempty"`
+	// Reason says why the chain ended or was interrupted, when something said.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that

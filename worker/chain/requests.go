@@ -21,6 +21,10 @@ const (
 	MethodFinish = "chain.finish"
 )
 
+// CommandSettingsChanged is the command the daemon sends its orchestrator workers when its
+// settings change (no args): a worker waiting for a session lease asks again at once.
+const CommandSettingsChanged = "settings.changed"
+
 // Bounds of what a request may carry. A request over them is refused, except for a session's
 // error text, which is cut to MaxErrorBytes: a session's result is never refused for its message.
 const (

@@ -140,7 +140,7 @@ type runner struct {
 // CommandSettingsChanged is the command the daemon sends its orchestrator workers when its
 // settings change: a worker waiting for a session lease asks again at once, and its next session
 // runs under the new limits.
-const CommandSettingsChanged = "settings.changed"
+const CommandSettingsChanged = chain.CommandSettingsChanged
 
 // commands answers the daemon's commands until done is closed.
 func (r *runner) commands(cmds <-chan *worker.Command, done <-chan struct{}) {
