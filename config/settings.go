@@ -40,7 +40,7 @@ type ControlSettings struct {
 	Group string `json:"group" toml:"group"`
 	// AllowUIDs are further users allowed on the socket.
 	AllowUIDs []int `json:"allow_uids" toml:"allow_uids"`
-	// Listen is an optional TCP address ("127.0.0.1:7070") for the control
+	// Listen is an optional TCP address ("127.0.0.1:7780") for the control
 	// API besides the socket; "" means none.
 	Listen string `json:"listen" toml:"listen"`
 	// TLSCert and TLSKey are PEM files (relative to the directory of
@@ -186,7 +186,7 @@ func (s Settings) check() []valueProblem {
 	}
 	if c.Listen != "" {
 		if err := checkListen(c.Listen); err != nil {
-			add("control.listen", fmt.Sprintf("control.listen %q: %v", c.Listen, err), `write HOST:PORT such as "127.0.0.1:7070", or "" for none`)
+			add("control.listen", fmt.Sprintf("control.listen %q: %v", c.Listen, err), `write HOST:PORT such as "127.0.0.1:7780", or "" for none`)
 		}
 	}
 	switch {

@@ -55,7 +55,7 @@ var fields = []field{
 	{"orchestrator", "per_worker_budget_usd", kindFloat, `per_worker_budget_usd = 10.0`, func(s *Settings, v any) { s.Orchestrator.PerWorkerBudgetUSD = v.(float64) }},
 	{"control", "group", kindString, `group = "opsvc"`, func(s *Settings, v any) { s.Control.Group = v.(string) }},
 	{"control", "allow_uids", kindInts, `allow_uids = [1000]`, func(s *Settings, v any) { s.Control.AllowUIDs = v.([]int) }},
-	{"control", "listen", kindString, `listen = "127.0.0.1:7070"`, func(s *Settings, v any) { s.Control.Listen = v.(string) }},
+	{"control", "listen", kindString, `listen = "127.0.0.1:7780"`, func(s *Settings, v any) { s.Control.Listen = v.(string) }},
 	{"control", "tls_cert", kindString, `tls_cert = "cert.pem"`, func(s *Settings, v any) { s.Control.TLSCert = v.(string) }},
 	{"control", "tls_key", kindString, `tls_key = "key.pem"`, func(s *Settings, v any) { s.Control.TLSKey = v.(string) }},
 	{"control", "allow_plaintext", kindBool, `allow_plaintext = true`, func(s *Settings, v any) { s.Control.AllowPlaintext = v.(bool) }},

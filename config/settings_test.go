@@ -122,7 +122,7 @@ func TestSettingsPartialFile(t *testing.T) {
 	want.Orchestrator.MaxBudgetUSD = 100
 	want.Orchestrator.MaxConcurrentSessions = 4
 	want.Orchestrator.MaxSessionsPerMinute = 0
-	want.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{0, 1000}, Listen: "127.0.0.1:7070"}
+	want.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{0, 1000}, Listen: "127.0.0.1:7780"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -170,9 +170,9 @@ func TestSettingsValidate(t *testing.T) {
 		}, "", ""},
 		{"no valid models", func(s *Settings) { s.Orchestrator.ValidModels = nil }, "orchestrator.valid_models", `list at least one model, e.g. ["haiku", "sonnet", "opus"]`},
 		{"empty model", func(s *Settings) { s.Orchestrator.Model = "" }, "orchestrator.model", "name one of valid_models"},
-		{"listen ok", func(s *Settings) { s.Control.Listen = "[::1]:7070" }, "", ""},
-		{"listen no port", func(s *Settings) { s.Control.Listen = "localhost" }, "control.listen", `write HOST:PORT such as "127.0.0.1:7070", or "" for none`},
-		{"listen port 0", func(s *Settings) { s.Control.Listen = ":0" }, "control.listen", `write HOST:PORT such as "127.0.0.1:7070", or "" for none`},
+		{"listen ok", func(s *Settings) { s.Control.Listen = "[::1]:7780" }, "", ""},
+		{"listen no port", func(s *Settings) { s.Control.Listen = "localhost" }, "control.listen", `write HOST:PORT such as "127.0.0.1:7780", or "" for none`},
+		{"listen port 0", func(s *Settings) { s.Control.Listen = ":0" }, "control.listen", `write HOST:PORT such as "127.0.0.1:7780", or "" for none`},
 		{"uid -1", func(s *Settings) { s.Control.AllowUIDs = []int{-1} }, "control.allow_uids", "allowed: 0 to 4294967294"},
 		{"group with colon", func(s *Settings) { s.Control.Group = "a:b" }, "control.group", `name a group such as "opsvc", or "" for none`},
 		{"tls both", func(s *Settings) { s.Control.TLSCert, s.Control.TLSKey = "c.pem", "k.pem" }, "", ""},
@@ -241,7 +241,7 @@ func TestSettingsSave(t *testing.T) {
 	s.Orchestrator.ValidModels = []string{"opus", "my \"quoted\" model"}
 	s.Orchestrator.MaxBudgetUSD = 12.5
 	s.Orchestrator.MaxConcurrentSessions = 3
-	s.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{1000}, Listen: "0.0.0.0:7070", TLSCert: "c.pem", TLSKey: "k.pem", AllowPlaintext: true}
+	s.Control = ControlSettings{Group: "opsvc", AllowUIDs: []int{1000}, Listen: "0.0.0.0:7780", TLSCert: "c.pem", TLSKey: "k.pem", AllowPlaintext: true}
 	if err := SaveSettings(path, s); err != nil {
 		t.Fatal(err)
 	}
