@@ -38,8 +38,20 @@ func (s *Supervisor) handleChains(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out []registry.ChainSummary
+	if r.URL.Query().Get("all") == "1" {
+		// The archived chains first: they are the oldest.
+		archived, err := s.opts.Registry.ReadArchive()
+		if err != nil && len(archived) == 0 {
+			s.registryError(w, err)
+			return
+		}
+		var reg registry.Registry
+		for i := range archived {
+			out = append(out, reg.Summary(&archived[i]))
+		}
+	}
 	err := s.opts.Registry.View(func(reg *registry.Registry) error {
-		out = reg.Summaries()
+		out = append(out, reg.Summaries()...)
 		return nil
 	})
 	if err != nil {
@@ -64,8 +76,18 @@ func (s *Supervisor) handleChain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if c == nil && s.opts.Registry != nil {
+		// An archived chain: the newest copy, should it have been archived twice.
+		archived, _ := s.opts.Registry.ReadArchive()
+		for i := len(archived) - 1; i >= 0; i-- {
+			if archived[i].ID == id {
+				c = &archived[i]
+				break
+			}
+		}
+	}
 	if c == nil {
-		writeErr(w, http.StatusNotFound, fmt.Sprintf("chain %q not found", id), "see: opsvc chains ls")
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("chain %q not found", id), "see: opsvc chains ls --all")
 		return
 	}
 	writeJSON(w, http.StatusOK, c)

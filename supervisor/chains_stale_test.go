@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,46 @@ printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 		if strings.TrimSpace(string(got)) != want {
 			t.Errorf("session %d model %q, want %q", i, got, want)
 		}
+	}
+}
+
+// TestArchivedChainsReadable archives two of three ended chains: GET /v1/chains lists the one
+// left, ?all=1 all three, and GET /v1/chains/ID finds an archived one.
+func TestArchivedChainsReadable(t *testing.T) {
+	var ids []string
+	seed := func(o *Options) {
+		reg, err := registry.Open(o.Paths.State, registry.Options{ArchiveCap: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			now := time.Now().Add(time.Duration(i-10) * time.Minute)
+			err := reg.Update(func(r *registry.Registry) error {
+				c := r.CreateChain("old", "t", "/p", chain.DefaultConfig(), "", now)
+				ids = append(ids, c.ID)
+				return c.SetStatus(chain.Complete, now)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.Registry = reg
+	}
+	h := newHarness(t, map[string]string{}, seed)
+	count := func(path string) int {
+		code, body := h.do("GET", path, nil)
+		var out struct {
+			Chains []registry.ChainSummary `json:"chains"`
+		}
+		if code != 200 || json.Unmarshal(body, &out) != nil {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		return len(out.Chains)
+	}
+	if n, all := count("/v1/chains"), count("/v1/chains?all=1"); n != 1 || all != 3 {
+		t.Fatalf("%d chains listed, %d with the archive; want 1 and 3", n, all)
+	}
+	if code, body := h.do("GET", "/v1/chains/"+ids[0], nil); code != 200 || !strings.Contains(string(body), ids[0]) {
+		t.Fatalf("GET an archived chain: %d %s", code, body)
 	}
 }

@@ -223,7 +223,7 @@ func commands() map[string]command {
 		"events":   {map[string]bool{"f": false, "follow": false, "since": true, "unit": true, "type": true}, (*cli).events},
 		"validate": {nil, (*cli).validate},
 		"cat":      {nil, (*cli).cat},
-		"chains":   {nil, (*cli).chains},
+		"chains":   {map[string]bool{"all": false}, (*cli).chains},
 		"send":     {nil, (*cli).send},
 		"version":  {nil, (*cli).version},
 		"worker":   {nil, runWorker},

@@ -131,8 +131,10 @@ func (r *Registry) InterruptOrphans(unit string, before time.Time, reason string
 		if c.Status != ChainRunning || (unit != "" && c.Unit != unit) || c.StartedAt.After(before) {
 			continue
 		}
+		lastSeen := c.UpdatedAt
 		if c.SetStatus(ChainInterrupted, now) == nil {
 			c.Reason = reason
+			c.EndAt(lastSeen) // its last sign of life, not when the loss was noticed
 			for i := range c.Sessions {
 				if s := &c.Sessions[i]; s.Status == SessionRunning {
 					s.Status, s.Reason, s.Error = SessionInterrupted, rec.ReasonGone, "interrupted: "+reason

@@ -122,6 +122,8 @@ type Chain struct {
 	Branch string `json:"branch,omitempty"`
 	// Reason says why the chain ended or was interrupted, when something said.
 	Reason string `json:"reason,omitempty"`
+	// EndedAt is when the chain ended or was interrupted; zero while it runs.
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that
@@ -200,20 +202,20 @@ func (c *Chain) Record(s Session, now time.Time) error {
 	} else {
 		c.Sessions = slices.Insert(c.Sessions, i, s)
 	}
-	c.recompute()
 	c.UpdatedAt = now
+	c.recompute()
 	return nil
 }
 
 // recompute derives the totals and consecutive_errors from the sessions: a complete session resets
 // the error count, an error session adds one, an interrupted or running one leaves it as it was.
 func (c *Chain) recompute() {
-	c.TotalCostUSD, c.TotalTurns, c.TotalDurationMS = 0, 0, 0
+	c.TotalCostUSD, c.TotalTurns = 0, 0
 	for _, s := range c.Sessions {
 		c.TotalCostUSD += s.CostUSD
 		c.TotalTurns += s.Turns
-		c.TotalDurationMS += s.DurationMS
 	}
+	c.TotalDurationMS = c.wallClockMS()
 	c.ConsecutiveErrors = 0
 	for i := len(c.Sessions) - 1; i >= 0; i-- {
 		switch c.Sessions[i].Status {
@@ -223,6 +225,27 @@ func (c *Chain) recompute() {
 			c.ConsecutiveErrors++
 		}
 	}
+}
+
+// wallClockMS is the time from the chain's start to its end: EndedAt, or while it runs its last
+// change, or the end of a session recorded later than either.
+func (c *Chain) wallClockMS() int64 {
+	end := c.EndedAt
+	if end.IsZero() {
+		end = c.UpdatedAt
+	}
+	for _, s := range c.Sessions {
+		if s.EndedAt.After(end) {
+			end = s.EndedAt
+		}
+	}
+	return max(end.Sub(c.StartedAt).Milliseconds(), 0)
+}
+
+// EndAt marks the chain ended at end (its status already changed) and recomputes its duration.
+func (c *Chain) EndAt(end time.Time) {
+	c.EndedAt = end
+	c.TotalDurationMS = c.wallClockMS()
 }
 
 // SetStatus changes the chain's status. A chain with a final status (see Status.Final) keeps it:
@@ -239,6 +262,12 @@ func (c *Chain) SetStatus(status Status, now time.Time) error {
 	}
 	c.Status = status
 	c.UpdatedAt = now
+	if status == Running {
+		c.EndedAt = time.Time{}
+		c.recompute()
+	} else {
+		c.EndAt(now)
+	}
 	return nil
 }
 

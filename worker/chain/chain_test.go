@@ -57,8 +57,15 @@ func TestRecord(t *testing.T) {
 			t.Fatalf("session %d has index %d", i, s.Index)
 		}
 	}
-	if c.TotalDurationMS != 15 || !c.UpdatedAt.Equal(now.Add(4*time.Second)) {
+	// Wall-clock from the start to the last change, not the sum of the sessions' 15 ms.
+	if c.TotalDurationMS != 4000 || !c.UpdatedAt.Equal(now.Add(4*time.Second)) {
 		t.Fatalf("duration %d, updated %v", c.TotalDurationMS, c.UpdatedAt)
+	}
+	if err := c.SetStatus(Interrupted, now.Add(9*time.Second)); err != nil || c.TotalDurationMS != 9000 || !c.EndedAt.Equal(now.Add(9*time.Second)) {
+		t.Fatalf("interrupted: %v, duration %d, ended %v", err, c.TotalDurationMS, c.EndedAt)
+	}
+	if err := c.SetStatus(Running, now.Add(10*time.Second)); err != nil || !c.EndedAt.IsZero() {
+		t.Fatalf("running again: %v, ended %v", err, c.EndedAt)
 	}
 	if err := c.Record(Session{Index: -1, Status: SessionComplete}, now); err == nil {
 		t.Error("a negative index was recorded")
