@@ -62,7 +62,7 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 			if c.Unit != unit {
 				return rec.Begun{}, fmt.Errorf("%w: begin chain %q for unit %s: the id is taken by a chain of unit %s (choose another id)", ErrNotAllowed, p.ID, unit, c.Unit)
 			}
-			out := rec.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom}
+			out := rec.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom, Branch: c.Branch}
 			if old := r.Find(c.RestartedFrom); old != nil {
 				out.Handoff = old.LastHandoff()
 			}
@@ -78,7 +78,11 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 			}
 			out.RestartedFrom = old.ID
 			out.Handoff = old.LastHandoff()
+			out.Branch = old.Branch
 		}
+	}
+	if out.Branch == "" {
+		out.Branch = p.Branch
 	}
 	var c *Chain
 	if p.ID != "" {
@@ -87,6 +91,7 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 	} else {
 		c = r.CreateChain(unit, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, now)
 	}
+	c.Branch = out.Branch
 	out.ID = c.ID
 	return out, nil
 }

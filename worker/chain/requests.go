@@ -54,6 +54,9 @@ type Begin struct {
 	// Resume continues the unit's newest incomplete chain (running or interrupted, and not yet
 	// resumed): it is marked interrupted and becomes the new chain's restarted_from.
 	Resume bool `json:"resume,omitempty"`
+	// Branch is the git branch the chain is to work on (git = "worktree"), or "". A chain that
+	// resumes one with a branch continues on that branch instead (see Begun.Branch).
+	Branch string `json:"branch,omitempty"`
 }
 
 // Begun is the reply to chain.begin.
@@ -63,6 +66,8 @@ type Begun struct {
 	// Handoff is the handoff file carried over from the resumed chain (its newest non-empty
 	// one), or "".
 	Handoff string `json:"handoff,omitempty"`
+	// Branch is the chain's git branch: the resumed chain's, when it had one, or Begin.Branch.
+	Branch string `json:"branch,omitempty"`
 }
 
 // RecordSession is the params of session.record.
@@ -117,6 +122,7 @@ func (b *Begin) Check() error {
 		checkText("task", b.Task, MaxTaskBytes),
 		checkText("project_dir", b.ProjectDir, MaxPathBytes),
 		checkText("config.model", b.Config.Model, MaxModelBytes),
+		checkText("branch", b.Branch, MaxPathBytes),
 		checkCount("config.max_turns", int64(b.Config.MaxTurns)),
 		checkCount("config.max_continuations", int64(b.Config.MaxContinuations)),
 		checkBudget("config.max_budget_usd", b.Config.MaxBudgetUSD),

@@ -143,7 +143,7 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("bad chain.begin %s", m.Params))
 		}
 		if c := d.find(unitName, p.ID); c != nil { // asked again
-			return chain.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom}, nil
+			return chain.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom, Branch: c.Branch}, nil
 		}
 		var out chain.Begun
 		if p.Resume {
@@ -155,12 +155,17 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 				c := d.chains[i]
 				if c.Unit == unitName && (c.Status == chain.Running || c.Status == chain.Interrupted) && !resumed[c.ID] {
 					c.SetStatus(chain.Interrupted, time.Now())
-					out.RestartedFrom, out.Handoff = c.ID, c.LastHandoff()
+					out.RestartedFrom, out.Handoff, out.Branch = c.ID, c.LastHandoff(), c.Branch
 					break
 				}
 			}
 		}
-		d.chains = append(d.chains, chain.New(p.ID, unitName, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, time.Now()))
+		if out.Branch == "" {
+			out.Branch = p.Branch
+		}
+		c := chain.New(p.ID, unitName, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, time.Now())
+		c.Branch = out.Branch
+		d.chains = append(d.chains, c)
 		out.ID = p.ID
 		return out, nil
 	case chain.MethodRecord:

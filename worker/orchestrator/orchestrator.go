@@ -123,10 +123,10 @@ type runner struct {
 	opts    Options
 	cfg     unit.Orchestrator
 	project string // absolute project_dir
-	// worktree is the chain's git worktree (git = "worktree"), or "".
-	worktree string
-	stop     *stopWatch
-	chainID  string
+	// worktree is the chain's git worktree (git = "worktree") in repository repo, on branch, or "".
+	worktree, repo, branch string
+	stop                   *stopWatch
+	chainID                string
 	// unleased is set once the worker learns that no daemon gives leases.
 	unleased bool
 	smu      sync.Mutex
@@ -253,6 +253,9 @@ func Run(ctx context.Context, opts Options) error {
 
 func (r *runner) run() error {
 	handoff, err := r.startChain()
+	if errors.Is(err, errEnded) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -359,6 +362,9 @@ func (r *runner) startChain() (string, error) {
 		},
 		Resume: r.cfg.Resume,
 	}
+	if r.cfg.Git == "worktree" {
+		p.Branch = branchFor(r.cfg.Branch, p.ID)
+	}
 	var begun chain.Begun
 	err := r.record("begin chain "+p.ID, "a new chain of unit "+r.opts.Unit, func(ctx context.Context) (err error) {
 		begun, err = r.opts.Recorder.Begin(ctx, p)
@@ -371,6 +377,16 @@ func (r *runner) startChain() (string, error) {
 		return "", fmt.Errorf("orchestrator: begin chain: the daemon's reply: %w", err)
 	}
 	r.chainID = begun.ID
+	if r.cfg.Git == "worktree" {
+		r.branch = begun.Branch
+		if r.branch == "" {
+			r.branch = branchFor(r.cfg.Branch, r.chainID)
+		}
+		if err := r.openWorktree(r.branch); err != nil {
+			return "", r.finishErr(chain.Failed, fmt.Sprintf("git worktree of %s on branch %s: %v", r.project, r.branch, err))
+		}
+		r.logf("chain %s works on branch %s in %s", r.chainID, r.branch, r.worktree)
+	}
 	if begun.RestartedFrom != "" {
 		r.publish("chain.resumed", chainEvent{ChainID: r.chainID, RestartedFrom: begun.RestartedFrom})
 		r.logf("chain %s resumes chain %s", r.chainID, begun.RestartedFrom)
@@ -514,8 +530,20 @@ func (r *runner) session(index int, handoffIn, resume string, budget budgetLimit
 	return s, out.Done, t, nil
 }
 
+// errEnded is returned by startChain when the chain ended before its first session.
+var errEnded = errors.New("the chain ended before its first session")
+
+// finishErr ends the chain before its first session: errEnded, or finish's error.
+func (r *runner) finishErr(status chain.Status, reason string) error {
+	if err := r.finish(status, reason); err != nil {
+		return err
+	}
+	return errEnded
+}
+
 // finish gives the chain its final (or interrupted) status, publishes it and returns nil.
 func (r *runner) finish(status chain.Status, reason string) error {
+	defer r.closeWorktree(status.Final())
 	p := chain.Finish{ChainID: r.chainID, Status: status, Reason: chain.Clip(reason, 512)}
 	var t chain.Totals
 	err := r.record(fmt.Sprintf("end chain %s as %s", r.chainID, status), "reason: "+reason, func(ctx context.Context) (err error) {
