@@ -324,6 +324,9 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 			w8 = &waiter{ctx: r.Context(), unit: name, check: restartDone}
 		}
 		s.desired[name] = d
+		if s.runtimeI[name] {
+			s.saveRuntimeInstances()
+		}
 		if wait {
 			w8.reply = make(chan error, 1)
 			s.waiters = append(s.waiters, w8)

@@ -74,6 +74,7 @@ type Supervisor struct {
 	set      *unit.Set
 	errors   map[string][]unit.Problem // current load problems by unit
 	runtimeI map[string]bool           // instances started by name, not by a file
+	rtiSaver instancesWriter           // writes runtimeI to the state directory (instances.go)
 	waiters  []*waiter
 	leases   *Leases
 	shutdown bool
@@ -197,6 +198,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 	s.loadSpend()
+	s.loadRuntimeInstances()
 	s.reload("start")
 
 	timer := time.NewTimer(time.Hour)
