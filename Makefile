@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check fuzz fuzz-short bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
 
 all: build
 
@@ -13,13 +13,15 @@ build:
 	$(GO) build -o $(BIN) ./cmd/opsvc
 
 # Runs the daemon in the foreground on the bundled example units, with its
-# state and control socket in ./.run (ignored by git). Stop it with Ctrl-C.
+# state, control socket and a copy of contrib/opsvc.toml in ./.run (ignored by
+# git): saved settings are written there, never to the tracked file. Ctrl-C stops it.
 run: build
 	@mkdir -p $(RUNDIR)
 	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
 	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
 	@echo "opsvc: web console:          ./$(BIN) --state $(RUNDIR)/state console   (prints the login link)"
-	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
+	@[ -e $(RUNDIR)/opsvc.toml ] || cp contrib/opsvc.toml $(RUNDIR)/opsvc.toml
+	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config $(RUNDIR)/opsvc.toml
 
 test: vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
@@ -31,6 +33,18 @@ fuzz-short:
 
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} GO=$(GO) ./contrib/fuzz.sh
+
+# The fault suite (contrib/faults, see RELIABILITY.md): the built daemon under kill -9, floods,
+# hostile files, a full disk. One table line per scenario; fails if anything did not hold.
+# Needs Linux; run as root for the disk-full scenario (it mounts a small tmpfs).
+# FAULTS_FLAGS passes more flags, e.g. FAULTS_FLAGS='-run disk-full -keep'.
+faults: build
+	$(GO) build -o bin/faults ./contrib/faults
+	./bin/faults -bin $(BIN) $(FAULTS_FLAGS)
+
+faults-short: build
+	$(GO) build -o bin/faults ./contrib/faults
+	./bin/faults -bin $(BIN) -short $(FAULTS_FLAGS)
 
 lint: vet fmt-check
 

@@ -127,8 +127,11 @@ func (s *Supervisor) handleGetSettings(w http.ResponseWriter, r *http.Request) {
 // handlePutSettings validates new settings, writes opsvc.toml (under its
 // lock) and applies them to the running daemon.
 func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(r.Body) // Handler caps it at MaxBodyBytes
 	if err != nil {
+		if tooLarge(w, err) {
+			return
+		}
 		writeErr(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
@@ -137,7 +140,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
 		return
 	}
-	next := cur
+	next := cloneSettings(cur) // the decoder must not write into the live settings' lists
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&next); err != nil {
@@ -156,7 +159,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	peer, _ := peerOf(r)
 	s.do(r.Context(), func() {
-		s.opts.Settings = next
+		s.applySettings(next)
 		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
 		s.settingsChanged()
 	})

@@ -41,21 +41,15 @@ func (s *Supervisor) interruptOrphans(unit string, now time.Time, reason string)
 	}
 }
 
-// workerGone runs on the loop when a unit's process has exited: the running chains of an
-// orchestrator unit are marked interrupted, off the loop, since no worker is left to end them
-// (a unit with resume = true continues them when it starts again).
-func (s *Supervisor) workerGone(name string, st ExitStatus) {
+// workerGone runs on the loop when a unit's process was reaped: the running chains of an
+// orchestrator unit are marked interrupted, off the loop, since no worker is left to end them (a
+// unit with resume = true continues them when it starts again).
+func (s *Supervisor) workerGone(name string) {
 	d := s.desired[name]
 	if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator || s.opts.Registry == nil {
 		return
 	}
-	now := s.now()
-	reason := fmt.Sprintf("its worker exited (code %d", st.Code)
-	if st.Signal != "" {
-		reason += ", signal " + st.Signal
-	}
-	reason += ") without ending it"
-	go s.interruptOrphans(name, now, reason)
+	go s.interruptOrphans(name, s.now(), "its worker exited without ending it")
 }
 
 // chainStore is where chain requests are recorded, or nil.

@@ -27,7 +27,7 @@ func TestStaleChainAfterKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := h.waitEventWhere("chain.interrupted", "stale", func(d map[string]any) bool { return d["chain_id"] == id })
-	if r, _ := ev.Data["reason"].(string); !strings.Contains(r, "its worker exited") || !strings.Contains(r, "SIGKILL") {
+	if r, _ := ev.Data["reason"].(string); !strings.Contains(r, "its worker exited") {
 		t.Fatalf("chain.interrupted reason %q", r)
 	}
 	cs := chainsOf(t, h.sup.opts.Registry, "stale")

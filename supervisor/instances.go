@@ -69,7 +69,7 @@ func (s *Supervisor) loadRuntimeInstances() {
 	}
 	for _, name := range ri.Instances[:min(len(ri.Instances), maxRuntimeInstances)] {
 		if strings.Contains(name, "@") && len(name) <= 256 {
-			s.runtimeI[name] = true
+			s.instances[name] = true
 		}
 	}
 }
@@ -81,7 +81,7 @@ func (s *Supervisor) saveRuntimeInstances() {
 		return
 	}
 	var names []string
-	for name := range s.runtimeI {
+	for name := range s.instances {
 		if s.desired[name].Want {
 			names = append(names, name)
 		}
