@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
@@ -37,7 +38,7 @@ func (s *Supervisor) interruptOrphans(unit string, now time.Time, reason string)
 		s.logf("registry: mark the chains of a worker that is gone interrupted: %v", err)
 	}
 	for _, id := range ids {
-		s.publish("chain.interrupted", unit, 0, map[string]any{"chain_id": id, "status": string(chain.Interrupted), "reason": reason})
+		s.emit(unit, 0, api.ChainInterrupted{ChainEnd: api.ChainEnd{ChainID: id, Status: string(chain.Interrupted), Reason: reason}})
 	}
 }
 

@@ -3,12 +3,14 @@ package supervisor
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/worker/chain"
 )
@@ -203,4 +205,28 @@ printf '{"turns":1,"done":true}' > "$OPSVC_RESULT"
 func readOr(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// TestProgressPayloadsAgree checks that the daemon's typed session.progress (package api) has the
+// fields the worker sends (package chain's Progress), with the same JSON names.
+func TestProgressPayloadsAgree(t *testing.T) {
+	keys := func(v any) []string {
+		b, _ := json.Marshal(v)
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	full := chain.Progress{ChainID: "c", SessionID: "s", Model: "m", LastTool: "t", Done: true}
+	typed := api.SessionProgress{ChainID: "c", SessionID: "s", Model: "m", LastTool: "t", Done: true}
+	if a, b := keys(full), keys(typed); !slices.Equal(a, b) {
+		t.Fatalf("worker sends %v, the daemon's type has %v", a, b)
+	}
+	if chain.EventProgress != api.TypeSessionProgress {
+		t.Fatalf("event names %q and %q", chain.EventProgress, api.TypeSessionProgress)
+	}
 }
