@@ -77,36 +77,51 @@ func TestStaleChainsAtStart(t *testing.T) {
 
 // TestSettingsWakeLeaseWaiter holds an orchestrator's second session back with
 // max_sessions_per_minute = 1 (a wait of about a minute), then lifts the limit and changes the
-// model through PUT /v1/settings: the worker asks again at once, and the session runs with the new
-// model (the unit sets none).
+// model, through PUT /v1/settings or by editing opsvc.toml: the worker asks again at once, and the
+// session runs with the new model (the unit sets none).
 func TestSettingsWakeLeaseWaiter(t *testing.T) {
-	dir := shortTemp(t)
-	agent := filepath.Join(dir, "agent.sh")
-	os.WriteFile(agent, []byte(`#!/bin/sh
+	for _, how := range []string{"api", "file"} {
+		t.Run(how, func(t *testing.T) {
+			dir := shortTemp(t)
+			agent := filepath.Join(dir, "agent.sh")
+			os.WriteFile(agent, []byte(`#!/bin/sh
 cat >/dev/null
 echo "$OPSVC_MODEL" > "`+dir+`/model-$OPSVC_SESSION_INDEX"
 done=false; [ "$OPSVC_SESSION_INDEX" = 1 ] && done=true
 printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 `), 0o755)
-	limit := func(o *Options) { o.Settings.Orchestrator.MaxSessionsPerMinute = 1 }
-	h := newHarness(t, map[string]string{"wake.toml": orchestratorUnit(agent, "")}, withRegistry(t), limit)
-	h.waitEventWhere("session.finished", "wake", func(d map[string]any) bool { return num(d["index"]) == 0 })
-	h.waitEventWhere("unit.status", "wake", func(d map[string]any) bool {
-		s, _ := d["text"].(string)
-		return strings.Contains(s, "waiting for a session lease: max_sessions_per_minute")
-	})
-	code, body := h.do("PUT", "/v1/settings", strings.NewReader(`{"orchestrator":{"max_sessions_per_minute":0,"model":"haiku"}}`))
-	if code != 200 {
-		t.Fatalf("PUT /v1/settings: %d %s", code, body)
-	}
-	// Unwoken, the worker would ask again in about a minute: past waitEventWhere's 15 s.
-	h.waitEventWhere("session.started", "wake", func(d map[string]any) bool { return num(d["index"]) == 1 })
-	h.waitEvent("chain.completed", "wake")
-	for i, want := range []string{"sonnet", "haiku"} {
-		got, _ := os.ReadFile(filepath.Join(dir, "model-"+string(rune('0'+i))))
-		if strings.TrimSpace(string(got)) != want {
-			t.Errorf("session %d model %q, want %q", i, got, want)
-		}
+			limit := func(o *Options) { o.Settings.Orchestrator.MaxSessionsPerMinute = 1 }
+			h := newHarness(t, map[string]string{"wake.toml": orchestratorUnit(agent, "")}, withRegistry(t), limit)
+			h.waitEventWhere("session.finished", "wake", func(d map[string]any) bool { return num(d["index"]) == 0 })
+			h.waitEventWhere("unit.status", "wake", func(d map[string]any) bool {
+				s, _ := d["text"].(string)
+				return strings.Contains(s, "waiting for a session lease: max_sessions_per_minute")
+			})
+			if how == "api" {
+				code, body := h.do("PUT", "/v1/settings", strings.NewReader(`{"orchestrator":{"max_sessions_per_minute":0,"model":"haiku"}}`))
+				if code != 200 {
+					t.Fatalf("PUT /v1/settings: %d %s", code, body)
+				}
+			} else {
+				file := h.sup.opts.Paths.Config
+				if err := os.WriteFile(file+".tmp", []byte("[orchestrator]\nmax_sessions_per_minute = 0\nmodel = \"haiku\"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(file+".tmp", file); err != nil {
+					t.Fatal(err)
+				}
+				h.waitEvent("config.settings", "")
+			}
+			// Unwoken, the worker would ask again in about a minute: past waitEventWhere's 15 s.
+			h.waitEventWhere("session.started", "wake", func(d map[string]any) bool { return num(d["index"]) == 1 })
+			h.waitEvent("chain.completed", "wake")
+			for i, want := range []string{"sonnet", "haiku"} {
+				got, _ := os.ReadFile(filepath.Join(dir, "model-"+string(rune('0'+i))))
+				if strings.TrimSpace(string(got)) != want {
+					t.Errorf("session %d model %q, want %q", i, got, want)
+				}
+			}
+		})
 	}
 }
 

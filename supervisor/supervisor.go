@@ -197,6 +197,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			changes = w.Changes()
 		}
 	}
+	defer s.watchSettings(ctx)()
 	s.loadSpend()
 	s.loadRuntimeInstances()
 	s.reload("start")
