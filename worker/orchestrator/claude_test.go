@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -283,5 +284,28 @@ func TestSettingsWakeLeaseWaiter(t *testing.T) {
 	}
 	if c.Status != chain.Complete || c.Sessions[0].Model != "haiku" {
 		t.Fatalf("chain %+v", c)
+	}
+}
+
+// TestStreamLongLines reads stream-json lines longer than the lines passed on to the worker's
+// stdout (an assistant message writing a large file), written in pieces; a line over
+// maxStreamLine is skipped, and the next one read.
+func TestStreamLongLines(t *testing.T) {
+	st := newStream("sonnet", nil)
+	sink := &outputSink{lines: lineWriter{to: io.Discard}, feed: &lineFeed{take: st.line}}
+	big := strings.Repeat("x", 3*maxLine)
+	msg := func(id, text string) string {
+		return `{"type":"assistant","message":{"id":"` + id + `","content":[{"type":"tool_use","name":"Write","input":{"content":"` + text + `"}}],"usage":{"input_tokens":10,"output_tokens":1000}}}` + "\n"
+	}
+	out := msg("m1", big) + msg("m2", strings.Repeat("y", maxStreamLine)) + msg("m3", "small")
+	for len(out) > 0 {
+		n := min(len(out), 4096)
+		sink.Write([]byte(out[:n]))
+		out = out[n:]
+	}
+	sink.flush()
+	p, _ := st.snapshot()
+	if p.Turns != 2 || p.OutputTokens != 2000 || p.LastTool != "Write" {
+		t.Fatalf("progress %+v, want the long line and the small one counted, the one over the limit skipped", p)
 	}
 }

@@ -209,7 +209,7 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 			overOnce.Do(func() { close(overBudget) })
 		}
 	})
-	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: tap{to: r.opts.Stdout, line: st.line}}}
+	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: r.opts.Stdout}, feed: &lineFeed{take: st.line}}
 	stderr := &outputSink{lines: lineWriter{to: r.opts.Stderr}}
 	p, err := startGuarded(r.opts.Executable, argv, spec.dir, spec.env, strings.NewReader(spec.prompt), stdout, stderr)
 	if err != nil {
@@ -344,15 +344,43 @@ func exitText(st *os.ProcessState) string {
 	return fmt.Sprintf("exited with status %d", code)
 }
 
-// tap passes each line on to to and gives it to line.
-type tap struct {
-	to   io.Writer
-	line func([]byte)
+// maxStreamLine is the longest stdout line read as stream-json: a message with a large tool
+// input (a file written whole) is still counted. A longer line is skipped.
+const maxStreamLine = 8 << 20
+
+// lineFeed hands each whole line written to it to take, without its newline; lines over
+// maxStreamLine are skipped.
+type lineFeed struct {
+	take func([]byte)
+	buf  []byte
+	skip bool // the line under way is too long
 }
 
-func (t tap) Write(p []byte) (int, error) {
-	t.line(p)
-	return t.to.Write(p)
+func (f *lineFeed) write(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !f.skip && len(f.buf)+len(chunk) > maxStreamLine {
+			f.skip, f.buf = true, nil
+		}
+		if !f.skip {
+			f.buf = append(f.buf, chunk...)
+		}
+		if i < 0 {
+			return
+		}
+		if !f.skip {
+			f.take(f.buf)
+		}
+		f.buf, f.skip = f.buf[:0], false
+		if cap(f.buf) > maxLine {
+			f.buf = nil
+		}
+		p = p[i+1:]
+	}
 }
 
 // progressEvery is the least time between two session.progress events of a session.
@@ -396,10 +424,11 @@ func (r *runner) progress(st *stream, index int) func() chain.Progress {
 }
 
 // outputSink takes one output stream of a session: it passes whole lines on, keeps the last
-// non-blank line, and, with a tail, the last bytes.
+// non-blank line, with a tail the last bytes, and with a feed reads the lines as they come.
 type outputSink struct {
 	tail  *tailBuffer
 	lines lineWriter
+	feed  *lineFeed // stdout: the agent's stream, read as it comes; written under lines.mu
 }
 
 func (o *outputSink) Write(p []byte) (int, error) {
@@ -407,10 +436,25 @@ func (o *outputSink) Write(p []byte) (int, error) {
 		o.tail.Write(p)
 	}
 	o.lines.write(p)
+	if o.feed != nil {
+		o.lines.mu.Lock()
+		o.feed.write(p)
+		o.lines.mu.Unlock()
+	}
 	return len(p), nil
 }
 
-func (o *outputSink) flush() { o.lines.flush() }
+func (o *outputSink) flush() {
+	o.lines.flush()
+	if o.feed != nil {
+		o.lines.mu.Lock()
+		if len(o.feed.buf) > 0 && !o.feed.skip {
+			o.feed.take(o.feed.buf)
+		}
+		o.feed.buf = nil
+		o.lines.mu.Unlock()
+	}
+}
 
 func (o *outputSink) lastLine() string {
 	o.lines.mu.Lock()
