@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -216,9 +217,20 @@ func TestBudgetStopsSession(t *testing.T) {
 			path, _ := fakeClaude(t)
 			desk := newDesk()
 			desk.dailyLeft = tc.daily
+			log := filepath.Join(dir, "claude.log")
 			cfg := unit.Orchestrator{ProjectDir: dir, Task: "t", MaxTurns: 30, MaxBudgetUSD: tc.budget}
-			r := startRun(t, "spend", filepath.Join(dir, "state"), desk, cfg, path, "FAKE_CLAUDE_TURNS=30", "FAKE_CLAUDE_DELAY=0.05")
+			r := startRun(t, "spend", filepath.Join(dir, "state"), desk, cfg, path, "FAKE_CLAUDE_TURNS=30", "FAKE_CLAUDE_DELAY=0.05", "FAKE_CLAUDE_LOG="+log)
 			msgs := r.finish(t)
+			pgid := 0
+			for _, l := range strings.Split(readFile(t, log), "\n") {
+				if v, ok := strings.CutPrefix(l, "pgid: "); ok {
+					pgid, _ = strconv.Atoi(v)
+				}
+			}
+			if pgid <= 1 {
+				t.Fatalf("no pgid in the fake's log:\n%s", readFile(t, log))
+			}
+			waitGroupGone(t, pgid) // the session's group was interrupted, nothing of it left
 			c := onlyChain(t, desk, "spend")
 			if c.Status != chain.BudgetExceeded || len(c.Sessions) != 1 {
 				t.Fatalf("chain %s with %d sessions, want budget_exceeded after 1", c.Status, len(c.Sessions))
