@@ -225,7 +225,11 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.UnitList{Units: out})
+	list := api.UnitList{Units: out}
+	if s.opts.Bus != nil {
+		list.Degraded = s.opts.Bus.FaultText()
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.
@@ -444,11 +448,10 @@ func (s *Supervisor) handleReload(w http.ResponseWriter, r *http.Request) {
 // Reload re-reads the units (opsvc reload, SIGHUP).
 func (s *Supervisor) Reload(ctx context.Context) (ReloadResult, error) {
 	var res ReloadResult
-	err := s.do(ctx, func() {
-		s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
-		res = s.reload("request")
-		s.notify("READY=1")
-	})
+	s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
+	defer s.notify("READY=1")
+	r := s.loadUnits() // parsed here, off the loop
+	err := s.do(ctx, func() { res = s.applyLoad(r, "request") })
 	return res, err
 }
 

@@ -272,13 +272,13 @@ func (s *Supervisor) handleResetFailed(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		for n, rt := range s.units {
+		for n, rec := range s.units {
 			if name != "" && n != name {
 				continue
 			}
-			rt.Failures, rt.Starts = 0, nil
-			if rt.State == Failed && !rt.Running {
-				rt.State, rt.Sub, rt.Since = Inactive, "dead", s.now()
+			failed := rec.Phase() == PhaseFailed
+			s.step(n, rec, Event{Kind: EvResetFailed})
+			if failed {
 				s.emit(n, 0, api.APIResetFailed{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 			}
 		}

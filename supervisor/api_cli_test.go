@@ -141,3 +141,34 @@ func TestLogsQueryFiltersAndFollows(t *testing.T) {
 	}
 	cancel() // goleak (TestMain) checks the follower's goroutines end
 }
+
+// TestDisableOutlivesDaemon: a unit disabled with opsvc disable is not started
+// by the next daemon on the same state directory, nor by a reload, though its
+// file says enabled; opsvc enable and a start bring it back.
+func TestDisableOutlivesDaemon(t *testing.T) {
+	const sleeper = "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"
+	h := newHarness(t, map[string]string{"a.toml": sleeper, "b.toml": sleeper}, func(o *Options) {
+		doc := `{"enabled": {"a": false}}`
+		if err := os.WriteFile(filepath.Join(o.Paths.State, choicesFile), []byte(doc), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	})
+	h.waitEvent("unit.started", "b")
+	if st := h.status("a"); st.State != Inactive {
+		t.Fatalf("disabled unit a is %v at daemon start, want inactive", st.State)
+	}
+	h.write("a.toml", sleeper+"# changed\n")
+	if code, b := h.do("POST", "/v1/reload", nil); code != 200 {
+		t.Fatalf("reload = %d %s", code, b)
+	}
+	if st := h.status("a"); st.State != Inactive {
+		t.Errorf("disabled unit a is %v after a changed file and reload, want inactive", st.State)
+	}
+	if code, b := h.do("POST", "/v1/units/a/enable", nil); code != 200 {
+		t.Fatalf("enable = %d %s", code, b)
+	}
+	if code, b := h.do("POST", "/v1/units/a/start", nil); code != 200 {
+		t.Fatalf("start = %d %s", code, b)
+	}
+	h.waitEvent("unit.started", "a")
+}

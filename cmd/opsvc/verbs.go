@@ -24,15 +24,21 @@ func (c *cli) version() error {
 
 func (c *cli) status() error {
 	var units []unitStatus
+	var degraded string
 	missing := 0
 	if len(c.args.pos) == 0 {
 		var out struct {
-			Units []unitStatus `json:"units"`
+			Units    []unitStatus `json:"units"`
+			Degraded string       `json:"degraded"`
 		}
 		if err := c.call("GET", "/v1/units", nil, nil, &out); err != nil {
 			return asExit("status", err)
 		}
-		units = out.Units
+		units, degraded = out.Units, out.Degraded
+		if out.Degraded != "" && !c.args.has("json") {
+			// A daemon that cannot write to disk keeps running; say so first.
+			fmt.Fprintf(c.stdout, "opsvc daemon is %s (free space or fix the file system; it recovers by itself)\n\n", out.Degraded)
+		}
 	} else {
 		names, err := c.expand("status", c.args.pos)
 		if err != nil {
@@ -57,7 +63,11 @@ func (c *cli) status() error {
 		}
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(map[string]any{"units": units})
+		doc := map[string]any{"units": units}
+		if degraded != "" {
+			doc["degraded"] = degraded
+		}
+		enc.Encode(doc)
 	} else {
 		now := time.Now()
 		for i, us := range units {
