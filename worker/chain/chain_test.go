@@ -2,6 +2,7 @@ package chain
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -202,5 +203,17 @@ func TestClip(t *testing.T) {
 		if got := Clip(tc.s, tc.n); got != tc.want || len(got) > tc.n {
 			t.Errorf("Clip(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestBounded cuts what an agent reports to what session.record takes.
+func TestBounded(t *testing.T) {
+	s := Session{Index: 1, Status: SessionComplete, InputTokens: -4, OutputTokens: 1 << 62, CostUSD: math.NaN(), Turns: -1}.Bounded()
+	r := RecordSession{ChainID: "c-1", Session: s}
+	if err := r.Check(); err != nil || s.InputTokens != 0 || s.CostUSD != 0 || s.Turns != 0 {
+		t.Fatalf("bounded %+v: %v", s, err)
+	}
+	if s := (Session{CostUSD: 5e12}).Bounded(); s.CostUSD != maxBudgetPerChain {
+		t.Fatalf("cost %v", s.CostUSD)
 	}
 }

@@ -213,6 +213,21 @@ func checkBudget(name string, v float64) error {
 	return checkMoney(name, v)
 }
 
+// Bounded returns s with its counts and cost cut to what session.record takes, so that an agent
+// reporting absurd usage cannot get its session refused.
+func (s Session) Bounded() Session {
+	s.InputTokens = min(max(s.InputTokens, 0), maxTokensOrMillis)
+	s.OutputTokens = min(max(s.OutputTokens, 0), maxTokensOrMillis)
+	s.DurationMS = min(max(s.DurationMS, 0), maxTokensOrMillis)
+	s.Turns = min(max(s.Turns, 0), maxCount)
+	s.MaxTurns = min(max(s.MaxTurns, 0), maxCount)
+	if !(s.CostUSD >= 0) { // NaN too
+		s.CostUSD = 0
+	}
+	s.CostUSD = min(s.CostUSD, maxBudgetPerChain)
+	return s
+}
+
 // Clip cuts s to at most limit bytes, on a rune boundary, marking the cut with "…".
 func Clip(s string, limit int) string {
 	if len(s) <= limit {

@@ -505,7 +505,7 @@ func (r *runner) session(index int, handoffIn, resume string, budget budgetLimit
 	} else {
 		out = r.runSession(spec)
 	}
-	s := out.Session
+	s := out.Session.Bounded()
 	s.Error = chain.Clip(s.Error, chain.MaxErrorBytes)
 	s.Command = chain.Clip(s.Command, chain.MaxCommandBytes)
 	s.Commit = r.commit()
@@ -563,7 +563,7 @@ func (r *runner) finish(status chain.Status, reason string) error {
 	default:
 		r.publish("chain.completed", ev)
 	}
-	r.status(fmt.Sprintf("chain %s: %s after %d sessions ($%.4f)", r.chainID, status, sessions, cost))
+	r.status(fmt.Sprintf("chain %s: %s after %d sessions ($%.2f)", r.chainID, status, sessions, cost))
 	return nil
 }
 

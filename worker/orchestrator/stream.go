@@ -38,6 +38,15 @@ type usage struct {
 	Output     int64 `json:"output_tokens"`
 }
 
+// maxTokens bounds one message's count of each kind of token, as the agent reports it.
+const maxTokens = 1 << 40
+
+// sane is u with each count within 0 and maxTokens.
+func (u usage) sane() usage {
+	c := func(n int64) int64 { return min(max(n, 0), maxTokens) }
+	return usage{c(u.Input), c(u.CacheWrite), c(u.CacheRead), c(u.Output)}
+}
+
 // cost prices u at p.
 func (u usage) cost(p price) float64 {
 	return (float64(u.Input)*p.in + float64(u.CacheWrite)*p.in*1.25 + float64(u.CacheRead)*p.in*0.1 + float64(u.Output)*p.out) / 1e6
@@ -142,7 +151,7 @@ func (s *stream) take(l *streamLine) bool {
 			}
 		}
 		if m.Usage != nil {
-			u := priced{u: *m.Usage}
+			u := priced{u: m.Usage.sane()}
 			u.cost = u.u.cost(priceOf(s.pricedModel()))
 			old, seen := s.msgs[m.ID]
 			switch {
@@ -165,14 +174,15 @@ func (s *stream) take(l *streamLine) bool {
 		return true
 	case "result":
 		s.result = true
-		if l.NumTurns != nil {
+		if l.NumTurns != nil && *l.NumTurns >= 0 {
 			s.p.Turns = *l.NumTurns
 		}
 		if l.Usage != nil {
-			s.p.InputTokens = l.Usage.Input + l.Usage.CacheWrite + l.Usage.CacheRead
-			s.p.OutputTokens = l.Usage.Output
+			u := l.Usage.sane()
+			s.p.InputTokens = u.Input + u.CacheWrite + u.CacheRead
+			s.p.OutputTokens = u.Output
 		}
-		if l.TotalCostUSD != nil {
+		if l.TotalCostUSD != nil && *l.TotalCostUSD >= 0 && *l.TotalCostUSD < 1e9 {
 			s.p.CostUSD = *l.TotalCostUSD
 			s.p.CostEstimated = false
 		}
