@@ -106,6 +106,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	s.chainRoutes(mux)
+	s.operatorRoutes(mux)
 	s.registerCLIRoutes(mux)
 	if s.opts.Bus != nil {
 		mux.Handle("GET /v1/events", streaming(s.opts.Bus))

@@ -74,6 +74,7 @@ type Supervisor struct {
 
 	loadGen atomic.Uint64   // numbers unit loads in the order they began
 	loaded  chan loadResult // a load done off the loop, for the loop to apply
+	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
 	// Loop-owned state.
 	desired   map[string]Desired
@@ -89,6 +90,7 @@ type Supervisor struct {
 	applied   uint64 // loadGen of the last load applied
 	notifyN   int
 	lastStat  string
+	stats     loopStats // metrics: the snapshot scrapes read
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -192,6 +194,7 @@ func (s *Supervisor) notify(state string) {
 // once no worker is left.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.loopCh)
+	defer s.bg.Wait()
 	var changes <-chan struct{}
 	if s.opts.Watch {
 		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
@@ -234,6 +237,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	var extend <-chan time.Time
 	first := true
 	done := ctx.Done()
+	woke := time.Now()
 	for {
 		wake := s.reconcile()
 		if first {
@@ -243,6 +247,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.stepDone(woke)
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
 			return nil
@@ -297,6 +302,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.desired[name] = d
 			}
 		}
+		woke = time.Now()
 	}
 }
 
@@ -526,11 +532,11 @@ func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, dr
 		// a write for up to a second. If it cannot be told, the stop
 		// deadline's SIGKILL ends it (ipc workers get no signal).
 		ch, msg := rec.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
-		go func() {
+		s.bg.Go(func() {
 			if err := ch.Send(msg); err != nil {
 				s.logf("%s: shutdown message: %v; it is killed at its stop deadline", name, err)
 			}
-		}()
+		})
 		return
 	}
 	sig, err := ParseSignal(svc.StopSignal)
@@ -846,7 +852,7 @@ type loadResult struct {
 // result on the loop.
 func (s *Supervisor) loadUnits() loadResult {
 	gen := s.loadGen.Add(1)
-	set, err := unit.Load(s.opts.Paths.Units)
+	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
 	return loadResult{gen: gen, set: set, err: err, choices: s.choicesSnapshot()}
 }
 
