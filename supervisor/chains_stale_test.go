@@ -166,62 +166,6 @@ func TestArchivedChainsReadable(t *testing.T) {
 	}
 }
 
-// TestRuntimeInstanceSurvivesRestart starts an orchestrator instance that has only its template
-// (opsvc start agent@night), stops the daemon, and starts a new daemon on the same units and
-// state: the instance starts again, with its task, and a stopped one does not.
-func TestRuntimeInstanceSurvivesRestart(t *testing.T) {
-	dir := shortTemp(t)
-	agent := filepath.Join(dir, "agent.sh")
-	os.WriteFile(agent, []byte(`#!/bin/sh
-cat > "`+dir+`/prompt-$OPSVC_CHAIN_ID"
-printf '{"turns":1,"done":true}' > "$OPSVC_RESULT"
-`), 0o755)
-	files := map[string]string{"agent@.toml": strings.Replace(orchestratorUnit(agent, ""), `restart = "on-failure"`, `restart = "no"`, 1)}
-	h1 := newHarness(t, files, withRegistry(t))
-	for _, name := range []string{"agent@night", "agent@day"} {
-		if code, body := h1.do("POST", "/v1/units/"+name+"/start", nil); code != 200 {
-			t.Fatalf("start %s: %d %s", name, code, body)
-		}
-		// The worker ends with its chain; its last event may come before or after its exit.
-		h1.waitEvent("unit.exited", name)
-	}
-	if code, body := h1.do("POST", "/v1/units/agent@day/stop?wait=1", nil); code != 200 {
-		t.Fatalf("stop: %d %s", code, body)
-	}
-	path := filepath.Join(h1.state, RuntimeInstancesFile)
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(readOr(path), `"instances":["agent@night"]`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %q, want agent@night alone", path, readOr(path))
-		}
-		time.Sleep(10 * time.Millisecond) // the file is written off the loop: nothing to wait on
-	}
-	h1.shutdown()
-	h1.runner.Close() // the process's one reaper of all children: the second daemon's takes over
-
-	same := func(o *Options) { o.Paths.Units, o.Paths.State = h1.units, h1.state }
-	h2 := newHarness(t, nil, same, withRegistry(t))
-	h2.waitEvent("unit.exited", "agent@night")
-	if code, body := h2.do("GET", "/v1/units/agent@day", nil); code != 404 {
-		t.Fatalf("the stopped instance is back: %d %s", code, body)
-	}
-	n := 0
-	for _, c := range chainsOf(t, h2.sup.opts.Registry, "agent@night") {
-		if c.Task != "Work on night" || c.Status != registry.ChainComplete {
-			t.Fatalf("chain %s: task %q, status %s", c.ID, c.Task, c.Status)
-		}
-		n++
-	}
-	if n != 2 {
-		t.Fatalf("agent@night ran %d chains, want one per daemon", n)
-	}
-}
-
-func readOr(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
-}
-
 // TestProgressPayloadsAgree checks that the daemon's typed session.progress (package api) has the
 // fields the worker sends (package chain's Progress), with the same JSON names.
 func TestProgressPayloadsAgree(t *testing.T) {

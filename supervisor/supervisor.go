@@ -82,7 +82,6 @@ type Supervisor struct {
 	set       *unit.Set
 	errors    map[string][]unit.Problem // current load problems by unit
 	instances map[string]bool           // template instances started by name, not by a file
-	rtiSaver  instancesWriter           // writes instances to the state directory (instances.go)
 	waiters   []*waiter
 	launches  []*launch // starts prepared by the current reconcile pass
 	leases    *Leases
@@ -207,7 +206,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	defer s.watchSettings(ctx)()
 	s.loadSpend()
-	s.loadRuntimeInstances()
 	s.reload("start")
 	// Unit files changed on disk are parsed off the loop, one load at a time;
 	// changes seen during a load start one more when it is done.
@@ -1072,9 +1070,6 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	}
 	s.desired[name] = d
-	if s.instances[name] {
-		s.saveRuntimeInstances()
-	}
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }
