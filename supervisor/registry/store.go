@@ -557,6 +557,7 @@ func (s *Store) ReadArchive() ([]Chain, error) {
 		if c.Sessions == nil {
 			c.Sessions = []Session{}
 		}
+		migrate(1, &c) // a line archived by a version 1 registry has no ended_at; others are left as they are
 		if i, ok := at[c.ID]; ok {
 			out[i] = c
 			continue
