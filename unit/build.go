@@ -145,11 +145,17 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 		o.ExtraArgs = e.strs("orchestrator.extra_args")
 		o.Model, _ = e.str("orchestrator.model")
 		if o.Model != "" && !knownModel(o.Model) {
-			hint := "use one of " + strings.Join(chain.DefaultValidModels(), ", ") + ", or a full model name claude-…"
-			if s, ok := suggest.Closest(o.Model, chain.DefaultValidModels()); ok {
-				hint = fmt.Sprintf("did you mean %q? Or %s", s, hint)
+			// Claude Code's models are known; another agent's are its own, but a near miss of a
+			// known name is a typo all the same.
+			guess, near := suggest.Closest(o.Model, chain.DefaultValidModels())
+			preset := len(o.Agent) == 0 || (len(o.Agent) == 1 && o.Agent[0] == AgentPreset)
+			if preset || near {
+				hint := "use one of " + strings.Join(chain.DefaultValidModels(), ", ") + ", or a full model name claude-…"
+				if near {
+					hint = fmt.Sprintf("did you mean %q? Or %s", guess, hint)
+				}
+				add(e.one["orchestrator.model"].origin, fmt.Sprintf("model %q is not a known model", o.Model), hint)
 			}
-			add(e.one["orchestrator.model"].origin, fmt.Sprintf("model %q is not a known model", o.Model), hint)
 		}
 		num := func(id string) int {
 			if v, ok := e.one[id]; ok {

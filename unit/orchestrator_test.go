@@ -16,6 +16,9 @@ func TestOrchestratorTable(t *testing.T) {
 		"a.toml": "[orchestrator]\ntask = \"t\"\nagent = \"claude\"\nextra_args = [\"--permission-mode\", \"acceptEdits\"]\nmax_budget_usd = 0\ngit = \"worktree\"\n",
 		"b.toml": "[service]\nwatchdog = \"5s\"\n[orchestrator]\ntask = \"t\"\nmax_budget_usd = -1\nbranch = \"ai/{chain_id}\"\n",
 		"c.toml": "[orchestrator]\ntask = \"t\"\nmax_budget_usd = -0.5\nmodel = \"gpt4\"\nbranch = \"fixed\"\n",
+		// Another agent's model is its own business; a near miss of a known one is a typo.
+		"d.toml": "[orchestrator]\ntask = \"t\"\nagent = [\"/bin/true\", \"--model\", \"{model}\"]\nmodel = \"gpt4\"\n",
+		"e.toml": "[orchestrator]\ntask = \"t\"\nagent = [\"/bin/true\"]\nmodel = \"sonet\"\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -53,6 +56,12 @@ func TestOrchestratorTable(t *testing.T) {
 	b := mustUnit(t, s, "b")
 	if b.Service.Watchdog != 5*time.Second || *b.Orchestrator.MaxBudgetUSD != -1 || b.Orchestrator.Agent != nil || b.Orchestrator.Branch != "ai/{chain_id}" {
 		t.Fatalf("b: %+v %+v", b.Service, b.Orchestrator)
+	}
+	if d := mustUnit(t, s, "d"); d.Orchestrator.Model != "gpt4" {
+		t.Fatalf("d: model %q", d.Orchestrator.Model)
+	}
+	if ps := s.Problems["e"]; len(ps) != 1 || ps[0].Hint[:len(`did you mean "sonnet"`)] != `did you mean "sonnet"` {
+		t.Fatalf("e: problems %v, want the typo of sonnet", ps)
 	}
 	var msgs []string
 	for _, p := range s.Problems["c"] {
