@@ -38,11 +38,12 @@ func (r *result) fail(format string, args ...any) {
 }
 func (r *result) skip(format string, args ...any) { r.skipped = fmt.Sprintf(format, args...) }
 
-// check records a figure, and a failure when ok is false.
+// check records what held as a figure, and what did not as a failure.
 func (r *result) check(ok bool, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	r.held = append(r.held, msg)
-	if !ok {
+	if ok {
+		r.held = append(r.held, msg)
+	} else {
 		r.failed = append(r.failed, msg)
 	}
 }
@@ -179,7 +180,7 @@ func render(results []*result, total time.Duration) string {
 			held = "skipped: " + r.skipped
 		case "FAIL":
 			fail++
-			held += "; NOT HELD: " + strings.Join(r.failed, "; ")
+			held = strings.TrimPrefix(held+"; **NOT HELD:** "+strings.Join(r.failed, "; "), "; ")
 		default:
 			pass++
 		}
