@@ -5,44 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
 	"golang.org/x/sys/unix"
 )
 
-// UnitStatus is one unit as the API shows it (DESIGN §7).
-type UnitStatus struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description,omitempty"`
-	Type        string      `json:"type,omitempty"`
-	State       State       `json:"state"`
-	Sub         string      `json:"sub"`
-	PID         int         `json:"pid"`
-	Since       time.Time   `json:"since"`
-	Restarts    int         `json:"restarts"`
-	Exit        *ExitStatus `json:"exit"`
-	Result      string      `json:"result,omitempty"`
-	StatusText  string      `json:"status_text"`
-	Error       string      `json:"error"`
-	LastError   string      `json:"last_error,omitempty"`
-	Blocked     string      `json:"blocked,omitempty"`
-	Wanted      bool        `json:"wanted"`
-	Sources     []string    `json:"sources"`
-}
-
-// APIError is the body of every error response.
-type APIError struct {
-	Error string `json:"error"`
-	Hint  string `json:"hint,omitempty"`
-}
+// UnitStatus is one unit as the API shows it.
+type UnitStatus = api.UnitStatus
 
 type peerKey struct{}
 
@@ -56,6 +38,13 @@ type Peer struct {
 // ConnContext records the peer's credentials (SO_PEERCRED) for handlers; give
 // it to http.Server.ConnContext.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	for {
+		u, ok := c.(interface{ Unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return ctx
@@ -79,6 +68,11 @@ func peerOf(r *http.Request) (Peer, bool) {
 	return p, ok
 }
 
+// emit publishes an event whose data is one of the api package's types.
+func (s *Supervisor) emit(unitName string, pid int, d api.EventData) {
+	s.publish(d.EventType(), unitName, pid, api.Map(d))
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -88,11 +82,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, code int, msg, hint string) {
-	writeJSON(w, code, APIError{Error: msg, Hint: hint})
+	writeJSON(w, code, &api.Error{Message: msg, Hint: hint})
 }
 
-// Handler is the control API (DESIGN §7).
+// unavailable answers a request the reconcile loop could not take: the
+// daemon is stopping, or the client gave up.
+func unavailable(w http.ResponseWriter, err error) {
+	writeErr(w, http.StatusServiceUnavailable, "daemon is not taking requests: "+err.Error(), "the daemon is stopping or overloaded; try again, or see: opsvc status")
+}
+
+// Handler is the control API.
 func (s *Supervisor) Handler() http.Handler {
+	if s.control.p.Load() == nil {
+		// The first call comes before any request, so before any
+		// PUT /v1/settings: reading the settings here races with nothing.
+		s.control.store(s.opts.Settings.Control)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/units", s.handleList)
 	mux.HandleFunc("GET /v1/units/{name}", s.handleGet)
@@ -102,12 +107,12 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	s.chainRoutes(mux)
 	if s.opts.Bus != nil {
-		mux.Handle("GET /v1/events", s.opts.Bus)
+		mux.Handle("GET /v1/events", streaming(s.opts.Bus))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "see DESIGN §7 for the routes: /v1/units, /v1/events, /v1/reload, /v1/chains, /v1/settings")
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "the routes are under /v1/units, /v1/events, /v1/reload, /v1/chains and /v1/settings")
 	})
-	return s.guard(mux)
+	return withBodyCap(s.guard(mux), MaxBodyBytes)
 }
 
 // guard lets through root, the daemon's own user, the configured group and
@@ -116,7 +121,7 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := peerOf(r)
 		if ok && !s.allowed(p) {
-			s.publish("api.denied", "", p.PID, map[string]any{"uid": p.UID, "pid": p.PID, "path": r.URL.Path})
+			s.emit("", p.PID, api.APIDenied{UID: p.UID, PID: p.PID, Method: r.Method, Path: r.URL.Path, Status: http.StatusForbidden, Reason: "uid not allowed"})
 			writeErr(w, http.StatusForbidden, fmt.Sprintf("uid %d may not use this daemon", p.UID), "add the uid to [control] allow_uids or the user to the [control] group in opsvc.toml")
 			return
 		}
@@ -128,15 +133,49 @@ func (s *Supervisor) allowed(p Peer) bool {
 	if p.UID == 0 || p.UID == os.Geteuid() {
 		return true
 	}
-	for _, u := range s.opts.Settings.Control.AllowUIDs {
+	ctl := s.control.load()
+	for _, u := range ctl.AllowUIDs {
 		if u == p.UID {
 			return true
 		}
 	}
-	if g := s.opts.Settings.Control.Group; g != "" {
+	if g := ctl.Group; g != "" {
 		return inGroup(p, g)
 	}
 	return false
+}
+
+// controlSnapshot holds the [control] settings the access check reads on
+// the connections' goroutines while PUT /v1/settings replaces them on the
+// loop. A stored snapshot is never changed.
+type controlSnapshot struct {
+	p atomic.Pointer[config.ControlSettings]
+}
+
+func (c *controlSnapshot) load() *config.ControlSettings {
+	if v := c.p.Load(); v != nil {
+		return v
+	}
+	return &config.ControlSettings{}
+}
+
+func (c *controlSnapshot) store(ctl config.ControlSettings) {
+	ctl.AllowUIDs = slices.Clone(ctl.AllowUIDs)
+	c.p.Store(&ctl)
+}
+
+// cloneSettings returns a copy of st that shares no list with it, so that
+// decoding into the copy leaves st as it was.
+func cloneSettings(st config.Settings) config.Settings {
+	st.Orchestrator.ValidModels = slices.Clone(st.Orchestrator.ValidModels)
+	st.Control.AllowUIDs = slices.Clone(st.Control.AllowUIDs)
+	return st
+}
+
+// applySettings makes next the daemon's settings. It runs on the loop.
+func (s *Supervisor) applySettings(next config.Settings) {
+	s.opts.Settings = next
+	s.control.store(next.Control)
 }
 
 func (s *Supervisor) status(name string) UnitStatus {
@@ -147,10 +186,13 @@ func (s *Supervisor) status(name string) UnitStatus {
 		us.Type = string(d.Unit.Service.Type)
 		us.Sources = d.Unit.Sources
 	}
-	if rt := s.units[name]; rt != nil {
-		us.State, us.Sub, us.PID, us.Since = rt.State, rt.Sub, rt.PID, rt.Since
-		us.Restarts, us.Exit, us.Result, us.StatusText = rt.restarts, rt.exit, rt.result, rt.statusText
-		us.LastError, us.Blocked = rt.lastError, rt.Blocked
+	if rec := s.units[name]; rec != nil {
+		us.State, us.Sub, us.PID, us.Since = rec.State, rec.Sub, rec.PID, rec.Since
+		us.Restarts, us.Result, us.StatusText = rec.Restarts, rec.Result, rec.StatusText
+		if rec.Exit != nil {
+			us.Exit = &api.ExitStatus{Code: rec.Exit.Code, Signal: rec.Exit.Signal}
+		}
+		us.LastError, us.Blocked = rec.LastError, rec.Blocked
 	}
 	if probs := s.errors[name]; len(probs) > 0 {
 		msgs := make([]string, len(probs))
@@ -179,10 +221,10 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"units": out})
+	writeJSON(w, http.StatusOK, api.UnitList{Units: out})
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.
@@ -213,7 +255,7 @@ func (s *Supervisor) handleGet(w http.ResponseWriter, r *http.Request) {
 			us = s.status(name)
 		}
 	}); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	if !found {
@@ -239,14 +281,18 @@ func (s *Supervisor) handleDefinition(w http.ResponseWriter, r *http.Request) {
 		}
 		ann, err = s.set.Annotate(name)
 	}); e != nil {
-		writeErr(w, http.StatusServiceUnavailable, e.Error(), "")
+		unavailable(w, e)
 		return
 	}
 	if err != nil {
 		writeErr(w, http.StatusNotFound, err.Error(), "see: opsvc status")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": name, "definition": ann})
+	def := api.Definition{Name: name, Definition: make([]api.DefinitionEntry, len(ann))}
+	for i, a := range ann {
+		def.Definition[i] = api.DefinitionEntry{Table: a.Table, Key: a.Key, Value: a.Value, Source: a.Source}
+	}
+	writeJSON(w, http.StatusOK, def)
 }
 
 func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
@@ -267,70 +313,18 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	drain := r.URL.Query().Get("drain") == "1"
 	peer, _ := peerOf(r)
 	var (
-		code = http.StatusOK
-		msg  string
-		w8   *waiter
+		code    int
+		msg     string
+		waiting *waiter
 	)
 	err := s.do(r.Context(), func() {
-		d, ok := s.desired[name]
-		if !ok && verb != "stop" && strings.Contains(name, "@") && s.set != nil {
-			u, err := s.set.Instance(name)
-			if err != nil {
-				code, msg = http.StatusNotFound, err.Error()
-				return
-			}
-			s.runtimeI[name] = true
-			d, ok = Desired{Unit: u}, true
-		}
-		if !ok {
-			code = http.StatusNotFound
-			return
-		}
-		if d.Unit == nil && verb != "stop" {
-			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
-			return
-		}
-		s.publish("api."+verb, name, 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
-		switch verb {
-		case "start":
-			d.Want = true
-			if rt := s.units[name]; rt == nil || !rt.Running {
-				d.StartGen++ // a new run; a running unit is left as it is
-			} else if rt.Stopping {
-				d.StartGen++ // started again once the stop is through
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: startDone}
-		case "stop":
-			d.Want = false
-			if rt := s.units[name]; rt != nil {
-				switch {
-				case drain:
-					rt.drain = true
-				case rt.Stopping && rt.drain:
-					// A plain stop cuts a drain short: the stop deadline is
-					// armed again, and SIGKILL follows it.
-					rt.drain = false
-					s.stop(name, rt, rt.StopReason, s.now(), "stop without drain")
-				}
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: stopDone}
-		case "restart":
-			d.Want = true
-			if rt := s.units[name]; rt != nil && rt.Running {
-				d.RestartGen++
-			} else {
-				d.StartGen++
-			}
-			w8 = &waiter{ctx: r.Context(), unit: name, check: restartDone}
-		}
-		s.desired[name] = d
-		if wait {
-			w8.reply = make(chan error, 1)
-			s.waiters = append(s.waiters, w8)
+		code, msg = s.ask(name, verb, drain, peer)
+		if code == http.StatusOK && wait {
+			waiting = s.await(r.Context(), name, verb)
 		}
 	})
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	if code == http.StatusNotFound {
@@ -346,58 +340,37 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait {
+		stream(w)
 		select {
-		case err := <-w8.reply:
+		case err := <-waiting.reply:
 			if err != nil {
 				var us UnitStatus
 				s.do(context.Background(), func() { us = s.status(name) })
-				writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "hint": "see: opsvc status " + name, "unit": us})
+				writeJSON(w, http.StatusConflict, &api.Error{Message: err.Error(), Hint: "see: opsvc status " + name, Unit: &us})
 				return
 			}
 		case <-r.Context().Done():
 			return
 		}
 	}
+	if wait {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
+	}
 	var us UnitStatus
-	s.do(r.Context(), func() { us = s.status(name) })
+	if err := s.do(r.Context(), func() { us = s.status(name) }); err != nil {
+		unavailable(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, us)
 }
 
-func startDone(rt *runtime, d Desired) (bool, error) {
-	if rt.Gen < d.StartGen {
-		return false, nil
-	}
-	switch {
-	case rt.State == Active:
-		return true, nil
-	case rt.State == Failed:
-		return true, fmt.Errorf("unit failed (result: %s)", rt.result)
-	case rt.Settled && rt.State == Inactive:
-		return true, nil
-	case rt.Blocked != "" && !strings.HasPrefix(rt.Blocked, "waiting") && !strings.HasPrefix(rt.Blocked, "after"):
-		return true, errors.New(rt.Blocked)
-	}
-	return false, nil
-}
-
-func stopDone(rt *runtime, d Desired) (bool, error) {
-	return !rt.Running, nil
-}
-
-func restartDone(rt *runtime, d Desired) (bool, error) {
-	if rt.RestartGen < d.RestartGen {
-		return false, nil
-	}
-	return startDone(rt, d)
-}
-
 func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name string) {
-	var body struct {
-		Name string          `json:"name"`
-		Args json.RawMessage `json:"args"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Name == "" {
-		writeErr(w, http.StatusBadRequest, "command body must be JSON {\"name\": NAME, \"args\": …}", "opsvc send UNIT NAME [JSON]")
+	body, err := decodeCommand(r.Body)
+	if err != nil {
+		if tooLarge(w, err) {
+			return
+		}
+		writeErr(w, http.StatusBadRequest, err.Error(), `send {"name": NAME, "args": JSON} (opsvc send UNIT NAME [JSON])`)
 		return
 	}
 	var (
@@ -406,21 +379,21 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 		msg  string
 	)
 	peer, _ := peerOf(r)
-	err := s.do(r.Context(), func() {
-		rt := s.units[name]
+	err = s.do(r.Context(), func() {
+		rec := s.units[name]
 		if _, ok := s.desired[name]; !ok {
 			code = http.StatusNotFound
 			return
 		}
-		if rt == nil || rt.channel == nil || !rt.Running {
+		if rec == nil || rec.channel == nil || !rec.Running {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no running IPC worker", name)
 			return
 		}
-		ch = rt.channel
-		s.publish("api.command", name, rt.PID, map[string]any{"command": body.Name, "uid": peer.UID, "pid": peer.PID})
+		ch = rec.channel
+		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
 	})
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
 	switch code {
@@ -447,16 +420,22 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "data": data})
+	writeJSON(w, http.StatusOK, api.CommandResult{OK: true, Data: data})
 }
 
 func (s *Supervisor) handleReload(w http.ResponseWriter, r *http.Request) {
 	res, err := s.Reload(r.Context())
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
+		unavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"changed": res.Changed, "added": res.Added, "removed": res.Removed, "error": res.Err, "message": res.String()})
+	if res.Err != "" {
+		// The units directory could not be read: nothing was reloaded, and
+		// the units already loaded keep running as they were.
+		writeErr(w, http.StatusInternalServerError, "reload: "+res.Err, "the units loaded before keep running; fix the units directory, then opsvc reload")
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ReloadResult{Changed: nonNil(res.Changed), Added: nonNil(res.Added), Removed: nonNil(res.Removed), Message: res.String()})
 }
 
 // Reload re-reads the units (opsvc reload, SIGHUP).
@@ -476,11 +455,14 @@ func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.Logs == nil {
-		writeErr(w, http.StatusNotFound, "no logs kept", "")
+		writeErr(w, http.StatusNotFound, "no logs kept", "this daemon runs without a log store")
 		return
 	}
 	var found bool
-	s.do(r.Context(), func() { _, found = s.desired[name] })
+	if err := s.do(r.Context(), func() { _, found = s.desired[name] }); err != nil {
+		unavailable(w, err)
+		return
+	}
 	if !found {
 		notFound(w, name)
 		return
@@ -497,13 +479,14 @@ func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {
 	var live <-chan logsLine
 	var cancel func()
 	if follow {
+		stream(w)
 		live, cancel = s.followLogs(name)
 		defer cancel()
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	for _, l := range s.opts.Logs.Tail(name, n) {
-		enc.Encode(l)
+		enc.Encode(logLine(l))
 	}
 	fl, _ := w.(http.Flusher)
 	if fl != nil {
@@ -518,7 +501,7 @@ func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			enc.Encode(l)
+			enc.Encode(logLine(l))
 			if fl != nil {
 				fl.Flush()
 			}
@@ -527,3 +510,43 @@ func (s *Supervisor) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// logLine is a line of the log store as the API shows it.
+func logLine(l logsLine) api.LogLine {
+	return api.LogLine{Time: l.Time, Unit: l.Unit, Stream: l.Stream, Text: l.Text, PID: l.PID, Fields: l.Fields}
+}
+
+// nonNil makes an empty list [] rather than null on the wire.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// decodeCommand reads the body of POST /v1/units/{name}/command.
+func decodeCommand(r io.Reader) (api.CommandRequest, error) {
+	var body api.CommandRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return body, err
+		}
+		return body, fmt.Errorf("command body is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return body, errors.New("command body has more than one JSON value")
+	}
+	if body.Name == "" {
+		return body, errors.New("command body has no name")
+	}
+	if len(body.Name) > maxCommandName {
+		return body, fmt.Errorf("command name is %d bytes, longer than %d", len(body.Name), maxCommandName)
+	}
+	return body, nil
+}
+
+// maxCommandName bounds a command's name.
+const maxCommandName = 256

@@ -111,7 +111,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err.Error(), "")
 		return
 	}
-	next := cur
+	next := cloneSettings(cur) // the decoder must not write into the live settings' lists
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&next); err != nil {
@@ -130,7 +130,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	peer, _ := peerOf(r)
 	s.do(r.Context(), func() {
-		s.opts.Settings = next
+		s.applySettings(next)
 		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
 	})
 	writeJSON(w, http.StatusOK, next)

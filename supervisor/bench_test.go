@@ -10,9 +10,9 @@ import (
 
 // planUnits returns n independent wanted units and, when running, an
 // observation of each as active; otherwise nothing observed.
-func planUnits(n int, running bool) (map[string]Desired, map[string]Observed) {
+func planUnits(n int, running bool) (map[string]Desired, map[string]Lifecycle) {
 	desired := make(map[string]Desired, n)
-	observed := make(map[string]Observed, n)
+	observed := make(map[string]Lifecycle, n)
 	for i := range n {
 		name := fmt.Sprintf("w%04d", i)
 		u := &unit.Unit{Name: name, Enabled: true, Service: unit.DefaultService(), Hash: "h" + name}
@@ -20,7 +20,7 @@ func planUnits(n int, running bool) (map[string]Desired, map[string]Observed) {
 		u.Service.Restart = unit.RestartAlways
 		desired[name] = Desired{Unit: u, Want: true}
 		if running {
-			observed[name] = Observed{State: Active, Sub: "running", PID: 1000 + i, Running: true, Hash: u.Hash,
+			observed[name] = Lifecycle{State: Active, Sub: "running", PID: 1000 + i, Running: true, Hash: u.Hash,
 				Starts: []time.Time{time.Unix(1_800_000_000, 0)}}
 		}
 	}

@@ -118,7 +118,7 @@ func untilTomorrow(now time.Time) int64 {
 
 // handleSessionRequest answers session.acquire and session.release from an
 // orchestrator worker.
-func (s *Supervisor) handleSessionRequest(name string, rt *runtime, method string, params json.RawMessage) (any, error) {
+func (s *Supervisor) handleSessionRequest(name string, rt *unitRecord, method string, params json.RawMessage) (any, error) {
 	now := s.now()
 	switch method {
 	case "session.acquire":

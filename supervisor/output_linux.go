@@ -7,16 +7,26 @@ import (
 	"io"
 	"sync"
 
+	"github.com/opsvc/opsvc/supervisor/logs"
 	"golang.org/x/sys/unix"
 )
 
-// maxLine is the longest output line kept whole; longer ones are split.
-const maxLine = 64 << 10
+// maxLine is the longest output line kept; a longer one keeps its first
+// bytes and ends with a marker saying how many were cut.
+const maxLine = logs.MaxLineBytes
+
+// readQuantum is the most one pipe is read per turn: every ready pipe gets
+// a turn before any gets a second one, so a unit printing without pause
+// delays the others' lines by at most one quantum each.
+const readQuantum = 64 << 10
 
 // outputPoller reads every worker's stdout and stderr pipes from one
 // goroutine with epoll, so a worker costs no goroutine and no buffer of its
-// own; only a line that spans reads is held. A worker never blocks on its
-// pipe as long as the writer it feeds (the log ring and queue) does not.
+// own; only a line that spans reads is held, at most maxLine of it. Pipes are
+// read in turns (level-triggered: a pipe with more to read is reported again
+// in the next round), so one unit's flood cannot starve the others. A worker
+// never blocks on its pipe as long as the writer it feeds (the log ring and
+// queue) does not.
 type outputPoller struct {
 	epfd int
 	efd  int // eventfd: wakes the loop to stop
@@ -31,6 +41,7 @@ type outPipe struct {
 	fd      int
 	w       io.Writer
 	pending []byte
+	cut     int // bytes of the current line past maxLine, not kept
 }
 
 func newOutputPoller() (*outputPoller, error) {
@@ -94,7 +105,7 @@ func (o *outputPoller) drop(fd int) {
 func (o *outputPoller) loop() {
 	defer close(o.done)
 	events := make([]unix.EpollEvent, 64)
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, readQuantum)
 	for {
 		n, err := unix.EpollWait(o.epfd, events, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -122,7 +133,7 @@ func (o *outputPoller) loop() {
 	}
 }
 
-// drain reads what the pipe has; false at EOF or on an error.
+// drain reads one quantum of what the pipe has; false at EOF or on an error.
 func (p *outPipe) drain(buf []byte) bool {
 	for {
 		n, err := unix.Read(p.fd, buf)
@@ -130,43 +141,71 @@ func (p *outPipe) drain(buf []byte) bool {
 			p.feed(buf[:n])
 		}
 		switch {
-		case err == unix.EAGAIN:
-			return true
 		case err == unix.EINTR:
 			continue
+		case err == unix.EAGAIN:
+			return true
 		case err != nil || n == 0:
 			return false
 		}
+		return true
 	}
 }
 
-// feed splits data into lines, holding a partial last line.
+// feed splits data into lines, holding a partial last line (at most maxLine
+// of it: the rest of a long line is counted and dropped).
 func (p *outPipe) feed(data []byte) {
 	for {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		if len(p.pending) > 0 {
-			p.pending = append(p.pending, data[:i+1]...)
+		if len(p.pending) > 0 || p.cut > 0 {
+			p.hold(data[:i+1])
+			p.flush()
+		} else if i+1 > maxLine {
+			p.hold(data[:i+1])
 			p.flush()
 		} else {
 			p.w.Write(data[:i+1])
 		}
 		data = data[i+1:]
 	}
-	if len(data) > 0 {
+	p.hold(data)
+}
+
+// hold adds to the pending line what fits in maxLine (one byte more, to tell
+// a long line apart) and counts the rest as cut.
+func (p *outPipe) hold(data []byte) {
+	room := maxLine + 1 - len(p.pending)
+	if len(data) <= room {
 		p.pending = append(p.pending, data...)
-		if len(p.pending) >= maxLine {
-			p.flush()
-		}
+		return
 	}
+	if room > 0 {
+		p.pending = append(p.pending, data[:room]...)
+		data = data[room:]
+	}
+	if len(data) > 0 && data[len(data)-1] == '\n' {
+		// Keep the newline: it ends the line.
+		p.cut += len(data) - 1
+		p.pending = append(p.pending, '\n')
+		return
+	}
+	p.cut += len(data)
 }
 
 func (p *outPipe) flush() {
-	if len(p.pending) > 0 {
-		p.w.Write(p.pending)
+	if len(p.pending) > 0 || p.cut > 0 {
+		line := bytes.TrimSuffix(p.pending, []byte{'\n'})
+		if len(line) > maxLine || p.cut > 0 {
+			text, _ := logs.CutText(string(line), maxLine, p.cut)
+			p.w.Write([]byte(text + "\n"))
+		} else {
+			p.w.Write(p.pending)
+		}
 	}
+	p.cut = 0
 	if cap(p.pending) > 4096 {
 		p.pending = nil
 	} else {

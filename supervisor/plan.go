@@ -18,39 +18,8 @@ type Desired struct {
 	StartGen uint64
 	// RestartGen is bumped by every explicit restart.
 	RestartGen uint64
-}
-
-// Observed is what the supervisor knows of one unit's processes. It is owned
-// by the reconcile loop; Plan only reads it.
-type Observed struct {
-	State State
-	Sub   string
-	Since time.Time
-
-	PID     int    // main process, 0 when none
-	Running bool   // a process of the unit is alive (not yet reaped)
-	Hash    string // definition the running process was started from
-
-	Stopping   bool       // a stop was sent
-	StopReason StopReason // why
-	Killed     bool       // SIGKILL was sent
-
-	// Settled marks a run that is over for good (exited without restart, or
-	// failed); only a new StartGen starts it again.
-	Settled    bool
-	Gen        uint64 // StartGen of the last start
-	RestartGen uint64 // RestartGen handled
-
-	RestartAt time.Time   // auto-restart due (zero: none scheduled)
-	Failures  int         // consecutive failed runs, for the backoff
-	Starts    []time.Time // recent starts, for the start limit
-
-	StartDeadline    time.Time // notify/ipc readiness deadline
-	StopDeadline     time.Time // SIGKILL after this
-	WatchdogDeadline time.Time // heartbeat deadline (zero: off)
-	EOFDeadline      time.Time // the IPC channel closed: the process must exit by then
-
-	Blocked string // why a wanted unit is not started
+	// Drain asks a stop to let an orchestrator finish its session.
+	Drain bool
 }
 
 // StopReason says why a unit is being stopped; it decides what happens after.
@@ -131,7 +100,7 @@ type Action struct {
 // Plan compares what is wanted with what runs and says what to do now, and
 // when to look again (zero time: no timer needed). It is pure: no I/O, no
 // clock, no mutation of its arguments.
-func Plan(desired map[string]Desired, observed map[string]Observed, now time.Time) ([]Action, time.Time) {
+func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
 	names := make([]string, 0, len(desired)+len(observed))
 	for n := range desired {
 		names = append(names, n)
@@ -156,7 +125,7 @@ func Plan(desired map[string]Desired, observed map[string]Observed, now time.Tim
 		d, inDesired := desired[name]
 		o, seen := observed[name]
 		if !seen {
-			o = Observed{State: Inactive}
+			o = Lifecycle{State: Inactive}
 		}
 		wanted := inDesired && d.Want && d.Unit != nil
 
@@ -200,6 +169,12 @@ func Plan(desired map[string]Desired, observed map[string]Observed, now time.Tim
 					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
 					continue
 				}
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "not wanted", Stop: StopManual})
+				continue
+			}
+			if ph := o.Phase(); ph == PhaseAutoRestart || ph == PhaseExited {
+				// Nothing runs, but the unit is not over: a pending restart
+				// is canceled, a oneshot's success ends (as systemd does).
 				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "not wanted", Stop: StopManual})
 				continue
 			}
@@ -255,7 +230,7 @@ func Plan(desired map[string]Desired, observed map[string]Observed, now time.Tim
 	return acts, wake
 }
 
-func startReason(o Observed, d Desired) string {
+func startReason(o Lifecycle, d Desired) string {
 	switch {
 	case d.StartGen > o.Gen:
 		return "start requested"
@@ -282,7 +257,7 @@ func StartsWithin(starts []time.Time, now time.Time, interval time.Duration) int
 
 // waitingFor says why a wanted unit cannot start yet: a requirement that is
 // not ready, or an ordering predecessor still starting.
-func waitingFor(u *unit.Unit, desired map[string]Desired, observed map[string]Observed) string {
+func waitingFor(u *unit.Unit, desired map[string]Desired, observed map[string]Lifecycle) string {
 	for _, r := range u.Requires {
 		d, ok := desired[r]
 		if !ok || d.Unit == nil {
@@ -326,7 +301,7 @@ func stoppedRequirement(u *unit.Unit, desired map[string]Desired) string {
 // one that requires it (it is stopped too), or one ordered after it that is
 // being stopped as well (shutdown). A unit that merely runs after name and
 // stays wanted is not waited for.
-func runningDependent(name string, desired map[string]Desired, observed map[string]Observed) string {
+func runningDependent(name string, desired map[string]Desired, observed map[string]Lifecycle) string {
 	var deps []string
 	for n, d := range desired {
 		if d.Unit == nil || !observed[n].Running {

@@ -16,7 +16,7 @@ func TestPlanProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		n := rapid.IntRange(1, 8).Draw(t, "units")
 		desired := map[string]Desired{}
-		observed := map[string]Observed{}
+		observed := map[string]Lifecycle{}
 		names := make([]string, n)
 		for i := range names {
 			names[i] = fmt.Sprintf("u%d", i)
@@ -36,8 +36,9 @@ func TestPlanProperties(t *testing.T) {
 				}
 			}
 			if rapid.Bool().Draw(t, name+".observed") {
-				o := Observed{
+				o := Lifecycle{
 					State:      State(rapid.IntRange(1, 5).Draw(t, name+".state")),
+					Sub:        rapid.SampledFrom([]string{"start", "running", "auto-restart", "exited", "dead"}).Draw(t, name+".sub"),
 					Running:    rapid.Bool().Draw(t, name+".running"),
 					Hash:       rapid.SampledFrom([]string{"a", "b"}).Draw(t, name+".ohash"),
 					Stopping:   rapid.Bool().Draw(t, name+".stopping"),
@@ -67,8 +68,8 @@ func TestPlanProperties(t *testing.T) {
 					t.Fatalf("started %s past its start limit", a.Unit)
 				}
 			case ActStop:
-				if !o.Running {
-					t.Fatalf("stop for %s, which does not run", a.Unit)
+				if ph := o.Phase(); !o.Running && ph != PhaseAutoRestart && ph != PhaseExited {
+					t.Fatalf("stop for %s, which does not run and waits for nothing (%s)", a.Unit, ph)
 				}
 				if a.Stop == StopChanged && o.Hash == desired[a.Unit].Unit.Hash {
 					t.Fatalf("restarted %s whose definition is unchanged", a.Unit)

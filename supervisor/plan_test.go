@@ -28,11 +28,11 @@ func after(deps ...string) func(*unit.Unit) {
 }
 
 func TestPlan(t *testing.T) {
-	running := Observed{State: Active, Sub: "running", PID: 10, Running: true, Hash: "h1"}
+	running := Lifecycle{State: Active, Sub: "running", PID: 10, Running: true, Hash: "h1"}
 	tests := []struct {
 		name     string
 		desired  map[string]Desired
-		observed map[string]Observed
+		observed map[string]Lifecycle
 		want     []Action
 		wake     time.Time
 	}{
@@ -44,108 +44,108 @@ func TestPlan(t *testing.T) {
 		{
 			name:     "running and unchanged: nothing",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": running},
+			observed: map[string]Lifecycle{"web": running},
 		},
 		{
 			name:     "changed definition stops first",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h2"), Want: true}},
-			observed: map[string]Observed{"web": running},
+			observed: map[string]Lifecycle{"web": running},
 			want:     []Action{{Kind: ActStop, Unit: "web", Reason: "definition changed", Stop: StopChanged}},
 		},
 		{
 			name:     "stopped after a change starts with the new definition",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h2"), Want: true}},
-			observed: map[string]Observed{"web": {State: Inactive, Hash: "h1", StopReason: StopChanged}},
+			observed: map[string]Lifecycle{"web": {State: Inactive, Hash: "h1", StopReason: StopChanged}},
 			want:     []Action{{Kind: ActStart, Unit: "web", Reason: "definition changed"}},
 		},
 		{
 			name:     "not wanted and running: stop",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1")}},
-			observed: map[string]Observed{"web": running},
+			observed: map[string]Lifecycle{"web": running},
 			want:     []Action{{Kind: ActStop, Unit: "web", Reason: "not wanted", Stop: StopManual}},
 		},
 		{
 			name:     "removed and stopped: forget",
-			observed: map[string]Observed{"old": {State: Inactive}},
+			observed: map[string]Lifecycle{"old": {State: Inactive}},
 			want:     []Action{{Kind: ActForget, Unit: "old", Reason: "removed"}},
 		},
 		{
 			name:     "stopping: wait for the exit until the deadline",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1")}},
-			observed: map[string]Observed{"web": {State: Deactivating, Running: true, Stopping: true, StopDeadline: t0.Add(time.Second)}},
+			observed: map[string]Lifecycle{"web": {State: Deactivating, Running: true, Stopping: true, StopDeadline: t0.Add(time.Second)}},
 			wake:     t0.Add(time.Second),
 		},
 		{
 			name:     "stop timeout: kill",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1")}},
-			observed: map[string]Observed{"web": {State: Deactivating, Running: true, Stopping: true, StopDeadline: t0}},
+			observed: map[string]Lifecycle{"web": {State: Deactivating, Running: true, Stopping: true, StopDeadline: t0}},
 			want:     []Action{{Kind: ActKill, Unit: "web", Reason: "stop timeout"}},
 		},
 		{
 			name:     "start timeout: kill",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Activating, Running: true, Hash: "h1", StartDeadline: t0.Add(-time.Millisecond)}},
+			observed: map[string]Lifecycle{"web": {State: Activating, Running: true, Hash: "h1", StartDeadline: t0.Add(-time.Millisecond)}},
 			want:     []Action{{Kind: ActKill, Unit: "web", Reason: "start timeout"}},
 		},
 		{
 			name:     "watchdog missed",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Active, Running: true, Hash: "h1", WatchdogDeadline: t0}},
+			observed: map[string]Lifecycle{"web": {State: Active, Running: true, Hash: "h1", WatchdogDeadline: t0}},
 			want:     []Action{{Kind: ActWatchdog, Unit: "web", Reason: "watchdog timeout"}},
 		},
 		{
 			name:     "closed channel: wait for the exit",
 			desired:  map[string]Desired{"w": {Unit: mkUnit("w", "h1"), Want: true}},
-			observed: map[string]Observed{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0.Add(time.Second)}},
+			observed: map[string]Lifecycle{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0.Add(time.Second)}},
 			wake:     t0.Add(time.Second),
 		},
 		{
 			name:     "closed channel and still running: kill",
 			desired:  map[string]Desired{"w": {Unit: mkUnit("w", "h1"), Want: true}},
-			observed: map[string]Observed{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0}},
+			observed: map[string]Lifecycle{"w": {State: Active, Running: true, Hash: "h1", EOFDeadline: t0}},
 			want:     []Action{{Kind: ActKill, Unit: "w", Reason: ReasonChannelClosed}},
 		},
 		{
 			name:     "auto-restart not yet due",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0.Add(200 * time.Millisecond)}},
+			observed: map[string]Lifecycle{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0.Add(200 * time.Millisecond)}},
 			wake:     t0.Add(200 * time.Millisecond),
 		},
 		{
 			name:     "auto-restart due",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0}},
+			observed: map[string]Lifecycle{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0}},
 			want:     []Action{{Kind: ActStart, Unit: "web", Reason: "auto-restart"}},
 		},
 		{
 			name:    "start limit hit",
 			desired: map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0,
+			observed: map[string]Lifecycle{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0,
 				Starts: []time.Time{t0.Add(-5 * time.Second), t0.Add(-4 * time.Second), t0.Add(-3 * time.Second), t0.Add(-2 * time.Second), t0.Add(-time.Second)}}},
 			want: []Action{{Kind: ActFail, Unit: "web", Reason: "start-limit-hit"}},
 		},
 		{
 			name:    "old starts fall out of the window",
 			desired: map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0,
+			observed: map[string]Lifecycle{"web": {State: Activating, Sub: "auto-restart", RestartAt: t0,
 				Starts: []time.Time{t0.Add(-50 * time.Second), t0.Add(-40 * time.Second), t0.Add(-30 * time.Second), t0.Add(-20 * time.Second), t0.Add(-time.Second)}}},
 			want: []Action{{Kind: ActStart, Unit: "web", Reason: "auto-restart"}},
 		},
 		{
 			name:     "failed stays failed",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true}},
-			observed: map[string]Observed{"web": {State: Failed, Settled: true}},
+			observed: map[string]Lifecycle{"web": {State: Failed, Settled: true}},
 		},
 		{
 			name:     "explicit start clears failed",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true, StartGen: 1}},
-			observed: map[string]Observed{"web": {State: Failed, Settled: true, Starts: []time.Time{t0, t0, t0, t0, t0}}},
+			observed: map[string]Lifecycle{"web": {State: Failed, Settled: true, Starts: []time.Time{t0, t0, t0, t0, t0}}},
 			want:     []Action{{Kind: ActStart, Unit: "web", Reason: "start requested"}},
 		},
 		{
 			name:     "restart requested",
 			desired:  map[string]Desired{"web": {Unit: mkUnit("web", "h1"), Want: true, RestartGen: 1}},
-			observed: map[string]Observed{"web": running},
+			observed: map[string]Lifecycle{"web": running},
 			want:     []Action{{Kind: ActStop, Unit: "web", Reason: "restart requested", Stop: StopRestart}},
 		},
 		{
@@ -154,7 +154,7 @@ func TestPlan(t *testing.T) {
 				"db":  {Unit: mkUnit("db", "d"), Want: true},
 				"web": {Unit: mkUnit("web", "w", requires("db")), Want: true},
 			},
-			observed: map[string]Observed{"db": {State: Activating, Running: true, Hash: "d"}},
+			observed: map[string]Lifecycle{"db": {State: Activating, Running: true, Hash: "d"}},
 			want:     []Action{{Kind: ActBlock, Unit: "web", Reason: "waiting for db to be ready"}},
 		},
 		{
@@ -163,7 +163,7 @@ func TestPlan(t *testing.T) {
 				"db":  {Unit: mkUnit("db", "d"), Want: true},
 				"web": {Unit: mkUnit("web", "w", requires("db")), Want: true},
 			},
-			observed: map[string]Observed{"db": {State: Active, Running: true, Hash: "d"}, "web": {State: Inactive, Blocked: "waiting for db to be ready"}},
+			observed: map[string]Lifecycle{"db": {State: Active, Running: true, Hash: "d"}, "web": {State: Inactive, Blocked: "waiting for db to be ready"}},
 			want:     []Action{{Kind: ActStart, Unit: "web", Reason: "wanted"}},
 		},
 		{
@@ -172,7 +172,7 @@ func TestPlan(t *testing.T) {
 				"db":  {Unit: mkUnit("db", "d"), Want: true},
 				"web": {Unit: mkUnit("web", "w", requires("db")), Want: true},
 			},
-			observed: map[string]Observed{"db": {State: Failed, Settled: true}},
+			observed: map[string]Lifecycle{"db": {State: Failed, Settled: true}},
 			want:     []Action{{Kind: ActBlock, Unit: "web", Reason: "requires db, which failed"}},
 		},
 		{
@@ -189,7 +189,7 @@ func TestPlan(t *testing.T) {
 				"db":  {Unit: mkUnit("db", "d")},
 				"web": {Unit: mkUnit("web", "w", requires("db")), Want: true},
 			},
-			observed: map[string]Observed{"db": {State: Active, Running: true, Hash: "d"}, "web": {State: Active, Running: true, Hash: "w"}},
+			observed: map[string]Lifecycle{"db": {State: Active, Running: true, Hash: "d"}, "web": {State: Active, Running: true, Hash: "w"}},
 			want: []Action{
 				{Kind: ActBlock, Unit: "db", Reason: "stopping after web"},
 				{Kind: ActStop, Unit: "web", Reason: "required unit db is stopped", Stop: StopDependency},
@@ -202,7 +202,7 @@ func TestPlan(t *testing.T) {
 				"web":   {Unit: mkUnit("web", "w", requires("db"))},
 				"other": {Unit: mkUnit("other", "o")},
 			},
-			observed: map[string]Observed{
+			observed: map[string]Lifecycle{
 				"db":    {State: Active, Running: true, Hash: "d"},
 				"web":   {State: Active, Running: true, Hash: "w"},
 				"other": {State: Active, Running: true, Hash: "o"},
@@ -219,13 +219,13 @@ func TestPlan(t *testing.T) {
 				"ticker":   {Unit: mkUnit("ticker", "t")},
 				"slowstop": {Unit: mkUnit("slowstop", "s", after("ticker")), Want: true},
 			},
-			observed: map[string]Observed{"ticker": {State: Active, Running: true, Hash: "t"}, "slowstop": {State: Active, Running: true, Hash: "s"}},
+			observed: map[string]Lifecycle{"ticker": {State: Active, Running: true, Hash: "t"}, "slowstop": {State: Active, Running: true, Hash: "s"}},
 			want:     []Action{{Kind: ActStop, Unit: "ticker", Reason: "not wanted", Stop: StopManual}},
 		},
 		{
 			name:     "oneshot that succeeded stays",
 			desired:  map[string]Desired{"job": {Unit: mkUnit("job", "j"), Want: true}},
-			observed: map[string]Observed{"job": {State: Active, Sub: "exited", Hash: "j", Settled: true}},
+			observed: map[string]Lifecycle{"job": {State: Active, Sub: "exited", Hash: "j", Settled: true}},
 		},
 		{
 			name:    "unit without a valid definition is not started",
@@ -305,28 +305,7 @@ func TestOnExit(t *testing.T) {
 	}
 }
 
-func TestTransitions(t *testing.T) {
-	legalPairs := [][2]State{
-		{Inactive, Activating}, {Activating, Active}, {Active, Deactivating}, {Deactivating, Inactive},
-		{Active, Activating}, {Failed, Activating}, {Activating, Failed}, {Active, Active},
-	}
-	for _, p := range legalPairs {
-		if err := CheckTransition(p[0], p[1]); err != nil {
-			t.Errorf("CheckTransition(%s, %s) = %v, want nil", p[0], p[1], err)
-		}
-	}
-	illegal := [][2]State{{Inactive, Active}, {Inactive, Deactivating}, {Failed, Active}, {Deactivating, Active}}
-	for _, p := range illegal {
-		err := CheckTransition(p[0], p[1])
-		if err == nil {
-			t.Errorf("CheckTransition(%s, %s) = nil, want an error", p[0], p[1])
-			continue
-		}
-		want := "supervisor: illegal transition " + p[0].String() + " -> " + p[1].String()
-		if err.Error() != want {
-			t.Errorf("error = %q, want %q", err, want)
-		}
-	}
+func TestParseState(t *testing.T) {
 	for s := Inactive; s <= Failed; s++ {
 		got, err := ParseState(s.String())
 		if err != nil || got != s {

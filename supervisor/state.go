@@ -1,83 +1,21 @@
 package supervisor
 
 import (
-	"fmt"
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
-// State is a unit's active state, in systemd's words. The values are explicit
-// because they cross process boundaries (API, events).
-type State uint8
+// State is a unit's active state, in systemd's words (api.State: the API
+// and the events carry it).
+type State = api.State
 
 // Unit states.
 const (
-	Inactive     State = 1
-	Activating   State = 2
-	Active       State = 3
-	Deactivating State = 4
-	Failed       State = 5
+	Inactive     = api.StateInactive
+	Activating   = api.StateActivating
+	Active       = api.StateActive
+	Deactivating = api.StateDeactivating
+	Failed       = api.StateFailed
 )
 
-func (s State) String() string {
-	switch s {
-	case Inactive:
-		return "inactive"
-	case Activating:
-		return "activating"
-	case Active:
-		return "active"
-	case Deactivating:
-		return "deactivating"
-	case Failed:
-		return "failed"
-	}
-	return fmt.Sprintf("State(%d)", uint8(s))
-}
-
-// ParseState is the inverse of String.
-func ParseState(name string) (State, error) {
-	for s := Inactive; s <= Failed; s++ {
-		if s.String() == name {
-			return s, nil
-		}
-	}
-	return 0, fmt.Errorf("supervisor: parse state %q: want inactive, activating, active, deactivating or failed", name)
-}
-
-// MarshalText writes the state's name.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText reads a state's name.
-func (s *State) UnmarshalText(b []byte) error {
-	v, err := ParseState(string(b))
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
-}
-
-// legal reports whether a unit may go from one state to another.
-func legal(from, to State) bool {
-	if from == to {
-		return true
-	}
-	switch from {
-	case Inactive:
-		return to == Activating || to == Failed
-	case Activating, Active:
-		return to != 0 && to <= Failed
-	case Deactivating:
-		return to == Inactive || to == Failed || to == Activating
-	case Failed:
-		return to == Activating || to == Inactive
-	}
-	return false
-}
-
-// CheckTransition returns an error sentence for an illegal change of state.
-func CheckTransition(from, to State) error {
-	if legal(from, to) {
-		return nil
-	}
-	return fmt.Errorf("supervisor: illegal transition %s -> %s", from, to)
-}
+// ParseState is the inverse of State.String.
+func ParseState(name string) (State, error) { return api.ParseState(name) }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
@@ -68,34 +70,29 @@ type Supervisor struct {
 	ready   chan struct{} // closed once the first plan ran
 	loopCh  chan struct{} // closed when Run returns
 
+	control controlSnapshot // [control] settings for the access check, read off the loop
+
 	// Loop-owned state.
-	desired  map[string]Desired
-	units    map[string]*runtime
-	set      *unit.Set
-	errors   map[string][]unit.Problem // current load problems by unit
-	runtimeI map[string]bool           // instances started by name, not by a file
-	waiters  []*waiter
-	leases   *Leases
-	shutdown bool
-	notifyN  int
-	lastStat string
+	desired   map[string]Desired
+	units     map[string]*unitRecord
+	set       *unit.Set
+	errors    map[string][]unit.Problem // current load problems by unit
+	instances map[string]bool           // template instances started by name, not by a file
+	waiters   []*waiter
+	launches  []*launch // starts prepared by the current reconcile pass
+	leases    *Leases
+	shutdown  bool
+	notifyN   int
+	lastStat  string
 }
 
-// runtime is the loop's record of one unit.
-type runtime struct {
-	Observed
-	proc       Process
-	channel    *worker.Channel
-	notify     *sdnotify.Server
-	startedAt  time.Time
-	restarts   int
-	exit       *ExitStatus
-	result     string
-	statusText string
-	killResult string // "timeout" or "watchdog" when the loop killed it
-	lastError  string // why the last start failed
-	sources    []string
-	drain      bool // stop lets an orchestrator finish its session
+// unitRecord is the loop's record of one unit: its lifecycle, and the
+// handles of its running process. Only Step changes the lifecycle.
+type unitRecord struct {
+	Lifecycle
+	proc    Process
+	channel *worker.Channel
+	notify  *sdnotify.Server
 	// fields are extra journald fields for output lines (the running session
 	// of an orchestrator); written by the loop, read by output goroutines.
 	fields atomic.Pointer[map[string]string]
@@ -120,10 +117,13 @@ type unitMsg struct {
 	eof     bool
 }
 
+// waiter is an API request waiting for a unit to reach the end of a start,
+// stop or restart.
 type waiter struct {
 	ctx   context.Context
 	unit  string
-	check func(*runtime, Desired) (done bool, err error)
+	verb  string // start, stop or restart
+	check func(*unitRecord, Desired) (done bool, err error)
 	reply chan error
 }
 
@@ -145,20 +145,20 @@ func New(opts Options) (*Supervisor, error) {
 		opts.Debounce = 100 * time.Millisecond
 	}
 	return &Supervisor{
-		opts:     opts,
-		now:      opts.Now,
-		logf:     opts.Logf,
-		env:      BaseEnv(opts.Environ),
-		reqs:     make(chan func()),
-		exitSig:  make(chan struct{}, 1),
-		msgs:     make(chan unitMsg, 256),
-		ready:    make(chan struct{}),
-		loopCh:   make(chan struct{}),
-		desired:  make(map[string]Desired),
-		units:    make(map[string]*runtime),
-		errors:   make(map[string][]unit.Problem),
-		runtimeI: make(map[string]bool),
-		leases:   NewLeases(),
+		opts:      opts,
+		now:       opts.Now,
+		logf:      opts.Logf,
+		env:       BaseEnv(opts.Environ),
+		reqs:      make(chan func()),
+		exitSig:   make(chan struct{}, 1),
+		msgs:      make(chan unitMsg, 256),
+		ready:     make(chan struct{}),
+		loopCh:    make(chan struct{}),
+		desired:   make(map[string]Desired),
+		units:     make(map[string]*unitRecord),
+		errors:    make(map[string][]unit.Problem),
+		instances: make(map[string]bool),
+		leases:    NewLeases(),
 	}, nil
 }
 
@@ -215,7 +215,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if first {
 			first = false
 			close(s.ready)
-			s.publish("daemon.ready", "", os.Getpid(), map[string]any{"units": len(s.desired)})
+			s.emit("", os.Getpid(), api.DaemonReady{Units: len(s.desired)})
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
@@ -255,7 +255,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-done:
 			done = nil
 			s.shutdown = true
-			s.publish("daemon.stopping", "", os.Getpid(), nil)
+			s.emit("", os.Getpid(), api.DaemonStopping{})
 			s.notify("STOPPING=1")
 			s.notify("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(int64(s.maxStopTimeout()/time.Microsecond)+5e6, 10))
 			t := time.NewTicker(time.Second)
@@ -291,8 +291,8 @@ func (s *Supervisor) maxStopTimeout() time.Duration {
 
 // idle is true when no process of any unit is alive.
 func (s *Supervisor) idle() bool {
-	for _, rt := range s.units {
-		if rt.Running {
+	for _, rec := range s.units {
+		if rec.Running {
 			return false
 		}
 	}
@@ -303,27 +303,21 @@ func (s *Supervisor) idle() bool {
 // then returns when to look again.
 func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
-		obs := make(map[string]Observed, len(s.units))
-		for n, rt := range s.units {
-			obs[n] = rt.Observed
+		obs := make(map[string]Lifecycle, len(s.units))
+		for n, rec := range s.units {
+			obs[n] = rec.Lifecycle
 		}
-		now := s.now()
-		acts, wake := Plan(s.desired, obs, now)
+		acts, wake := Plan(s.desired, obs, s.now())
 		changed := false
-		var starts []*launch
 		for _, a := range acts {
-			if a.Kind == ActStart {
-				starts = append(starts, s.startPrepare(a.Unit, s.rt(a.Unit), s.desired[a.Unit], now, a.Reason))
-				changed = true
-				continue
-			}
-			if s.apply(a, now) {
+			if s.apply(a) {
 				changed = true
 			}
 		}
-		if len(starts) > 0 {
-			s.forkAll(starts)
-			for _, l := range starts {
+		if ls := s.launches; len(ls) > 0 {
+			s.launches = nil
+			s.forkAll(ls)
+			for _, l := range ls {
 				s.startFinish(l)
 			}
 		}
@@ -334,104 +328,95 @@ func (s *Supervisor) reconcile() time.Time {
 	}
 }
 
-func (s *Supervisor) rt(name string) *runtime {
-	rt := s.units[name]
-	if rt == nil {
-		rt = &runtime{Observed: Observed{State: Inactive, Sub: "dead", Since: s.now()}}
-		s.units[name] = rt
+func (s *Supervisor) record(name string) *unitRecord {
+	rec := s.units[name]
+	if rec == nil {
+		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
+		s.units[name] = rec
 	}
-	return rt
+	return rec
 }
 
-// setState moves a unit to a new state, refusing illegal transitions.
-func (s *Supervisor) setState(name string, rt *runtime, st State, sub string) {
-	if err := CheckTransition(rt.State, st); err != nil {
-		s.logf("%s: %v (sub %s)", name, err, sub)
-		s.publish("unit.error", name, rt.PID, map[string]any{"error": err.Error()})
-		return
-	}
-	if rt.State != st {
-		rt.Since = s.now()
-	}
-	rt.State, rt.Sub = st, sub
-}
-
-// apply carries out one action; it reports whether state changed in a way
-// that deserves another plan.
-func (s *Supervisor) apply(a Action, now time.Time) bool {
-	rt := s.rt(a.Unit)
-	d := s.desired[a.Unit]
-	switch a.Kind {
-	case ActStop:
-		s.stop(a.Unit, rt, a.Stop, now, a.Reason)
-		return true
-	case ActKill:
-		rt.Killed = true
-		switch {
-		case rt.Stopping:
-		case a.Reason == ReasonChannelClosed:
-			rt.killResult = "protocol"
-		default:
-			rt.killResult = "timeout"
-		}
-		s.publish("unit.killed", a.Unit, rt.PID, map[string]any{"reason": a.Reason})
-		if rt.proc != nil {
-			rt.proc.Signal(syscall.SIGKILL)
-		}
-		return false
-	case ActWatchdog:
-		rt.Killed = true
-		rt.killResult = "watchdog"
-		rt.WatchdogDeadline = time.Time{}
-		s.publish("unit.watchdog", a.Unit, rt.PID, map[string]any{"reason": a.Reason})
-		if rt.proc != nil {
-			rt.proc.Signal(syscall.SIGKILL)
-		}
-		return false
-	case ActFail:
-		rt.Settled = true
-		rt.Gen = d.StartGen
-		rt.RestartGen = d.RestartGen
-		rt.RestartAt = time.Time{}
-		rt.result = a.Reason
-		s.setState(a.Unit, rt, Failed, a.Reason)
-		s.publish("unit.failed", a.Unit, 0, map[string]any{"result": a.Reason})
-		return true
-	case ActBlock:
-		rt.Blocked = a.Reason
-		return false
-	case ActForget:
+// apply turns one action of the plan into an event for the unit; it reports
+// whether state changed in a way that deserves another plan.
+func (s *Supervisor) apply(a Action) bool {
+	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
 		return false
+	}
+	rec := s.record(a.Unit)
+	d := s.desired[a.Unit]
+	ev := Event{Reason: a.Reason}
+	switch a.Kind {
+	case ActStart:
+		ev.Kind, ev.Gen, ev.RestartGen, ev.Hash = EvStart, d.StartGen, d.RestartGen, d.Unit.Hash
+	case ActStop:
+		ev.Kind, ev.Stop, ev.Drain = EvStop, a.Stop, d.Drain
+	case ActKill:
+		switch {
+		case rec.Stopping:
+			ev.Kind = EvStopTimeout
+		case a.Reason == ReasonChannelClosed:
+			ev.Kind = EvChannelTimeout
+		default:
+			ev.Kind = EvStartTimeout
+		}
+	case ActWatchdog:
+		ev.Kind = EvWatchdogTimeout
+	case ActFail:
+		ev.Kind, ev.Gen, ev.RestartGen = EvStartLimit, d.StartGen, d.RestartGen
+	case ActBlock:
+		ev.Kind = EvBlocked
+	default:
+		return false
+	}
+	s.step(a.Unit, rec, ev)
+	switch a.Kind {
+	case ActStart, ActStop, ActFail:
+		return true
 	}
 	return false
 }
 
-// startPrepare records a start and prepares its process; forkAll and
-// startFinish complete it.
-func (s *Supervisor) startPrepare(name string, rt *runtime, d Desired, now time.Time, reason string) *launch {
-	u := d.Unit
-	svc := u.Service
-	if !rt.RestartAt.IsZero() && rt.Gen >= d.StartGen {
-		rt.restarts++
+// step feeds one event to a unit's lifecycle and carries out the effects. It
+// is the only place a unit's lifecycle changes.
+func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
+	d := s.desired[name]
+	ev.Svc = unit.DefaultService()
+	if d.Unit != nil {
+		ev.Svc, ev.Defined = d.Unit.Service, true
 	}
-	if d.StartGen > rt.Gen {
-		rt.Failures = 0
-		rt.Starts = nil
+	ev.Wanted = d.Want && !s.shutdown
+	if ev.Kind == EvExited {
+		ev.RestartGen = d.RestartGen
 	}
-	rt.Gen, rt.RestartGen = d.StartGen, d.RestartGen
-	rt.Settled, rt.Stopping, rt.Killed, rt.StopReason = false, false, false, StopNone
-	rt.RestartAt, rt.StopDeadline, rt.WatchdogDeadline, rt.StartDeadline, rt.EOFDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	rt.Blocked, rt.killResult, rt.statusText = "", "", ""
-	rt.drain = false
-	rt.Starts = append(trimStarts(rt.Starts, now, svc.StartLimitInterval), now)
-	rt.Hash = u.Hash
-	rt.sources = u.Sources
-	s.setState(name, rt, Activating, "start")
-	s.publish("unit.starting", name, 0, map[string]any{"reason": reason})
+	next, effs := rec.Lifecycle.Step(ev, s.now())
+	rec.Lifecycle = next
+	for _, e := range effs {
+		switch e.Kind {
+		case EffStartProcess:
+			s.launches = append(s.launches, s.startPrepare(name, rec, d.Unit))
+		case EffSendStop:
+			s.sendStop(name, rec, ev.Svc, e.Drain)
+		case EffKill:
+			if rec.proc != nil {
+				rec.proc.Signal(syscall.SIGKILL)
+			}
+		case EffRelease:
+			s.release(name, rec)
+		case EffPublish:
+			s.emit(name, e.PID, e.Data)
+		case EffIllegal:
+			s.logf("%s: %s", name, e.Text)
+			s.emit(name, rec.PID, api.UnitError{Error: e.Text})
+		}
+	}
+}
 
-	l := &launch{name: name, rt: rt, svc: svc, now: now, holder: &procHolder{}}
-	l.spec, l.ch, l.ns, l.cleanup, l.err = s.prepareSpawn(name, u, rt, func() {
+// startPrepare prepares a unit's process; forkAll and startFinish start it.
+func (s *Supervisor) startPrepare(name string, rec *unitRecord, u *unit.Unit) *launch {
+	l := &launch{name: name, rec: rec, holder: &procHolder{}}
+	l.spec, l.ch, l.ns, l.cleanup, l.err = s.prepareSpawn(name, u, rec, func() {
 		s.exitMu.Lock()
 		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: l.holder})
 		s.exitMu.Unlock()
@@ -482,84 +467,31 @@ const forkers = 4
 
 // startFinish records the outcome of a fork.
 func (s *Supervisor) startFinish(l *launch) {
-	name, rt, svc, now := l.name, l.rt, l.svc, l.now
+	name, rec := l.name, l.rec
 	if l.err != nil {
 		if l.cleanup != nil {
 			l.cleanup()
 		}
-		rt.lastError = l.err.Error()
 		s.logf("%s: %v", name, l.err)
-		// An exec failure counts as a failed run (systemd's 203/EXEC).
-		rt.Running = false
-		s.afterExit(name, rt, ExitStatus{Code: 203}, 0, "")
+		s.step(name, rec, Event{Kind: EvStartFailed, Text: l.err.Error()})
 		return
 	}
-	proc, ch := l.proc, l.ch
-	rt.lastError = ""
-	l.holder.proc = proc
-	rt.proc, rt.channel, rt.notify = proc, ch, l.ns
-	rt.PID = proc.PID()
-	rt.Running = true
-	rt.startedAt = now
-	s.publish("unit.started", name, rt.PID, nil)
-	if ch != nil {
-		go s.pumpIPC(name, proc, ch)
-	}
-	switch svc.Type {
-	case unit.TypeSimple:
-		s.ready_(name, rt, now)
-	default:
-		if svc.StartTimeout > 0 {
-			rt.StartDeadline = now.Add(svc.StartTimeout)
-		}
+	l.holder.proc = l.proc
+	rec.proc, rec.channel, rec.notify = l.proc, l.ch, l.ns
+	s.step(name, rec, Event{Kind: EvStarted, PID: l.proc.PID()})
+	if l.ch != nil {
+		go s.pumpIPC(name, l.proc, l.ch)
 	}
 }
 
-func trimStarts(starts []time.Time, now time.Time, interval time.Duration) []time.Time {
-	out := starts[:0]
-	for _, t := range starts {
-		if now.Sub(t) < interval {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// ready_ marks a unit active (its readiness rule was met).
-func (s *Supervisor) ready_(name string, rt *runtime, now time.Time) {
-	if rt.State != Activating {
-		return
-	}
-	rt.StartDeadline = time.Time{}
-	s.setState(name, rt, Active, "running")
-	if d := s.desired[name]; d.Unit != nil && d.Unit.Service.Watchdog > 0 {
-		rt.WatchdogDeadline = now.Add(d.Unit.Service.Watchdog)
-	}
-	s.publish("unit.ready", name, rt.PID, nil)
-}
-
-func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Time, reason string) {
-	d := s.desired[name]
-	svc := unit.DefaultService()
-	if d.Unit != nil {
-		svc = d.Unit.Service
-	}
-	rt.Stopping = true
-	rt.StopReason = why
-	rt.StopDeadline = now.Add(svc.StopTimeout)
-	drain := rt.drain && svc.Type == unit.TypeOrchestrator
-	if drain {
-		// The session finishes first; a plain stop cuts it short.
-		rt.StopDeadline = time.Time{}
-	}
-	rt.WatchdogDeadline = time.Time{}
-	s.setState(name, rt, Deactivating, "stop")
-	s.publish("unit.stopping", name, rt.PID, map[string]any{"reason": reason})
-	if rt.channel != nil && (svc.Type == unit.TypeIPC || svc.Type == unit.TypeOrchestrator) {
+// sendStop asks a unit's process to stop: the IPC shutdown message for
+// workers with a channel, else the stop signal.
+func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, drain bool) {
+	if rec.channel != nil && (svc.Type == unit.TypeIPC || svc.Type == unit.TypeOrchestrator) {
 		// Sent off the loop: a worker that does not read its channel may hold
 		// a write for up to a second. If it cannot be told, the stop
 		// deadline's SIGKILL ends it (ipc workers get no signal).
-		ch, msg := rt.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
+		ch, msg := rec.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
 		go func() {
 			if err := ch.Send(msg); err != nil {
 				s.logf("%s: shutdown message: %v; it is killed at its stop deadline", name, err)
@@ -571,26 +503,23 @@ func (s *Supervisor) stop(name string, rt *runtime, why StopReason, now time.Tim
 	if err != nil {
 		sig = syscall.SIGTERM
 	}
-	if rt.proc != nil {
-		rt.proc.Signal(sig)
+	if rec.proc != nil {
+		rec.proc.Signal(sig)
 		if sig != syscall.SIGKILL {
-			rt.proc.Signal(syscall.SIGCONT)
+			rec.proc.Signal(syscall.SIGCONT)
 		}
 	}
 }
 
-func (s *Supervisor) handleExit(ev exitEvent) {
-	rt := s.units[ev.unit]
-	proc := ev.holder.proc
-	if rt == nil || proc == nil || rt.proc != proc {
-		return // a stale process
+// release lets go of a process that was reaped: whatever it left in its
+// group goes with it, its channel and socket close, its leases end.
+func (s *Supervisor) release(name string, rec *unitRecord) {
+	if rec.proc != nil {
+		rec.proc.Signal(syscall.SIGKILL)
 	}
-	st := proc.Exit()
-	// Whatever the main process left in its group goes with it.
-	proc.Signal(syscall.SIGKILL)
 	// Closing waits for reader goroutines that may be handing the loop a
 	// message: close off the loop.
-	if ch, ns := rt.channel, rt.notify; ch != nil || ns != nil {
+	if ch, ns := rec.channel, rec.notify; ch != nil || ns != nil {
 		go func() {
 			if ch != nil {
 				ch.Close()
@@ -600,77 +529,24 @@ func (s *Supervisor) handleExit(ev exitEvent) {
 			}
 		}()
 	}
-	pid := rt.PID
-	s.leases.ReleaseUnit(ev.unit)
-	rt.proc, rt.channel, rt.notify = nil, nil, nil
-	rt.Running = false
-	rt.PID = 0
-	rt.exit = &st
-	ran := s.now().Sub(rt.startedAt)
-	data := map[string]any{"code": st.Code, "signal": st.Signal}
-	if rt.Stopping {
-		sub := "dead"
-		if rt.Killed {
-			sub = "timeout"
-		}
-		d := s.desired[ev.unit]
-		rt.Stopping = false
-		rt.Failures = 0
-		rt.RestartAt = time.Time{}
-		rt.StopDeadline, rt.EOFDeadline = time.Time{}, time.Time{}
-		switch rt.StopReason {
-		case StopRestart:
-			rt.RestartGen = d.RestartGen
-		}
-		rt.result = "success"
-		s.setState(ev.unit, rt, Inactive, sub)
-		data["reason"] = rt.StopReason.String()
-		s.publish("unit.stopped", ev.unit, pid, data)
-		return
-	}
-	s.publish("unit.exited", ev.unit, pid, data)
-	s.afterExit(ev.unit, rt, st, ran, rt.killResult)
+	s.leases.ReleaseUnit(name)
+	rec.proc, rec.channel, rec.notify = nil, nil, nil
 }
 
-// afterExit applies the restart policy to an exit nobody asked for.
-func (s *Supervisor) afterExit(name string, rt *runtime, st ExitStatus, ran time.Duration, killResult string) {
-	d := s.desired[name]
-	if d.Unit == nil {
-		s.setState(name, rt, Inactive, "dead")
-		return
+func (s *Supervisor) handleExit(ev exitEvent) {
+	rec := s.units[ev.unit]
+	proc := ev.holder.proc
+	if rec == nil || proc == nil || rec.proc != proc {
+		return // a stale process
 	}
-	dec := OnExit(d.Unit.Service, st, ran, rt.Failures, killResult)
-	rt.exit = &st
-	rt.result = dec.Result
-	rt.Failures = dec.Failures
-	rt.killResult = ""
-	rt.StartDeadline, rt.WatchdogDeadline, rt.EOFDeadline = time.Time{}, time.Time{}, time.Time{}
-	switch {
-	case d.Unit.Service.Type == unit.TypeOneshot && dec.Result == "success":
-		rt.Settled = true
-		s.setState(name, rt, Active, "exited")
-		s.publish("unit.ready", name, 0, map[string]any{"result": "success"})
-	case dec.Restart && !s.shutdown && d.Want:
-		rt.RestartAt = s.now().Add(dec.Delay)
-		s.setState(name, rt, Activating, "auto-restart")
-		s.publish("unit.restarting", name, 0, map[string]any{"delay_ms": dec.Delay.Milliseconds(), "result": dec.Result})
-	case dec.Failed || (dec.Restart && dec.Result != "success"):
-		rt.Settled = true
-		s.setState(name, rt, Failed, "failed")
-		s.publish("unit.failed", name, 0, map[string]any{"result": dec.Result, "code": st.Code, "signal": st.Signal})
-	default:
-		rt.Settled = true
-		s.setState(name, rt, Inactive, "dead")
-	}
+	s.step(ev.unit, rec, Event{Kind: EvExited, Exit: proc.Exit(), Ran: s.now().Sub(rec.StartedAt)})
 }
 
 // spawn starts a unit's process with its channel and notify socket.
 // launch is a start prepared on the loop, forked by forkAll.
 type launch struct {
 	name    string
-	rt      *runtime
-	svc     unit.Service
-	now     time.Time
+	rec     *unitRecord
 	holder  *procHolder
 	spec    Spec
 	ch      *worker.Channel
@@ -682,7 +558,7 @@ type launch struct {
 
 // prepareSpawn makes everything a unit's process needs but the process: its
 // channel, notify socket, environment and output writers.
-func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rt *runtime, onExit func()) (Spec, *worker.Channel, *sdnotify.Server, func(), error) {
+func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rec *unitRecord, onExit func()) (Spec, *worker.Channel, *sdnotify.Server, func(), error) {
 	svc := u.Service
 	extra := map[string]string{
 		"OPSVC_UNIT": name,
@@ -760,9 +636,9 @@ func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rt *runtime, onExit
 	}
 	spec := Spec{Unit: name, Argv: argv, Env: env, Dir: dir, Credential: cred, ExtraFiles: files, OnExit: onExit}
 	if s.opts.Logs != nil {
-		rt.fields.Store(nil)
-		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rt.fields, now: s.now}
-		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rt.fields, now: s.now}
+		rec.fields.Store(nil)
+		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rec.fields, now: s.now}
+		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rec.fields, now: s.now}
 	}
 	// The runner closes the extra files whether or not the fork works.
 	return spec, ch, ns, func() {
@@ -807,43 +683,38 @@ func (s *Supervisor) send(m unitMsg) {
 }
 
 func (s *Supervisor) handleMsg(m unitMsg) {
-	rt := s.units[m.unit]
-	if rt == nil {
+	rec := s.units[m.unit]
+	if rec == nil {
 		return
 	}
-	now := s.now()
 	d := s.desired[m.unit]
 	switch {
 	case m.ipc != nil:
-		if rt.proc != m.proc {
+		if rec.proc != m.proc {
 			return
 		}
-		s.handleIPC(m.unit, rt, d, *m.ipc, now)
+		s.handleIPC(m.unit, rec, d, *m.ipc)
 	case m.notify != nil:
-		s.handleNotify(m.unit, rt, d, *m.notify, now)
+		s.handleNotify(m.unit, rec, d, *m.notify)
 	case m.problem != nil:
-		s.publish("unit.ipc_error", m.unit, rt.PID, map[string]any{"error": m.problem.Error()})
+		s.emit(m.unit, rec.PID, api.UnitIPCError{Error: m.problem.Error()})
 	case m.eof:
 		// A worker that closes its channel must exit: one that lives on past
 		// EOFGrace is killed and its exit counts as a failure (protocol).
-		if rt.proc == m.proc && rt.Running && !rt.Stopping {
-			s.publish("unit.ipc_closed", m.unit, rt.PID, nil)
-			rt.EOFDeadline = now.Add(EOFGrace)
+		if rec.proc == m.proc && rec.Running && !rec.Stopping {
+			s.step(m.unit, rec, Event{Kind: EvChannelClosed})
 		}
 	}
 }
 
-func (s *Supervisor) handleIPC(name string, rt *runtime, d Desired, m worker.Message, now time.Time) {
+func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker.Message) {
 	switch m.Type {
 	case "ready":
-		s.ready_(name, rt, now)
+		s.step(name, rec, Event{Kind: EvReady})
 	case "heartbeat":
-		if !rt.WatchdogDeadline.IsZero() && d.Unit != nil {
-			rt.WatchdogDeadline = now.Add(d.Unit.Service.Watchdog)
-		}
+		s.step(name, rec, Event{Kind: EvHeartbeat})
 	case "status":
-		rt.statusText = m.Text
-		s.publish("unit.status", name, rt.PID, map[string]any{"text": m.Text})
+		s.step(name, rec, Event{Kind: EvStatus, Text: m.Text})
 	case "event":
 		var data any
 		if len(m.Data) > 0 {
@@ -869,71 +740,64 @@ func (s *Supervisor) handleIPC(name string, rt *runtime, d Desired, m worker.Mes
 			switch typ {
 			case "session.started":
 				f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
-				rt.fields.Store(&f)
+				rec.fields.Store(&f)
 			case "session.finished":
-				rt.fields.Store(nil)
+				rec.fields.Store(nil)
 			}
 		}
-		s.publish(typ, name, rt.PID, ev)
+		s.publish(typ, name, rec.PID, ev)
 	case "request":
-		s.handleRequest(name, rt, m)
+		s.handleRequest(name, rec, m)
 	}
 }
 
-func (s *Supervisor) handleRequest(name string, rt *runtime, m worker.Message) {
-	if rt.channel == nil || s.chainRequest(name, rt.channel, m) {
+func (s *Supervisor) handleRequest(name string, rec *unitRecord, m worker.Message) {
+	if rec.channel == nil || s.chainRequest(name, rec.channel, m) {
 		return
 	}
-	data, err := s.handleSessionRequest(name, rt, m.Method, m.Params)
-	if err := rt.channel.Reply(m.ID, data, err); err != nil {
+	data, err := s.handleSessionRequest(name, rec, m.Method, m.Params)
+	if err := rec.channel.Reply(m.ID, data, err); err != nil {
 		s.logf("%s: reply to %s: %v", name, m.Method, err)
 	}
 }
 
-func (s *Supervisor) handleNotify(name string, rt *runtime, d Desired, m sdnotify.Message, now time.Time) {
-	if !rt.Running || d.Unit == nil {
+func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdnotify.Message) {
+	if !rec.Running || d.Unit == nil {
 		return
 	}
-	main := rt.PID
+	main := rec.PID
 	allowed := m.PID == main
 	if !allowed && d.Unit.Service.NotifyAccess == "all" {
 		allowed = sdnotify.IsDescendant(m.PID, main)
 	}
 	if !allowed {
-		s.publish("unit.notify_refused", name, m.PID, map[string]any{"reason": "sender is not the main process (notify_access = \"all\" accepts its descendants)"})
+		s.emit(name, m.PID, api.UnitNotifyRefused{Reason: "sender is not the main process (notify_access = \"all\" accepts its descendants)"})
 		return
 	}
-	if m.MainPID > 0 && m.MainPID != main {
-		if sdnotify.IsDescendant(m.MainPID, main) {
-			// Only a pid inside the unit; the group stays the original one.
-			rt.PID = m.MainPID
-		}
+	if m.MainPID > 0 && m.MainPID != main && sdnotify.IsDescendant(m.MainPID, main) {
+		// Only a pid inside the unit; the group stays the original one.
+		s.step(name, rec, Event{Kind: EvMainPID, PID: m.MainPID})
 	}
 	if m.Status != nil {
-		rt.statusText = *m.Status
+		s.step(name, rec, Event{Kind: EvStatus, Text: *m.Status})
 	}
 	if m.Ready && d.Unit.Service.Type == unit.TypeNotify {
-		s.ready_(name, rt, now)
+		s.step(name, rec, Event{Kind: EvReady})
 	}
-	if m.Watchdog && !rt.WatchdogDeadline.IsZero() {
-		rt.WatchdogDeadline = now.Add(d.Unit.Service.Watchdog)
+	if m.Watchdog {
+		s.step(name, rec, Event{Kind: EvHeartbeat})
 	}
-	if m.WatchdogTrigger && rt.State == Active {
-		rt.WatchdogDeadline = now
+	if m.WatchdogTrigger {
+		s.step(name, rec, Event{Kind: EvWatchdogTrigger})
 	}
 	if m.ExtendTimeout > 0 {
-		switch {
-		case rt.Stopping:
-			rt.StopDeadline = now.Add(m.ExtendTimeout)
-		case rt.State == Activating:
-			rt.StartDeadline = now.Add(m.ExtendTimeout)
-		}
+		s.step(name, rec, Event{Kind: EvExtendTimeout, Delay: m.ExtendTimeout})
 	}
-	if m.Stopping && rt.State == Active {
-		s.setState(name, rt, Active, "stopping")
+	if m.Stopping {
+		s.step(name, rec, Event{Kind: EvStoppingNotice})
 	}
 	if m.Errno != nil {
-		rt.lastError = "errno " + strconv.Itoa(*m.Errno)
+		s.step(name, rec, Event{Kind: EvError, Text: "errno " + strconv.Itoa(*m.Errno)})
 	}
 }
 
@@ -943,7 +807,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	set, err := unit.Load(s.opts.Paths.Units)
 	if err != nil {
 		s.logf("load units: %v", err)
-		s.publish("config.invalid", "", 0, map[string]any{"error": err.Error()})
+		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
 		res.Err = err.Error()
 		return res
 	}
@@ -953,9 +817,9 @@ func (s *Supervisor) reload(why string) ReloadResult {
 		seen[name] = true
 		s.setUnit(name, u, &res)
 	}
-	for name := range s.runtimeI {
+	for name := range s.instances {
 		if seen[name] {
-			delete(s.runtimeI, name)
+			delete(s.instances, name)
 			continue
 		}
 		if u, err := set.Instance(name); err == nil {
@@ -971,7 +835,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 		for i, p := range probs {
 			msgs[i] = p.Error()
 		}
-		s.publish("config.invalid", name, 0, map[string]any{"problems": msgs})
+		s.emit(name, 0, api.ConfigInvalid{Problems: msgs})
 		if _, ok := s.desired[name]; !ok {
 			s.desired[name] = Desired{} // shown with its error, never started
 		}
@@ -979,28 +843,30 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	for name := range s.desired {
 		if !seen[name] {
 			delete(s.desired, name)
-			delete(s.runtimeI, name)
+			delete(s.instances, name)
 			res.Removed = append(res.Removed, name)
 		}
 	}
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
-	s.publish("config.loaded", "", 0, map[string]any{"reason": why, "changed": res.Changed, "added": res.Added, "removed": res.Removed, "invalid": len(set.Problems)})
+	s.emit("", 0, api.ConfigLoaded{Reason: why, Changed: res.Changed, Added: res.Added, Removed: res.Removed, Invalid: len(set.Problems)})
 	return res
 }
 
 func (s *Supervisor) setUnit(name string, u *unit.Unit, res *ReloadResult) {
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
-		if !ok || d.Unit == nil {
-			res.Added = append(res.Added, name)
-		}
-		s.desired[name] = Desired{Unit: u, Want: u.Enabled || s.runtimeI[name]}
+		res.Added = append(res.Added, name)
+		s.desired[name] = Desired{Unit: u, Want: u.Enabled || s.instances[name]}
 		return
 	}
 	if d.Unit.Hash != u.Hash {
 		res.Changed = append(res.Changed, name)
+		// A manual stop lasts until a start or a change of the unit's file.
+		if !d.Want {
+			d.Want = u.Enabled || s.instances[name]
+		}
 	}
 	d.Unit = u
 	s.desired[name] = d
@@ -1029,8 +895,8 @@ func (s *Supervisor) statusLine() string {
 	counts := map[State]int{}
 	for name := range s.desired {
 		st := Inactive
-		if rt := s.units[name]; rt != nil {
-			st = rt.State
+		if rec := s.units[name]; rec != nil {
+			st = rec.State
 		}
 		counts[st]++
 	}
@@ -1069,16 +935,129 @@ func (s *Supervisor) checkWaiters() {
 		if w.ctx.Err() != nil {
 			continue
 		}
-		rt := s.units[w.unit]
-		if rt == nil {
-			rt = &runtime{Observed: Observed{State: Inactive}}
+		rec := s.units[w.unit]
+		if rec == nil {
+			rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive}}
 		}
-		done, err := w.check(rt, s.desired[w.unit])
+		done, err := w.check(rec, s.desired[w.unit])
 		if done {
 			w.reply <- err
 			continue
 		}
 		keep = append(keep, w)
 	}
+	clear(s.waiters[len(keep):])
 	s.waiters = keep
+}
+
+// ask records an operator's start, stop or restart of a unit, on the loop.
+// It answers an HTTP status and, for an error, a message ("" for a plain
+// not found).
+func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string) {
+	d, ok := s.desired[name]
+	if !ok && verb != "stop" && strings.Contains(name, "@") && s.set != nil {
+		u, err := s.set.Instance(name)
+		if err != nil {
+			return http.StatusNotFound, err.Error()
+		}
+		s.instances[name] = true
+		d, ok = Desired{Unit: u}, true
+	}
+	if !ok {
+		return http.StatusNotFound, ""
+	}
+	if d.Unit == nil && verb != "stop" {
+		return http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
+	}
+	caller := api.Caller{UID: peer.UID, PID: peer.PID}
+	switch verb {
+	case "start":
+		s.emit(name, 0, api.APIStart{Caller: caller})
+	case "stop":
+		s.emit(name, 0, api.APIStop{Caller: caller})
+	case "restart":
+		s.emit(name, 0, api.APIRestart{Caller: caller})
+	}
+	rec := s.units[name]
+	switch verb {
+	case "start":
+		d.Want, d.Drain = true, false
+		if rec == nil || !rec.Running || rec.Stopping {
+			d.StartGen++ // a new run (after the stop under way); a running unit is left as it is
+		}
+	case "stop":
+		d.Want, d.Drain = false, drain
+		if rec != nil && rec.Stopping && rec.Drain && !drain {
+			s.step(name, rec, Event{Kind: EvStop, Stop: rec.StopReason, Reason: "stop without drain"})
+		}
+	case "restart":
+		d.Want, d.Drain = true, false
+		if rec != nil && rec.Running {
+			d.RestartGen++
+		} else {
+			d.StartGen++
+		}
+	}
+	s.desired[name] = d
+	s.supersede(name, verb)
+	return http.StatusOK, ""
+}
+
+// await registers a request waiting for the end of a start, stop or restart.
+func (s *Supervisor) await(ctx context.Context, name, verb string) *waiter {
+	w := &waiter{ctx: ctx, unit: name, verb: verb, reply: make(chan error, 1)}
+	switch verb {
+	case "start":
+		w.check = startDone
+	case "stop":
+		w.check = stopDone
+	default:
+		w.check = restartDone
+	}
+	s.waiters = append(s.waiters, w)
+	return w
+}
+
+// supersede ends at once the waits on a unit that a later, opposite request
+// overrides (a stop during a waiting start or restart, a start or restart
+// during a waiting stop), as systemd cancels the older job.
+func (s *Supervisor) supersede(name, verb string) {
+	keep := s.waiters[:0]
+	for _, w := range s.waiters {
+		if w.unit == name && (w.verb == "stop") != (verb == "stop") {
+			w.reply <- fmt.Errorf("canceled by a later %s", verb)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	clear(s.waiters[len(keep):])
+	s.waiters = keep
+}
+
+func startDone(rec *unitRecord, d Desired) (bool, error) {
+	if rec.Gen < d.StartGen {
+		return false, nil
+	}
+	switch {
+	case rec.State == Active:
+		return true, nil
+	case rec.State == Failed:
+		return true, fmt.Errorf("unit failed (result: %s)", rec.Result)
+	case rec.Settled && rec.State == Inactive:
+		return true, nil
+	case rec.Blocked != "" && !strings.HasPrefix(rec.Blocked, "waiting") && !strings.HasPrefix(rec.Blocked, "after"):
+		return true, errors.New(rec.Blocked)
+	}
+	return false, nil
+}
+
+func stopDone(rec *unitRecord, d Desired) (bool, error) {
+	return !rec.Running, nil
+}
+
+func restartDone(rec *unitRecord, d Desired) (bool, error) {
+	if rec.RestartGen < d.RestartGen {
+		return false, nil
+	}
+	return startDone(rec, d)
 }

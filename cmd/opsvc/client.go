@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
-	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
 // cli is one invocation of a client verb.
@@ -68,16 +68,11 @@ func (c *cli) call(method, path string, q url.Values, body any, out any) error {
 
 type apiError struct {
 	status int
-	supervisor.APIError
-	raw []byte
+	body   api.Error
+	raw    []byte
 }
 
-func (e *apiError) Error() string {
-	if e.Hint != "" {
-		return e.APIError.Error + " (" + e.Hint + ")"
-	}
-	return e.APIError.Error
-}
+func (e *apiError) Error() string { return e.body.Error() }
 
 // do sends a request and returns the response when its status is 2xx.
 func (c *cli) do(method, path string, q url.Values, body any) (*http.Response, error) {
@@ -111,8 +106,8 @@ func (c *cli) do(method, path string, q url.Values, body any) (*http.Response, e
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		ae := &apiError{status: resp.StatusCode, raw: raw}
-		if json.Unmarshal(raw, &ae.APIError) != nil || ae.APIError.Error == "" {
-			ae.APIError.Error = fmt.Sprintf("daemon answered %s", resp.Status)
+		if json.Unmarshal(raw, &ae.body) != nil || ae.body.Message == "" {
+			ae.body = api.Error{Message: fmt.Sprintf("daemon answered %s", resp.Status)}
 		}
 		return nil, ae
 	}

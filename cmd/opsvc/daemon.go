@@ -47,13 +47,13 @@ func runDaemon(c *cli) error {
 	}
 	defer os.Remove(p.Socket)
 
-	b, err := bus.Open(p.State, bus.Options{})
+	b, err := bus.Open(p.State, bus.Options{Logf: logger.Printf})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: event log: %v", err)
 	}
 	defer b.Close()
-	lg, err := logs.New(logs.Options{Dir: filepath.Join(p.State, "logs")})
+	lg, err := logs.New(logs.Options{Dir: filepath.Join(p.State, "logs"), Fault: func(err error) { b.ReportFault("logs", err) }})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: logs: %v", err)
@@ -72,7 +72,7 @@ func runDaemon(c *cli) error {
 	if tc != nil {
 		defer tc.stop(logf)
 	}
-	reg, err := registry.Open(p.State, registry.Options{})
+	reg, err := registry.Open(p.State, registry.Options{WriteFault: func(err error) { b.ReportFault("registry", err) }})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: registry: %v", err)
@@ -104,7 +104,7 @@ func runDaemon(c *cli) error {
 		ln.Close()
 		return fail(exitFailure, "daemon: %v", err)
 	}
-	srv := &http.Server{Handler: sup.Handler(), ConnContext: supervisor.ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	srv := supervisor.NewServer(sup.Handler(), supervisor.Limits{}, logf)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if tc != nil {

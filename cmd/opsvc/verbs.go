@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/unit"
@@ -154,7 +155,7 @@ func (c *cli) printStatus(us supervisor.UnitStatus, now time.Time, withLogs bool
 	}
 }
 
-func exitText(e supervisor.ExitStatus) string {
+func exitText(e api.ExitStatus) string {
 	if e.Signal != "" {
 		return fmt.Sprintf("code=killed, signal=%s", e.Signal)
 	}

@@ -12,13 +12,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Event is one thing that happened, as stored in the log and sent to subscribers (DESIGN §7).
+// Event is one thing that happened, as stored in the log and sent to subscribers.
 type Event struct {
 	Seq  uint64         `json:"seq"`
 	Time time.Time      `json:"time"` // RFC3339Nano on the wire
@@ -26,6 +27,12 @@ type Event struct {
 	Unit string         `json:"unit,omitempty"`
 	PID  int            `json:"pid,omitempty"`
 	Data map[string]any `json:"data,omitempty"`
+	// Unstored marks an event that could not be written to the log (the disk is full, say): it
+	// is sent live with seq 0, and a client resuming with since= will not see it again.
+	Unstored bool `json:"unstored,omitempty"`
+	// Source is who caused the event, for the per-source rate limit ("" = the unit, or the
+	// type for an event of no unit). It is not sent.
+	Source string `json:"-"`
 }
 
 // TypeLagged is the type of the last event a subscriber gets when it fell behind and was cut off.
@@ -38,11 +45,52 @@ const (
 	RotatedName = "events.log.1"
 )
 
-// Defaults for Options.
+// Types of the events the bus itself publishes.
+const (
+	// TypeSuppressed says how many events of one source the rate limit kept out in the last
+	// interval: data.source, data.count, data.interval.
+	TypeSuppressed = "bus.suppressed"
+	// TypeDegraded says that a part of the daemon cannot write to disk: data.component,
+	// data.error. It is kept in memory (Faults) even when it cannot be stored.
+	TypeDegraded = "daemon.degraded"
+	// TypeRecovered says that a part that could not write to disk can again: data.component.
+	TypeRecovered = "daemon.recovered"
+)
+
+// Defaults for Options, and the bounds of an event.
 const (
 	DefaultMaxBytes         = 16 << 20
 	DefaultSubscriberBuffer = 4096
+	// MaxEventBytes is the most an event takes in the log; the data of a larger one is cut
+	// and marked with data.truncated.
+	MaxEventBytes = 64 << 10
+	// MaxListItems is how many items of a list (errors, say), or lines of a text, an event
+	// keeps; the rest are summed up as "… and N more".
+	MaxListItems = 50
+	// MaxStringBytes is the longest string an event's data keeps whole once the event is
+	// over the size where its data is bounded.
+	MaxStringBytes = 8 << 10
+	// DefaultSourceRate and DefaultSourceBurst bound the events of one source (a unit, or the
+	// type of an event of no unit): a token bucket, each event costing one token per KiB
+	// (at least one).
+	DefaultSourceRate  = 20
+	DefaultSourceBurst = 200
+	// DefaultInterval is how often suppressed and coalesced events are summed up.
+	DefaultInterval = 10 * time.Second
+	// DefaultRetryInterval is how often a log that cannot be written is tried again when no
+	// event comes.
+	DefaultRetryInterval = 2 * time.Second
+	// Unlimited as Options.SourceRate turns the rate limit off.
+	Unlimited = -1
 )
+
+// boundAbove is the size of its data past which an event's lists, lines and strings are
+// bounded (below it, an event is stored as it is).
+const boundAbove = 4 << 10
+
+// DefaultCoalesce lists the event types that are coalesced by default: refusals that anyone
+// can cause at will.
+var DefaultCoalesce = []string{"unit.notify_refused", "unit.ipc_error", "api.denied"}
 
 // Options tune a Bus. The zero value is usable.
 type Options struct {
@@ -56,6 +104,19 @@ type Options struct {
 	Now func() time.Time
 	// Logf, if set, receives the errors Publish cannot return (a failed append or rotation).
 	Logf func(format string, args ...any)
+	// SourceRate (events per second) and SourceBurst bound each source; defaults 20 and 200.
+	// Unlimited turns the limit off. Events of type daemon.* and bus.* are never limited.
+	SourceRate  float64
+	SourceBurst float64
+	// Interval is how often the events kept out by the rate limit are summed up in a
+	// bus.suppressed event, and repeats of a coalesced type in one event; default 10s.
+	Interval time.Duration
+	// Coalesce lists the event types of which only the first in an interval is published at
+	// once, per unit; the repeats are counted and published once at the end of the interval,
+	// as the last of them with data.repeated. Default DefaultCoalesce; empty slice: none.
+	Coalesce []string
+	// RetryInterval is how often a log that cannot be written is tried again; default 2s.
+	RetryInterval time.Duration
 }
 
 // Bus is a replayable event bus backed by STATE/events.log. It is safe for concurrent use.
@@ -63,14 +124,26 @@ type Bus struct {
 	dir  string
 	opts Options
 
-	mu     sync.Mutex
-	f      *os.File                   // events.log, O_APPEND; nil after Close
-	size   int64                      // bytes of complete events in f
-	seq    uint64                     // last assigned seq
-	subs   map[*Subscription]struct{} // every open subscription
-	closed bool
+	mu      sync.Mutex
+	f       *os.File                   // events.log, O_APPEND; nil after Close
+	size    int64                      // bytes of complete events in f
+	torn    bool                       // f may end with a partial line that could not be cut
+	seq     uint64                     // last stored seq
+	subs    map[*Subscription]struct{} // every open subscription
+	closed  bool
+	limiter limiter
+	faults  map[string]*Fault // by component
+	stop    chan struct{}     // closed by Close: ends the ticker goroutine
 
-	wg sync.WaitGroup // subscription goroutines
+	wg sync.WaitGroup // subscription goroutines and the ticker goroutine
+}
+
+// Fault is a part of the daemon that cannot write to disk.
+type Fault struct {
+	Component string    `json:"component"` // "events", "registry", "logs"
+	Error     string    `json:"error"`
+	Since     time.Time `json:"since"`
+	Event     Event     `json:"-"` // the daemon.degraded event (Seq 0 if it could not be stored)
 }
 
 // Open opens (creating it if needed) the event log in dir and continues its sequence. A torn last
@@ -85,6 +158,21 @@ func Open(dir string, opts Options) (*Bus, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.SourceRate == 0 {
+		opts.SourceRate = DefaultSourceRate
+	}
+	if opts.SourceBurst <= 0 {
+		opts.SourceBurst = DefaultSourceBurst
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = DefaultRetryInterval
+	}
+	if opts.Coalesce == nil {
+		opts.Coalesce = DefaultCoalesce
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("bus: create state directory: %w (check --state and its permissions)", err)
@@ -121,7 +209,35 @@ func Open(dir string, opts Options) (*Bus, error) {
 		}
 	}
 	b.f, b.size, b.seq = f, good, last
+	b.limiter = newLimiter(opts, opts.Now())
+	b.faults = make(map[string]*Fault)
+	b.stop = make(chan struct{})
+	b.wg.Add(1)
+	go b.tick()
 	return b, nil
+}
+
+// tick sums up suppressed and coalesced events once per interval, and tries a log that could
+// not be written again, even when no event comes.
+func (b *Bus) tick() {
+	defer b.wg.Done()
+	t := time.NewTicker(min(b.opts.Interval, b.opts.RetryInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.mu.Lock()
+			if !b.closed {
+				b.flushLocked(b.opts.Now())
+				if b.faults[componentEvents] != nil {
+					b.retryLocked()
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
 }
 
 // scanLog reads a log from the start and returns the highest seq of its complete lines and the
@@ -186,49 +302,163 @@ func (b *Bus) LastSeq() uint64 {
 
 // Publish stamps e with the next seq and the current time, appends it to the log in a single
 // write, and hands it to every matching subscriber. It never waits for a subscriber: one whose
-// buffer is full is cut off with a bus.lagged event. A failed append is reported through
-// Options.Logf; the event is still delivered live. After Close, Publish returns e unchanged.
+// buffer is full is cut off with a bus.lagged event. After Close, Publish returns e unchanged.
 // Data is stored as JSON, so a replayed event has JSON types (numbers are float64).
+//
+// Publish bounds what it is given: data past MaxEventBytes is cut (data.truncated); lists
+// and texts keep MaxListItems items; a source over its rate has its events counted instead
+// (bus.suppressed, once per interval); a coalesced type is published once per interval and
+// unit, with the count of repeats. Such an event is returned with Seq 0 and not published.
+// An event that cannot be written to the log is sent live, unstored (Seq 0), and never takes
+// a seq: the sequence stays gap-free; the failure is published as daemon.degraded.
 func (b *Bus) Publish(e Event) Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return e
 	}
-	b.seq++
-	e.Seq = b.seq
-	e.Time = b.opts.Now().Round(0)
+	now := b.opts.Now()
+	b.flushLocked(now)
+	e.Data = boundData(e.Data)
+	if !b.limiter.admit(e, now) {
+		return e
+	}
+	return b.publishLocked(e, now)
+}
+
+// publishLocked stores and delivers one event whose data is bounded.
+func (b *Bus) publishLocked(e Event, now time.Time) Event {
+	e.Time = now.Round(0)
+	e.Unstored = false
+	e.Seq = b.seq + 1
 	line, err := json.Marshal(e)
 	if err != nil {
 		e.Data = map[string]any{"marshal_error": err.Error()}
 		line, _ = json.Marshal(e)
 	}
 	line = append(line, '\n')
-	b.appendLocked(line)
-	for s := range b.subs {
-		s.offerLocked(e)
+	if err := b.appendLocked(line); err != nil {
+		e.Seq, e.Unstored = 0, true
+		b.deliverLocked(e)
+		b.faultLocked(componentEvents, err, now)
+		return e
+	}
+	b.seq = e.Seq
+	b.deliverLocked(e)
+	if b.faults[componentEvents] != nil && e.Type != TypeRecovered {
+		b.faultLocked(componentEvents, nil, now)
 	}
 	return e
 }
 
-// appendLocked writes one line to the log, rotating first when it would pass MaxBytes.
-func (b *Bus) appendLocked(line []byte) {
-	if b.f == nil {
+func (b *Bus) deliverLocked(e Event) {
+	for s := range b.subs {
+		s.offerLocked(e)
+	}
+}
+
+// componentEvents is the event log's name in Faults.
+const componentEvents = "events"
+
+// ReportFault tells the bus that a part of the daemon (component: "registry", "logs") cannot
+// write (err != nil) or can again (err == nil). The first failure publishes daemon.degraded
+// and the recovery daemon.recovered; repeats change nothing.
+func (b *Bus) ReportFault(component string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
 		return
+	}
+	b.faultLocked(component, err, b.opts.Now())
+}
+
+func (b *Bus) faultLocked(component string, err error, now time.Time) {
+	f := b.faults[component]
+	switch {
+	case err != nil && f == nil:
+		f = &Fault{Component: component, Error: err.Error(), Since: now}
+		b.faults[component] = f
+		b.logf("bus: %s cannot be written: %v (the daemon keeps running; check free space in the state directory)", component, err)
+		f.Event = b.publishLocked(Event{Type: TypeDegraded, Data: map[string]any{
+			"component": component,
+			"error":     err.Error(),
+			"hint":      "the daemon keeps running; free space in the state directory and it recovers by itself",
+		}}, now)
+	case err == nil && f != nil:
+		delete(b.faults, component)
+		b.logf("bus: %s can be written again", component)
+		b.publishLocked(Event{Type: TypeRecovered, Data: map[string]any{
+			"component": component,
+			"since":     f.Since.Format(time.RFC3339Nano),
+		}}, now)
+	}
+}
+
+// retryLocked tries the failed event log again by storing daemon.recovered.
+func (b *Bus) retryLocked() {
+	f := b.faults[componentEvents]
+	now := b.opts.Now()
+	e := b.publishLocked(Event{Type: TypeRecovered, Data: map[string]any{
+		"component": componentEvents,
+		"since":     f.Since.Format(time.RFC3339Nano),
+	}}, now)
+	if !e.Unstored {
+		delete(b.faults, componentEvents)
+		b.logf("bus: %s can be written again", componentEvents)
+	}
+}
+
+// Faults returns the parts of the daemon that cannot write to disk now, by component; empty
+// when all is well. The status header and sd_notify STATUS= show them.
+func (b *Bus) Faults() []Fault {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Fault, 0, len(b.faults))
+	for _, f := range b.faults {
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Component < out[j].Component })
+	return out
+}
+
+// flushLocked publishes what the limiter summed up, once its interval is over.
+func (b *Bus) flushLocked(now time.Time) {
+	for _, e := range b.limiter.flush(now) {
+		b.publishLocked(e, now)
+	}
+}
+
+// appendLocked writes one line to the log, rotating first when it would pass MaxBytes.
+func (b *Bus) appendLocked(line []byte) error {
+	if b.f == nil {
+		return errors.New("the event log is closed")
 	}
 	if b.size > 0 && b.size+int64(len(line)) > b.opts.MaxBytes {
 		b.rotateLocked()
+	}
+	if b.torn {
+		// A partial line is left at the end: end it, so it stays a line of its own that
+		// does not decode.
+		if _, err := b.f.Write([]byte{'\n'}); err != nil {
+			return fmt.Errorf("append to %s: %w", b.f.Name(), err)
+		}
+		b.torn = false
+		if st, err := b.f.Stat(); err == nil {
+			b.size = st.Size()
+		}
 	}
 	n, err := b.f.Write(line)
 	if err != nil {
 		// Never leave a partial line for the next one to be glued to.
 		if n > 0 {
-			_ = b.f.Truncate(b.size)
+			if terr := b.f.Truncate(b.size); terr != nil {
+				b.torn = true
+			}
 		}
-		b.logf("bus: append event %d to %s: %v (check free space in the state directory)", b.seq, b.f.Name(), err)
-		return
+		return fmt.Errorf("append to %s: %w", b.f.Name(), err)
 	}
 	b.size += int64(n)
+	return nil
 }
 
 func (b *Bus) rotateLocked() {
@@ -265,6 +495,7 @@ func (b *Bus) Close() error {
 		return nil
 	}
 	b.closed = true
+	close(b.stop)
 	for s := range b.subs {
 		s.wakeLocked()
 	}

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // helperPublish publishes forever, printing each seq once its event is stored.
 func helperPublish() int {
 	max, _ := strconv.ParseInt(os.Getenv(helperMaxEnv), 10, 64)
-	b, err := Open(os.Getenv(helperDirEnv), Options{MaxBytes: max})
+	b, err := Open(os.Getenv(helperDirEnv), Options{MaxBytes: max, SourceRate: Unlimited})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -286,7 +286,7 @@ func TestFilteredReplayAndFollow(t *testing.T) {
 // TestFollowNoGapNoDuplicate subscribes while other goroutines publish: the stored and the live
 // parts must join exactly.
 func TestFollowNoGapNoDuplicate(t *testing.T) {
-	b := openT(t, t.TempDir(), Options{})
+	b := openT(t, t.TempDir(), Options{SourceRate: Unlimited})
 	for range 200 {
 		b.Publish(Event{Type: "before"})
 	}
@@ -316,7 +316,7 @@ func TestFollowNoGapNoDuplicate(t *testing.T) {
 }
 
 func TestConcurrentPublishers(t *testing.T) {
-	b := openT(t, t.TempDir(), Options{})
+	b := openT(t, t.TempDir(), Options{SourceRate: Unlimited})
 	s, err := b.Subscribe(0, Filter{}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -524,7 +524,7 @@ func TestRotation(t *testing.T) {
 
 // TestReplayAcrossConcurrentRotation subscribes while publishing rotates the log underneath.
 func TestReplayAcrossConcurrentRotation(t *testing.T) {
-	b := openT(t, t.TempDir(), Options{MaxBytes: 64 << 10})
+	b := openT(t, t.TempDir(), Options{MaxBytes: 64 << 10, SourceRate: Unlimited})
 	for range 300 {
 		b.Publish(Event{Type: "t"})
 	}
@@ -588,7 +588,7 @@ func TestPublishUnmarshalableData(t *testing.T) {
 
 func BenchmarkFanout(b *testing.B) {
 	const subscribers = 10
-	bus, err := Open(b.TempDir(), Options{SubscriberBuffer: 1 << 16})
+	bus, err := Open(b.TempDir(), Options{SubscriberBuffer: 1 << 16, SourceRate: Unlimited})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func TestSIGKILLMidStream(t *testing.T) {
 		t.Fatalf("publisher ended with %v, want signal: killed", err)
 	}
 
-	b := openT(t, dir, Options{MaxBytes: maxBytes})
+	b := openT(t, dir, Options{MaxBytes: maxBytes, SourceRate: Unlimited})
 	last := b.LastSeq()
 	if last < seen {
 		t.Fatalf("LastSeq %d after reopen, but the publisher reported %d stored", last, seen)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -67,6 +68,15 @@ func (b *Bus) Subscribe(since uint64, f Filter, follow bool) (*Subscription, err
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
+	}
+	if follow {
+		// The faults of a log that cannot be written are kept in memory: a new follower
+		// learns of them even though they are not in the log.
+		for _, comp := range sortedKeys(b.faults) {
+			if e := b.faults[comp].Event; e.Unstored && f.Match(e) {
+				s.queue = append(s.queue, e)
+			}
+		}
 	}
 	b.subs[s] = struct{}{}
 	b.wg.Add(1)
@@ -241,4 +251,13 @@ func (s *Subscription) replayStored(srcs []replaySource, since, upTo uint64) boo
 		}
 	}
 	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -1,8 +1,11 @@
 package logs
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,12 +17,12 @@ import (
 const (
 	// DaemonFile holds the daemon's own lines (unit "") in the files sink.
 	DaemonFile = "opsvc.log"
-	// KeepRotated is how many rotated files (UNIT.log.1 … UNIT.log.3) are kept.
-	KeepRotated = 3
+	// KeepRotated is how many rotated files (UNIT.log.1) are kept.
+	KeepRotated = 1
 )
 
 // fileSink writes DIR/UNIT.log, one "RFC3339Nano stream text" line per line, rotating a file
-// that would pass maxBytes to UNIT.log.1 (and .1 to .2, .2 to .3). Only the Logs goroutine
+// that would pass maxBytes to UNIT.log.1 (replacing the older one). Only the Logs goroutine
 // uses it.
 type fileSink struct {
 	dir      string
@@ -40,8 +43,6 @@ func newFileSink(dir string, maxBytes int64) (*fileSink, error) {
 	return &fileSink{dir: dir, maxBytes: maxBytes, files: make(map[string]*logFile)}, nil
 }
 
-func (s *fileSink) name() string { return SinkFiles }
-
 // FileName is the file of a unit's lines in the files sink: UNIT.log, DaemonFile for "". A name
 // that could leave the directory has its separators and leading dots replaced by "_".
 func FileName(unit string) string {
@@ -60,14 +61,129 @@ func FileName(unit string) string {
 	return unit + ".log"
 }
 
-// formatFileLine is a line as the files sink writes it; newlines in the text become "\n".
+// formatFileLine is a line as the files sink writes it; in the text a backslash becomes "\\"
+// and a newline "\n".
 func formatFileLine(buf []byte, line Line) []byte {
 	buf = line.Time.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, ' ')
 	buf = append(buf, line.Stream...)
 	buf = append(buf, ' ')
-	buf = append(buf, strings.ReplaceAll(line.Text, "\n", `\n`)...)
+	for i := range len(line.Text) {
+		switch c := line.Text[i]; c {
+		case '\\':
+			buf = append(buf, '\\', '\\')
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		default:
+			buf = append(buf, c)
+		}
+	}
 	return append(buf, '\n')
+}
+
+// parseFileLine reads a line formatFileLine wrote.
+func parseFileLine(unit string, b []byte) (Line, bool) {
+	ts, rest, ok := bytes.Cut(b, []byte{' '})
+	if !ok {
+		return Line{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return Line{}, false
+	}
+	stream, text, ok := bytes.Cut(rest, []byte{' '})
+	if !ok {
+		return Line{}, false
+	}
+	out := make([]byte, 0, len(text))
+	for i := 0; i < len(text); i++ {
+		if text[i] == '\\' && i+1 < len(text) {
+			switch text[i+1] {
+			case 'n':
+				out = append(out, '\n')
+				i++
+				continue
+			case '\\':
+				out = append(out, '\\')
+				i++
+				continue
+			}
+		}
+		out = append(out, text[i])
+	}
+	line := Line{Time: t, Unit: unit, Stream: string(stream), Text: string(out)}
+	if len(line.Text) > MaxLineBytes {
+		line.Text, line.Truncated = Truncate(line.Text, MaxLineBytes)
+	}
+	return line, true
+}
+
+// readFileTail returns the last lines (at most maxLines, and about maxBytes of file) kept in
+// dir for unit: UNIT.log, and UNIT.log.1 before it when UNIT.log holds less. Lines that do not
+// parse are skipped; errors mean no lines.
+func readFileTail(dir, unit string, maxBytes int64, maxLines int) []Line {
+	base := filepath.Join(dir, FileName(unit))
+	var chunks [][]Line
+	left := maxBytes
+	for _, path := range []string{base, base + ".1"} {
+		if left <= 0 {
+			break
+		}
+		lines, read := readTail(path, unit, left)
+		chunks = append(chunks, lines)
+		left -= read
+	}
+	var out []Line
+	for i := len(chunks) - 1; i >= 0; i-- {
+		out = append(out, chunks[i]...)
+	}
+	if len(out) > maxLines {
+		out = out[len(out)-maxLines:]
+	}
+	return out
+}
+
+// readTail parses the lines in the last max bytes of a file; a line cut by the start of that
+// window is skipped. It returns the bytes read.
+func readTail(path, unit string, max int64) ([]Line, int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, 0
+	}
+	start := st.Size() - max
+	if start < 0 {
+		start = 0
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, start, st.Size()-start), 64<<10)
+	var lines []Line
+	first := start > 0
+	for {
+		b, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long := append([]byte(nil), b...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = r.ReadSlice('\n')
+				long = append(long, b...)
+			}
+			b = long
+		}
+		if err != nil {
+			break // EOF: a last line without its newline is still being written
+		}
+		if first {
+			first = false
+			continue
+		}
+		if line, ok := parseFileLine(unit, bytes.TrimSuffix(b, []byte{'\n'})); ok {
+			lines = append(lines, line)
+		}
+	}
+	return lines, st.Size() - start
 }
 
 func (s *fileSink) write(line Line) error {
@@ -87,10 +203,14 @@ func (s *fileSink) write(line Line) error {
 		}
 	}
 	n, err := lf.f.Write(s.buf)
-	lf.size += int64(n)
 	if err != nil {
+		if n > 0 {
+			// Never leave a partial line for the next one to be glued to.
+			_ = lf.f.Truncate(lf.size)
+		}
 		return fmt.Errorf("logs: write %s: %w (check free space in the state directory)", lf.f.Name(), err)
 	}
+	lf.size += int64(n)
 	return nil
 }
 
@@ -126,8 +246,6 @@ func (s *fileSink) rotate(name string, lf *logFile) error {
 	}
 	return nil
 }
-
-func (s *fileSink) abort() {}
 
 func (s *fileSink) close() error {
 	var errs []error

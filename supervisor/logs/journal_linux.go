@@ -55,8 +55,6 @@ func (j *journalSink) dial() (*net.UnixConn, error) {
 	return c, nil
 }
 
-func (j *journalSink) name() string { return SinkJournald }
-
 func (j *journalSink) write(line Line) error {
 	j.buf = journalEntry(j.buf[:0], line)
 	err := j.send(j.buf)

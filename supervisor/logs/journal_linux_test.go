@@ -170,11 +170,15 @@ func TestJournalSinkLargeEntryViaMemfd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLogs(withDefaults(Options{}), js)
-	defer l.Close()
+	defer js.close()
+	// Logs cuts a line's text at MaxLineBytes, but fields can still make an entry this large.
 	big := strings.Repeat("z", 200<<10)
-	l.Write(Line{Unit: "web", Stream: StreamStdout, Text: big})
-	l.Write(Line{Unit: "web", Stream: StreamStdout, Text: "small"})
+	if err := js.write(Line{Unit: "web", Stream: StreamStdout, Text: big}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.write(Line{Unit: "web", Stream: StreamStdout, Text: "small"}); err != nil {
+		t.Fatal(err)
+	}
 	e, viaFD := fj.recv(t)
 	if !viaFD || e["MESSAGE"] != big || e["OPSVC_UNIT"] != "web" {
 		t.Fatalf("large entry: via fd %v, message %d bytes, fields %d", viaFD, len(e["MESSAGE"]), len(e))
@@ -189,7 +193,7 @@ func TestJournalSinkLargeEntryViaMemfd(t *testing.T) {
 // the socket is read again the drop is reported.
 func TestWriteNeverBlocksOnStalledJournald(t *testing.T) {
 	fj := newFakeJournal(t)
-	l, err := New(Options{JournalSocket: fj.path, QueueLen: 32, RingLines: 10})
+	l, err := New(Options{JournalSocket: fj.path, QueueLen: 32, UnitQueueShare: 32, RingLines: 10, DropReportInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,18 @@
 // Package logs keeps worker output and the daemon's own log lines: a ring of recent lines per
-// unit for tail and follow, and a bounded asynchronous queue to journald or to size-capped files.
-// It never blocks the writer of a line.
+// unit for tail and follow, bounded in bytes, and a bounded asynchronous queue to size-capped,
+// rotated files in the state directory and to journald when it is there. It never blocks the
+// writer of a line.
 package logs
 
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Streams of a Line.
@@ -24,95 +28,140 @@ const (
 	SinkFiles    = "files"
 )
 
-// Defaults for Options.
+// Defaults for Options, and the bounds of a line.
 const (
-	DefaultRingLines      = 1000
-	DefaultFileMaxBytes   = 8 << 20
-	DefaultQueueLen       = 8192
-	DefaultJournalSocket  = "/run/systemd/journal/socket"
-	NoJournal             = "-"     // Options.JournalSocket that never uses journald
-	DaemonIdentifier      = "opsvc" // SYSLOG_IDENTIFIER of the daemon's own lines
-	followBuffer          = 256     // lines a follower may fall behind before it misses some
+	DefaultRingLines          = 1000
+	DefaultRingBytes          = 1 << 20  // per unit
+	DefaultTotalBytes         = 64 << 20 // all units together
+	DefaultFileMaxBytes       = 8 << 20
+	DefaultQueueLen           = 8192
+	DefaultDropReportInterval = 10 * time.Second
+	DefaultJournalSocket      = "/run/systemd/journal/socket"
+	NoJournal                 = "-"     // Options.JournalSocket that never uses journald
+	DaemonIdentifier          = "opsvc" // SYSLOG_IDENTIFIER of the daemon's own lines
+	// MaxLineBytes is the longest text a Line keeps; a longer one is cut and ends with a marker
+	// saying how many bytes were cut (Line.Truncated holds the number).
+	MaxLineBytes = 16 << 10
+
+	followBuffer          = 256 // lines a follower may fall behind before it misses some
 	closeDrain            = 2 * time.Second
 	droppedReportPriority = "4" // warning
+	// lineOverhead is what a kept line costs beside its text, as the rings account for it.
+	lineOverhead = 128
 )
 
 // Line is one line of output.
 type Line struct {
-	Time   time.Time         `json:"time"`
-	Unit   string            `json:"unit"`   // "" for the daemon's own lines
-	Stream string            `json:"stream"` // "stdout" | "stderr" | "daemon"
-	Text   string            `json:"text"`
-	PID    int               `json:"pid,omitempty"`
-	Fields map[string]string `json:"fields,omitempty"` // extra journald fields, e.g. OPSVC_CHAIN_ID
+	Time      time.Time         `json:"time"`
+	Unit      string            `json:"unit"`   // "" for the daemon's own lines
+	Stream    string            `json:"stream"` // "stdout" | "stderr" | "daemon"
+	Text      string            `json:"text"`
+	PID       int               `json:"pid,omitempty"`
+	Fields    map[string]string `json:"fields,omitempty"`    // extra journald fields, e.g. OPSVC_CHAIN_ID
+	Truncated int               `json:"truncated,omitempty"` // bytes cut from a line longer than MaxLineBytes
 }
 
 // Options tune Logs.
 type Options struct {
-	Dir           string // STATE/logs: where the files sink writes; needed when journald is not used
-	RingLines     int    // lines kept per unit for Tail; default 1000
-	FileMaxBytes  int64  // size of UNIT.log before it rotates to UNIT.log.1 (3 kept); default 8 MiB
-	QueueLen      int    // lines waiting for the sink before new ones are dropped; default 8192
-	JournalSocket string // "" = /run/systemd/journal/socket; "-" = never use journald
-	Now           func() time.Time
+	Dir          string // STATE/logs: where UNIT.log files are kept; needed when journald is not used
+	RingLines    int    // lines kept in memory per unit; default 1000
+	RingBytes    int64  // bytes kept in memory per unit; default 1 MiB
+	TotalBytes   int64  // bytes kept in memory for all units; default 64 MiB
+	FileMaxBytes int64  // size of UNIT.log before it rotates to UNIT.log.1; default 8 MiB
+	QueueLen     int    // lines waiting for the sinks before new ones are dropped; default 8192
+	// UnitQueueShare is how many of the waiting lines one unit may hold; its lines past that are
+	// dropped, so one unit cannot take the queue from the others. Default QueueLen/8.
+	UnitQueueShare int
+	// DropReportInterval is how often dropped lines are reported, in one daemon line with the
+	// counts; default 10s.
+	DropReportInterval time.Duration
+	JournalSocket      string // "" = /run/systemd/journal/socket; "-" = never use journald
+	Now                func() time.Time
+	// Fault, if set, is called with the error when writing the log files starts failing, and
+	// with nil when they take lines again.
+	Fault func(error)
 }
 
 // Logs is the daemon's line store. It is safe for concurrent use.
 type Logs struct {
 	opts    Options
-	sink    sink
-	queue   chan Line
+	files   *fileSink    // nil without a directory
+	journal *journalSink // nil without journald
+	queue   chan queued
 	stopped chan struct{}
 
-	dropped    atomic.Uint64 // lines the sink never got, in total
-	unreported atomic.Uint64 // of those, not yet reported in a daemon line
+	dropped atomic.Uint64 // lines the sinks never got, in total
 
 	mu        sync.Mutex
-	rings     map[string]*ring
+	units     map[string]*unitLog
+	total     int64                 // bytes kept in all rings
+	dropping  map[*unitLog]struct{} // units with drops not yet reported
 	followers map[string]map[*follower]struct{}
 	closed    bool
 }
 
-// sink is where queued lines go; only the Logs goroutine calls write.
-type sink interface {
-	name() string
-	write(Line) error
-	abort() // make a blocked or later write fail at once (Close after its bound)
-	close() error
+// unitLog is what Logs keeps for one unit. Guarded by Logs.mu.
+type unitLog struct {
+	name      string
+	ring      ring
+	queued    int    // lines waiting for the sinks
+	dropped   uint64 // lines dropped since the last report
+	lastCause error
 }
 
-// New decides once where lines go: journald when its socket exists and a connect to it succeeds
-// (JournalSocket, default /run/systemd/journal/socket), otherwise files under Dir.
+type queued struct {
+	line Line
+	u    *unitLog
+}
+
+// New opens the sinks: files under Dir when it is set, and journald when its socket exists and
+// a connect to it succeeds (JournalSocket, default /run/systemd/journal/socket). One of them is
+// needed.
 func New(opts Options) (*Logs, error) {
 	opts = withDefaults(opts)
-	var s sink
+	var j *journalSink
 	if opts.JournalSocket != NoJournal {
-		if j, err := newJournalSink(opts.JournalSocket, journalSendBuffer); err == nil {
-			s = j
+		if s, err := newJournalSink(opts.JournalSocket, journalSendBuffer); err == nil {
+			j = s
 		}
 	}
-	if s == nil {
-		if opts.Dir == "" {
-			return nil, errors.New("logs: no log directory and journald is not reachable: set the state directory (--state)")
-		}
-		f, err := newFileSink(opts.Dir, opts.FileMaxBytes)
-		if err != nil {
+	var f *fileSink
+	if opts.Dir != "" {
+		var err error
+		if f, err = newFileSink(opts.Dir, opts.FileMaxBytes); err != nil {
+			if j != nil {
+				j.close()
+			}
 			return nil, err
 		}
-		s = f
 	}
-	return newLogs(opts, s), nil
+	if f == nil && j == nil {
+		return nil, errors.New("logs: no log directory and journald is not reachable: set the state directory (--state)")
+	}
+	return newLogs(opts, f, j), nil
 }
 
 func withDefaults(opts Options) Options {
 	if opts.RingLines <= 0 {
 		opts.RingLines = DefaultRingLines
 	}
+	if opts.RingBytes <= 0 {
+		opts.RingBytes = DefaultRingBytes
+	}
+	if opts.TotalBytes <= 0 {
+		opts.TotalBytes = DefaultTotalBytes
+	}
 	if opts.FileMaxBytes <= 0 {
 		opts.FileMaxBytes = DefaultFileMaxBytes
 	}
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = DefaultQueueLen
+	}
+	if opts.UnitQueueShare <= 0 {
+		opts.UnitQueueShare = max(opts.QueueLen/8, 1)
+	}
+	if opts.DropReportInterval <= 0 {
+		opts.DropReportInterval = DefaultDropReportInterval
 	}
 	if opts.JournalSocket == "" {
 		opts.JournalSocket = DefaultJournalSocket
@@ -123,45 +172,151 @@ func withDefaults(opts Options) Options {
 	return opts
 }
 
-func newLogs(opts Options, s sink) *Logs {
+func newLogs(opts Options, f *fileSink, j *journalSink) *Logs {
 	l := &Logs{
 		opts:      opts,
-		sink:      s,
-		queue:     make(chan Line, opts.QueueLen),
+		files:     f,
+		journal:   j,
+		queue:     make(chan queued, opts.QueueLen),
 		stopped:   make(chan struct{}),
-		rings:     make(map[string]*ring),
+		units:     make(map[string]*unitLog),
+		dropping:  make(map[*unitLog]struct{}),
 		followers: make(map[string]map[*follower]struct{}),
 	}
 	go l.run()
 	return l
 }
 
-// Sink is "journald" or "files".
-func (l *Logs) Sink() string { return l.sink.name() }
+// Sink is "journald" when lines go to journald (as well as to the files), else "files".
+func (l *Logs) Sink() string {
+	if l.journal != nil {
+		return SinkJournald
+	}
+	return SinkFiles
+}
 
-// Dropped is how many lines never reached the sink: the queue was full or the sink failed.
+// Dropped is how many lines never reached the sinks: the queue or the unit's share of it was
+// full, or a sink failed.
 func (l *Logs) Dropped() uint64 { return l.dropped.Load() }
 
-// Write stores a line and queues it for the sink. It never blocks: the line goes into its unit's
-// ring and to its followers at once; when the sink's queue is full it is dropped from the sink
-// only, and a later daemon line reports how many were. A zero Time is set to now. Fields is
-// not copied: do not change it after the call.
+// Bytes is how many bytes the rings keep, all units together, as they account for them (the
+// text of each line plus a fixed overhead).
+func (l *Logs) Bytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+// UnitBytes is how many bytes the unit's ring keeps.
+func (l *Logs) UnitBytes(unit string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u := l.units[unit]; u != nil {
+		return u.ring.bytes
+	}
+	return 0
+}
+
+// Truncate cuts a text longer than max bytes at a character boundary and ends it with a
+// marker saying how many bytes were cut, so that the result is at most max bytes; it returns
+// the text and that number.
+func Truncate(text string, max int) (string, int) { return CutText(text, max, 0) }
+
+// markerRoom is the most bytes the "…[N bytes cut]" marker takes.
+const markerRoom = 40
+
+// CutText is Truncate for a text of which extra bytes were already cut away: the marker
+// counts them too.
+func CutText(text string, max, extra int) (string, int) {
+	if len(text) <= max && extra == 0 {
+		return text, 0
+	}
+	keep := min(len(text), max-markerRoom)
+	if keep < 0 {
+		keep = 0
+	}
+	for keep > 0 && keep < len(text) && !utf8.RuneStart(text[keep]) {
+		keep--
+	}
+	cut := len(text) - keep + extra
+	return text[:keep] + fmt.Sprintf("…[%d bytes cut]", cut), cut
+}
+
+// Write stores a line and queues it for the sinks. It never blocks: the line goes into its
+// unit's ring and to its followers at once; when the queue, or the unit's share of it, is full
+// it is dropped from the sinks only, and a daemon line reports the count once per interval.
+// A zero Time is set to now; a text longer than MaxLineBytes is cut. Fields is not copied: do
+// not change it after the call.
 func (l *Logs) Write(line Line) {
 	if line.Time.IsZero() {
 		line.Time = l.opts.Now()
 	}
+	if len(line.Text) > MaxLineBytes {
+		var cut int
+		line.Text, cut = Truncate(line.Text, MaxLineBytes)
+		line.Truncated += cut
+	}
+	u := l.unit(line.Unit)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.keepLocked(line)
+	if l.units[line.Unit] != u {
+		u = l.unitLocked(line.Unit, nil) // forgotten meanwhile
+	}
+	l.keepLocked(u, line)
 	if l.closed {
 		return
 	}
-	select {
-	case l.queue <- line:
-	default:
-		l.dropped.Add(1)
-		l.unreported.Add(1)
+	if u.queued >= l.opts.UnitQueueShare {
+		l.dropLocked(u, nil)
+		return
 	}
+	select {
+	case l.queue <- queued{line: line, u: u}:
+		u.queued++
+	default:
+		l.dropLocked(u, nil)
+	}
+}
+
+// dropLocked counts a line the sinks did not get.
+func (l *Logs) dropLocked(u *unitLog, cause error) {
+	l.dropped.Add(1)
+	u.dropped++
+	if cause != nil {
+		u.lastCause = cause
+	}
+	l.dropping[u] = struct{}{}
+}
+
+// unit returns the unit's log, creating it with the lines its files kept (from before a daemon
+// restart) when the unit has none in memory yet. The files are read outside the lock; no line
+// of this unit is queued before its log exists, so they hold no line of this run twice.
+func (l *Logs) unit(name string) *unitLog {
+	l.mu.Lock()
+	u := l.units[name]
+	l.mu.Unlock()
+	if u != nil {
+		return u
+	}
+	var old []Line
+	if l.files != nil {
+		old = readFileTail(l.files.dir, name, l.opts.RingBytes, l.opts.RingLines)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unitLocked(name, old)
+}
+
+func (l *Logs) unitLocked(name string, old []Line) *unitLog {
+	if u := l.units[name]; u != nil {
+		return u
+	}
+	u := &unitLog{name: name}
+	l.units[name] = u
+	for _, line := range old {
+		l.addLocked(u, line)
+	}
+	return u
 }
 
 // Logf writes a daemon line (Stream "daemon", no unit).
@@ -170,13 +325,8 @@ func (l *Logs) Logf(format string, args ...any) {
 }
 
 // keepLocked puts a line in its unit's ring and hands it to the unit's followers.
-func (l *Logs) keepLocked(line Line) {
-	r := l.rings[line.Unit]
-	if r == nil {
-		r = &ring{lines: make([]Line, 0, min(l.opts.RingLines, 64)), max: l.opts.RingLines}
-		l.rings[line.Unit] = r
-	}
-	r.add(line)
+func (l *Logs) keepLocked(u *unitLog, line Line) {
+	l.addLocked(u, line)
 	for f := range l.followers[line.Unit] {
 		select {
 		case f.ch <- line:
@@ -186,16 +336,105 @@ func (l *Logs) keepLocked(line Line) {
 	}
 }
 
-// Tail returns up to n of the unit's most recent lines, oldest first (n <= 0: every line kept).
-// The daemon's own lines are under unit "".
-func (l *Logs) Tail(unit string, n int) []Line {
+// addLocked adds a line to a ring and evicts old lines past the unit's and the total bounds:
+// the unit's own first, then those of the unit that keeps the most.
+func (l *Logs) addLocked(u *unitLog, line Line) {
+	l.total += u.ring.add(line, l.opts.RingLines, l.opts.RingBytes)
+	for l.total > l.opts.TotalBytes {
+		big := u
+		if u.ring.bytes < l.opts.TotalBytes/int64(len(l.units)) {
+			for _, o := range l.units {
+				if o.ring.bytes > big.ring.bytes {
+					big = o
+				}
+			}
+		}
+		freed := big.ring.evict()
+		if freed == 0 {
+			break
+		}
+		l.total -= freed
+	}
+}
+
+// Forget frees the lines kept in memory for a unit that was removed; its files stay.
+func (l *Logs) Forget(unit string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := l.rings[unit]
-	if r == nil {
+	u := l.units[unit]
+	if u == nil {
+		return
+	}
+	l.total -= u.ring.bytes
+	u.ring = ring{}
+	delete(l.units, unit)
+}
+
+// Tail returns up to n of the unit's most recent lines, oldest first (n <= 0: every line kept).
+// The daemon's own lines are under unit "". A unit without lines in memory (none since the
+// daemon started) is read from its files.
+func (l *Logs) Tail(unit string, n int) []Line {
+	if n <= 0 {
+		n = -1
+	}
+	return l.Query(unit, Query{N: n})
+}
+
+// Query selects a unit's lines.
+type Query struct {
+	// N is how many of the most recent matching lines: 0 = none, negative = every one kept.
+	N int
+	// Since and Until bound the lines' times (inclusive); zero = unbounded.
+	Since, Until time.Time
+	// Stream is "stdout" or "stderr" (or "daemon"); "" = any.
+	Stream string
+	// Grep keeps lines containing it; Match keeps lines it matches (nil = any).
+	Grep  string
+	Match interface{ MatchString(string) bool }
+}
+
+func (q Query) match(line Line) bool {
+	if !q.Since.IsZero() && line.Time.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && line.Time.After(q.Until) {
+		return false
+	}
+	if q.Stream != "" && line.Stream != q.Stream {
+		return false
+	}
+	if q.Grep != "" && !strings.Contains(line.Text, q.Grep) {
+		return false
+	}
+	return q.Match == nil || q.Match.MatchString(line.Text)
+}
+
+// Query returns the last q.N of the unit's lines that match q, oldest first: from memory, or,
+// for a unit without lines in memory, from its files (so after a daemon restart too).
+func (l *Logs) Query(unit string, q Query) []Line {
+	if q.N == 0 {
 		return nil
 	}
-	return r.last(n)
+	l.mu.Lock()
+	u := l.units[unit]
+	var lines []Line
+	if u != nil {
+		lines = u.ring.all()
+	}
+	l.mu.Unlock()
+	if u == nil && l.files != nil {
+		lines = readFileTail(l.files.dir, unit, l.opts.RingBytes, l.opts.RingLines)
+	}
+	out := lines[:0:0]
+	for _, line := range lines {
+		if q.match(line) {
+			out = append(out, line)
+		}
+	}
+	if q.N > 0 && len(out) > q.N {
+		out = out[len(out)-q.N:]
+	}
+	return out
 }
 
 type follower struct {
@@ -233,8 +472,9 @@ func (l *Logs) Follow(unit string) (<-chan Line, func()) {
 	}
 }
 
-// Close ends every follower, lets the sink take the queued lines (for at most two seconds; what is
-// left after that is dropped) and stops the goroutine. Writes after Close still reach the rings.
+// Close ends every follower, lets the sinks take the queued lines (for at most two seconds;
+// what is left after that is dropped) and stops the goroutine. Writes after Close still reach
+// the rings.
 func (l *Logs) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -253,79 +493,175 @@ func (l *Logs) Close() error {
 	select {
 	case <-l.stopped:
 	case <-time.After(closeDrain):
-		l.sink.abort()
+		if l.journal != nil {
+			l.journal.abort()
+		}
 		<-l.stopped
 	}
-	return l.sink.close()
+	var errs []error
+	if l.files != nil {
+		errs = append(errs, l.files.close())
+	}
+	if l.journal != nil {
+		errs = append(errs, l.journal.close())
+	}
+	return errors.Join(errs...)
 }
 
-// run is the one goroutine that talks to the sink.
+// run is the one goroutine that talks to the sinks.
 func (l *Logs) run() {
 	defer close(l.stopped)
-	var lastErr error
-	for line := range l.queue {
-		if err := l.sink.write(line); err != nil {
-			l.dropped.Add(1)
-			l.unreported.Add(1)
-			lastErr = err
-			continue
+	tick := time.NewTicker(l.opts.DropReportInterval)
+	defer tick.Stop()
+	var fileErr error // the files' current failure
+	for {
+		select {
+		case q, ok := <-l.queue:
+			if !ok {
+				l.reportDropped()
+				return
+			}
+			err := l.writeSinks(q.line, &fileErr)
+			l.mu.Lock()
+			q.u.queued--
+			if err != nil {
+				l.dropLocked(q.u, err)
+			}
+			l.mu.Unlock()
+		case <-tick.C:
+			l.reportDropped()
 		}
-		if n := l.unreported.Swap(0); n > 0 {
-			lastErr = l.reportDropped(n, lastErr)
-		}
-	}
-	if n := l.unreported.Swap(0); n > 0 {
-		l.reportDropped(n, lastErr)
 	}
 }
 
-// reportDropped writes the "N lines dropped" daemon line to the rings and the sink.
-func (l *Logs) reportDropped(n uint64, cause error) error {
-	text := fmt.Sprintf("logs: %d log lines dropped: the %s sink could not keep up", n, l.sink.name())
+// writeSinks writes a line to the files and to journald; the error is the last failure.
+func (l *Logs) writeSinks(line Line, fileErr *error) error {
+	var err error
+	if l.files != nil {
+		ferr := l.files.write(line)
+		if (ferr == nil) != (*fileErr == nil) && l.opts.Fault != nil {
+			l.opts.Fault(ferr)
+		}
+		*fileErr = ferr
+		err = ferr
+	}
+	if l.journal != nil {
+		if jerr := l.journal.write(line); jerr != nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// maxReportUnits is how many units a drop report names.
+const maxReportUnits = 10
+
+// reportDropped writes one daemon line with the lines dropped since the last report, if any.
+func (l *Logs) reportDropped() {
+	l.mu.Lock()
+	if len(l.dropping) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	type count struct {
+		unit string
+		n    uint64
+	}
+	var counts []count
+	var total uint64
+	var cause error
+	for u := range l.dropping {
+		counts = append(counts, count{u.name, u.dropped})
+		total += u.dropped
+		if u.lastCause != nil {
+			cause = u.lastCause
+		}
+		u.dropped, u.lastCause = 0, nil
+		delete(l.dropping, u)
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].n != counts[j].n {
+			return counts[i].n > counts[j].n
+		}
+		return counts[i].unit < counts[j].unit
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "logs: %d log lines dropped in the last %s (", total, l.opts.DropReportInterval)
+	for i, c := range counts {
+		if i == maxReportUnits {
+			fmt.Fprintf(&b, ", and %d more units", len(counts)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		name := c.unit
+		if name == "" {
+			name = "opsvc"
+		}
+		fmt.Fprintf(&b, "%s %d", name, c.n)
+	}
+	b.WriteString(")")
 	if cause != nil {
-		text = fmt.Sprintf("logs: %d log lines dropped: %v", n, cause)
+		fmt.Fprintf(&b, ": %v", cause)
+	} else {
+		b.WriteString(": a unit printed faster than the logs are written (it keeps its own recent lines in memory)")
 	}
 	line := Line{
 		Time:   l.opts.Now(),
 		Stream: StreamDaemon,
-		Text:   text,
+		Text:   b.String(),
 		Fields: map[string]string{"PRIORITY": droppedReportPriority},
 	}
-	l.mu.Lock()
-	l.keepLocked(line)
+	u := l.unitLocked("", nil)
+	l.keepLocked(u, line)
 	l.mu.Unlock()
-	if err := l.sink.write(line); err != nil {
-		l.unreported.Add(n) // report again once the sink takes lines
-		return err
-	}
-	return nil
+	var fileErr error
+	l.writeSinks(line, &fileErr)
 }
 
-// ring is a fixed-size circular buffer of lines.
+// ring is a queue of lines bounded in count and bytes.
 type ring struct {
-	lines []Line
-	next  int // where the next line goes once the ring is full
-	max   int
+	lines []Line // lines[head:] are kept, oldest first
+	head  int
+	bytes int64
 }
 
-func (r *ring) add(line Line) {
-	if len(r.lines) < r.max {
-		r.lines = append(r.lines, line)
-		return
+func lineCost(line Line) int64 { return int64(len(line.Text)) + lineOverhead }
+
+// add appends a line, evicts the oldest past the bounds (keeping at least the new one) and
+// returns the change in bytes.
+func (r *ring) add(line Line, maxLines int, maxBytes int64) int64 {
+	before := r.bytes
+	if r.head > 0 && r.head >= len(r.lines)/2 {
+		n := copy(r.lines, r.lines[r.head:])
+		clear(r.lines[n:])
+		r.lines, r.head = r.lines[:n], 0
 	}
-	r.lines[r.next] = line
-	r.next = (r.next + 1) % r.max
+	r.lines = append(r.lines, line)
+	r.bytes += lineCost(line)
+	for len(r.lines)-r.head > 1 && (len(r.lines)-r.head > maxLines || r.bytes > maxBytes) {
+		r.evict()
+	}
+	return r.bytes - before
 }
 
-func (r *ring) last(n int) []Line {
-	size := len(r.lines)
-	if n <= 0 || n > size {
-		n = size
+// evict drops the oldest line and returns its cost (0 when the ring is empty).
+func (r *ring) evict() int64 {
+	if r.head >= len(r.lines) {
+		return 0
 	}
-	out := make([]Line, 0, n)
-	start := r.next + size - n // index of the first wanted line, modulo size
-	for i := range n {
-		out = append(out, r.lines[(start+i)%size])
+	c := lineCost(r.lines[r.head])
+	r.lines[r.head] = Line{}
+	r.head++
+	r.bytes -= c
+	if r.head == len(r.lines) {
+		r.lines, r.head = r.lines[:0], 0
 	}
-	return out
+	return c
+}
+
+// all returns a copy of the kept lines, oldest first.
+func (r *ring) all() []Line {
+	return append([]Line(nil), r.lines[r.head:]...)
 }

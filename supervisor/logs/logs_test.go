@@ -178,17 +178,28 @@ func TestReaderLongLines(t *testing.T) {
 	w := l.Reader("u", StreamStdout, 0)
 	long := strings.Repeat("x", 2*MaxLineBytes+10)
 	w.Write([]byte(long + "\n"))
-	// Exactly MaxLineBytes, its newline in the next write: one line, no empty one.
+	// Exactly MaxLineBytes, its newline in the next write: one whole line.
 	w.Write([]byte(strings.Repeat("y", MaxLineBytes)))
 	w.Write([]byte("\nz\n"))
-	w.Close()
-	var lens []int
-	for _, ln := range l.Tail("u", 0) {
-		lens = append(lens, len(ln.Text))
+	// A long line in many writes is cut once.
+	for range 10 {
+		w.Write([]byte(strings.Repeat("w", MaxLineBytes/2)))
 	}
-	want := fmt.Sprint([]int{MaxLineBytes, MaxLineBytes, 10, MaxLineBytes, 1})
-	if fmt.Sprint(lens) != want {
-		t.Fatalf("line lengths %v, want %s", lens, want)
+	w.Close()
+	got := l.Tail("u", 0)
+	if len(got) != 4 {
+		t.Fatalf("%d lines, want 4", len(got))
+	}
+	for i, want := range []int{len(long) - (MaxLineBytes - markerRoom), 0, 0, 5*MaxLineBytes - (MaxLineBytes - markerRoom)} {
+		if got[i].Truncated != want || len(got[i].Text) > MaxLineBytes {
+			t.Errorf("line %d: %d bytes, %d cut; want at most %d bytes, %d cut", i, len(got[i].Text), got[i].Truncated, MaxLineBytes, want)
+		}
+		if want > 0 && !strings.HasSuffix(got[i].Text, fmt.Sprintf("…[%d bytes cut]", want)) {
+			t.Errorf("line %d ends %q, want the cut marker", i, got[i].Text[len(got[i].Text)-30:])
+		}
+	}
+	if len(got[1].Text) != MaxLineBytes || got[2].Text != "z" {
+		t.Errorf("lines 1 and 2: %d bytes and %q, want %d bytes and z", len(got[1].Text), got[2].Text, MaxLineBytes)
 	}
 }
 
@@ -225,12 +236,12 @@ func TestFilesSinkAndRotation(t *testing.T) {
 	for i := range 40 {
 		l.Write(Line{Unit: "web", Stream: StreamStdout, Text: fmt.Sprintf("line %02d", i)})
 	}
-	l.Write(Line{Stream: StreamDaemon, Text: "daemon\nsays"})
+	l.Write(Line{Stream: StreamDaemon, Text: `daemon\nsays` + "\nit"})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var kept []string
-	for _, name := range []string{"web.log.3", "web.log.2", "web.log.1", "web.log"} {
+	for _, name := range []string{"web.log.1", "web.log"} {
 		path := filepath.Join(dir, name)
 		st, err := os.Stat(path)
 		if err != nil {
@@ -241,8 +252,8 @@ func TestFilesSinkAndRotation(t *testing.T) {
 		}
 		kept = append(kept, readFileLines(t, path)...)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "web.log.4")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("web.log.4: %v, want only 3 rotated files", err)
+	if _, err := os.Stat(filepath.Join(dir, "web.log.2")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("web.log.2: %v, want only 1 rotated file", err)
 	}
 	if len(kept) >= 40 || kept[len(kept)-1] != "stdout line 39" {
 		t.Fatalf("kept %d lines ending %q, want fewer than 40 ending with line 39", len(kept), kept[len(kept)-1])
@@ -253,7 +264,7 @@ func TestFilesSinkAndRotation(t *testing.T) {
 			t.Fatalf("kept line %d = %q, want %q", i, k, want)
 		}
 	}
-	if got := readFileLines(t, filepath.Join(dir, DaemonFile)); len(got) != 1 || got[0] != `daemon daemon\nsays` {
+	if got := readFileLines(t, filepath.Join(dir, DaemonFile)); len(got) != 1 || got[0] != `daemon daemon\\nsays\nit` {
 		t.Fatalf("daemon file = %q", got)
 	}
 }

@@ -7,13 +7,10 @@ import (
 	"sync"
 )
 
-// MaxLineBytes is the longest line Reader passes on; longer ones are split.
-const MaxLineBytes = 64 << 10
-
 // Reader returns a writer that splits the bytes written to it into lines (without the "\n" or
-// "\r\n"; longer than MaxLineBytes: split) and writes each as a Line of unit, stream and pid.
-// Close passes on a last line that had no newline. The supervisor hands it to the goroutine
-// copying a worker's stdout or stderr pipe.
+// "\r\n") and writes each as a Line of unit, stream and pid. A line longer than MaxLineBytes
+// keeps its first bytes and ends with a marker saying how many were cut; the rest is never
+// held. Close passes on a last line that had no newline.
 func (l *Logs) Reader(unit string, stream string, pid int) io.WriteCloser {
 	return &lineWriter{l: l, unit: unit, stream: stream, pid: pid}
 }
@@ -26,6 +23,7 @@ type lineWriter struct {
 
 	mu     sync.Mutex
 	buf    []byte
+	cut    int // bytes of the current line past MaxLineBytes
 	closed bool
 }
 
@@ -37,29 +35,31 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	for len(p) > 0 {
-		room := MaxLineBytes - len(w.buf)
 		i := bytes.IndexByte(p, '\n')
-		switch {
-		case i >= 0 && i <= room:
-			w.buf = append(w.buf, p[:i]...)
-			w.emit()
-			p = p[i+1:]
-		case len(p) <= room:
-			w.buf = append(w.buf, p...)
-			p = nil
-		default:
-			w.buf = append(w.buf, p[:room]...)
-			w.emit()
-			p = p[room:]
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
 		}
+		room := MaxLineBytes + 1 - len(w.buf) // one byte more, to tell a long line apart
+		if len(chunk) <= room {
+			w.buf = append(w.buf, chunk...)
+		} else {
+			w.buf = append(w.buf, chunk[:room]...)
+			w.cut += len(chunk) - room
+		}
+		if i < 0 {
+			break
+		}
+		w.emit()
+		p = p[i+1:]
 	}
 	return n, nil
 }
 
 func (w *lineWriter) emit() {
-	text := bytes.TrimSuffix(w.buf, []byte{'\r'})
-	w.l.Write(Line{Unit: w.unit, Stream: w.stream, Text: string(text), PID: w.pid})
-	w.buf = w.buf[:0]
+	text, cut := CutText(string(bytes.TrimSuffix(w.buf, []byte{'\r'})), MaxLineBytes, w.cut)
+	w.l.Write(Line{Unit: w.unit, Stream: w.stream, Text: text, PID: w.pid, Truncated: cut})
+	w.buf, w.cut = w.buf[:0], 0
 }
 
 // Close passes on the last, unterminated line, if any. Writes after Close fail.
@@ -70,7 +70,7 @@ func (w *lineWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	if len(w.buf) > 0 {
+	if len(w.buf) > 0 || w.cut > 0 {
 		w.emit()
 	}
 	w.buf = nil

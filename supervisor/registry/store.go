@@ -67,6 +67,10 @@ type Options struct {
 	Now func() time.Time
 	// NewID makes chain ids (Registry.NewID); nil means NewChainID.
 	NewID func(now time.Time) string
+	// WriteFault, if set, is called after every write of the registry or its archive: with
+	// the error when it failed (a full disk, say), with nil when it succeeded. The daemon
+	// passes it on to the bus, which reports the first failure and the recovery.
+	WriteFault func(error)
 }
 
 // Store is the registry of one state directory. Every Update is a
@@ -81,6 +85,7 @@ type Store struct {
 	archiveCap int
 	now        func() time.Time
 	newID      func(time.Time) string
+	writeFault func(error)
 
 	// cache maps a chain's line in registry.json, as last read or written,
 	// to its decoded chain: most lines are unchanged between updates, and
@@ -106,6 +111,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		archiveCap: opts.ArchiveCap,
 		now:        opts.Now,
 		newID:      opts.NewID,
+		writeFault: opts.WriteFault,
 	}
 	if s.archiveCap == 0 {
 		s.archiveCap = DefaultArchiveCap
@@ -153,10 +159,19 @@ func (s *Store) Update(fn func(*Registry) error) error {
 		// The archive is appended and synced before registry.json drops the
 		// chains: a crash in between leaves a chain in both, never in neither.
 		if err := s.appendArchive(archived); err != nil {
+			s.reportWrite(err)
 			return err
 		}
 	}
-	return s.write(r, old, mode)
+	err = s.write(r, old, mode)
+	s.reportWrite(err)
+	return err
+}
+
+func (s *Store) reportWrite(err error) {
+	if s.writeFault != nil {
+		s.writeFault(err)
+	}
 }
 
 // View runs fn on the registry under the shared lock; changes fn makes are
