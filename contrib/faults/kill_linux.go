@@ -75,6 +75,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	f.shellUnit("blink", "sleep 0.3; exit 1", "restart = \"always\"\nrestart_delay = \"100ms\"\nstart_limit_burst = 10000\n", "")
 	f.shellUnit("chatty", "while :; do seq 1 100; sleep 0.05; done", "", "")
 	f.orchUnit("orch", fastAgent, "")
+	all := append(slices.Clone(trees), "blink", "chatty", "orch")
 
 	rng := rand.New(rand.NewSource(s.opt.seed))
 	var prev []proc // the units' processes just before a kill
@@ -93,7 +94,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 			} else {
 				restarted++
 			}
-			o, dd, cmds := f.leftovers(ctx, prev, trees)
+			o, dd, cmds := f.leftovers(ctx, prev, all)
 			orphans += o
 			dups += dd
 			escapedCmds = append(escapedCmds, cmds...)
@@ -129,7 +130,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 		} else {
 			restarted++
 		}
-		o, dd, cmds := f.leftovers(ctx, prev, trees)
+		o, dd, cmds := f.leftovers(ctx, prev, all)
 		orphans += o
 		dups += dd
 		escapedCmds = append(escapedCmds, cmds...)
