@@ -226,7 +226,7 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 	if s.opt.short {
 		n = 2
 	}
-	r.did = fmt.Sprintf("kill -9 of an orchestrator worker ×%d mid-session (stand-in agent with a child)", n)
+	r.did = fmt.Sprintf("kill -9 of an orchestrator worker ×%d mid-session (stand-in agent with a child), and of a worker with a child and a setsid child", n)
 	f, err := s.fixture("kill9-worker")
 	if err != nil {
 		r.fail("setup: %v", err)
@@ -234,10 +234,46 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 	}
 	defer f.close()
 	f.orchUnit("orch", slowAgent, "")
+	f.shellUnit("tree", treeScript, "restart = \"always\"\nrestart_delay = \"100ms\"\n", "")
 	d, err := f.start(ctx)
 	if err != nil {
 		r.fail("start: %v", err)
 		return
+	}
+	// A plain worker: what it started, in its group or not, goes with it.
+	if m, err := f.waitUnits(ctx, 10*time.Second, allActive("tree")); err != nil {
+		r.fail("tree not active: %v", err)
+	} else {
+		var kids []proc
+		deadline := time.Now().Add(5 * time.Second)
+		for len(kids) < 2 && time.Now().Before(deadline) {
+			kids = nil
+			for _, p := range f.procs() {
+				if p.unit == "tree" && p.ppid == m["tree"].PID {
+					kids = append(kids, p)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		syscall.Kill(m["tree"].PID, syscall.SIGKILL)
+		left := 0
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			left = 0
+			for _, k := range kids {
+				if _, st := statOf(k.pid); st == k.start && !isZombie(k.pid) {
+					left++
+				}
+			}
+			if left == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, k := range kids {
+			syscall.Kill(k.pid, syscall.SIGKILL)
+		}
+		r.check(len(kids) == 2 && left == 0, "plain worker: %d of its %d children left", left, len(kids))
 	}
 	evs, err := f.follow(ctx, "unit=orch&type=session.started")
 	if err != nil {
@@ -260,6 +296,9 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 			worker, agents = proc{}, nil
 			child := false
 			for _, p := range f.procs() {
+				if p.unit != "orch" {
+					continue
+				}
 				if p.ppid == d.pid && len(p.argv) >= 3 && p.argv[1] == "worker" && p.argv[2] == "orchestrator" {
 					worker = p
 					continue
