@@ -79,7 +79,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 
 	rng := rand.New(rand.NewSource(s.opt.seed))
 	var prev []proc // the units' processes just before a kill
-	orphans, dups, regValid, restarted := 0, 0, 0, 0
+	orphans, dups, regValid, restarted, atKill := 0, 0, 0, 0, 0
 	var escapedCmds []string
 	var d *daemon
 	for i := 0; i < n && ctx.Err() == nil; i++ {
@@ -112,6 +112,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 		}()
 		time.Sleep(time.Duration(rng.Int63n(int64(1500 * time.Millisecond))))
 		prev = f.procs()
+		atKill += len(prev)
 		d.kill9()
 		stopLoad()
 		wg.Wait()
@@ -149,7 +150,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	d.stop(15 * time.Second)
 	left := f.procs()
 
-	r.check(orphans == 0, "%d orphans", orphans)
+	r.check(orphans == 0, "%d orphans (of %d unit processes alive at the kills)", orphans, atKill)
 	r.check(dups == 0, "%d duplicate workers", dups)
 	r.check(regValid == n, "registry valid %d/%d", regValid, n)
 	r.check(restarted == n, "units back %d/%d", restarted, n)
