@@ -343,6 +343,8 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		stream(w)
 		select {
 		case err := <-waiting.reply:
+			// The wait is over: the answer gets a deadline again.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
 			if err != nil {
 				var us UnitStatus
 				s.do(context.Background(), func() { us = s.status(name) })
@@ -352,9 +354,6 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-	}
-	if wait {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
 	}
 	var us UnitStatus
 	if err := s.do(r.Context(), func() { us = s.status(name) }); err != nil {
@@ -405,7 +404,10 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 		writeErr(w, code, msg, "commands go to units of type ipc (or orchestrator) while they run")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	// The worker may take up to commandTimeout: the server's write deadline
+	// must not fall before the answer.
+	longAnswer(w, commandTimeout+answerTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), commandTimeout)
 	defer cancel()
 	data, err := ch.Command(ctx, body.Name, body.Args)
 	if err != nil {
@@ -547,6 +549,9 @@ func decodeCommand(r io.Reader) (api.CommandRequest, error) {
 	}
 	return body, nil
 }
+
+// commandTimeout bounds the wait for a worker's reply to a command.
+const commandTimeout = 30 * time.Second
 
 // maxCommandName bounds a command's name.
 const maxCommandName = 256

@@ -101,8 +101,11 @@ func (s *Supervisor) handleGetSettings(w http.ResponseWriter, r *http.Request) {
 // handlePutSettings validates new settings, writes opsvc.toml (under its
 // lock) and applies them to the running daemon.
 func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(r.Body) // Handler caps it at MaxBodyBytes
 	if err != nil {
+		if tooLarge(w, err) {
+			return
+		}
 		writeErr(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor/api"
+	"github.com/opsvc/opsvc/supervisor/bus"
 )
 
 func TestAPIErrors(t *testing.T) {
@@ -56,19 +57,21 @@ func TestBodyCap(t *testing.T) {
 	checkTooLarge(t, c)
 
 	// A chunked body is cut at the cap.
-	c = harnessConn(t, h)
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	go func() {
-		fmt.Fprintf(c, "POST /v1/units/a/command HTTP/1.1\r\nHost: opsvc\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-		chunk := `{"name":"x","args":"` + strings.Repeat("a", 64<<10)
-		for n := 0; n <= MaxBodyBytes; n += len(chunk) {
-			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
-				return
+	for _, route := range []string{"POST /v1/units/a/command", "PUT /v1/settings"} {
+		c = harnessConn(t, h)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		go func() {
+			fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: opsvc\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", route)
+			chunk := `{"name":"x","args":"` + strings.Repeat("a", 64<<10)
+			for n := 0; n <= MaxBodyBytes; n += len(chunk) {
+				if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+					return
+				}
+				chunk = strings.Repeat("a", 64<<10)
 			}
-			chunk = strings.Repeat("a", 64<<10)
-		}
-	}()
-	checkTooLarge(t, c)
+		}()
+		checkTooLarge(t, c)
+	}
 
 	// A body under the cap still reaches the route.
 	code, b := h.do("POST", "/v1/units/a/command", strings.NewReader(`{"name":"ping"}`))
@@ -188,5 +191,93 @@ func TestEveryListedRouteIsServed(t *testing.T) {
 		if strings.Contains(string(b), "no route") || code == http.StatusMethodNotAllowed {
 			t.Errorf("%s %s: %d %s", r.Method, path, code, b)
 		}
+	}
+}
+
+// Every event the daemon publishes has a type of package api, and its data
+// is exactly that type's (no field the type does not know).
+func TestEventsMatchTheirTypes(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"ok.toml":    "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n",
+		"crash.toml": "[service]\nexec = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"on-failure\"\nrestart_delay = \"10ms\"\nstart_limit_burst = 2\n",
+		"one.toml":   "[service]\ntype = \"oneshot\"\nexec = [\"/bin/true\"]\n",
+		"bad.toml":   "[service]\nexec = [\"/bin/true\"]\nrestart = \"sometimes\"\n",
+	})
+	h.waitEvent("unit.failed", "crash")
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/v1/units/ok/stop?wait=1", ""},
+		{"POST", "/v1/units/ok/start?wait=1", ""},
+		{"POST", "/v1/units/ok/restart?wait=1", ""},
+		{"POST", "/v1/reload", ""},
+		{"PUT", "/v1/settings", `{"orchestrator":{"max_turns":20}}`},
+	} {
+		var body io.Reader
+		if req.body != "" {
+			body = strings.NewReader(req.body)
+		}
+		if code, b := h.do(req.method, req.path, body); code != 200 {
+			t.Fatalf("%s %s: %d %s", req.method, req.path, code, b)
+		}
+	}
+	h.waitEvent("config.settings", "")
+
+	sub, err := h.bus.Subscribe(0, bus.Filter{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := map[string]bool{}
+	for e := range sub.C() {
+		seen[e.Type] = true
+		d := api.ForType(e.Type)
+		if d == nil {
+			t.Errorf("event type %s has no type in package api", e.Type)
+			continue
+		}
+		data := map[string]any{}
+		for k, v := range e.Data {
+			if k != api.KeyTruncated && k != api.KeyTruncatedKeys {
+				data[k] = v
+			}
+		}
+		b, err := json.Marshal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(d); err != nil && len(e.Data) > 0 {
+			t.Errorf("%s data %s does not fit api.%T: %v", e.Type, b, d, err)
+		}
+	}
+	for _, typ := range []string{
+		api.TypeUnitStarting, api.TypeUnitStarted, api.TypeUnitReady, api.TypeUnitStopping, api.TypeUnitStopped,
+		api.TypeUnitExited, api.TypeUnitRestarting, api.TypeUnitFailed, api.TypeConfigLoaded, api.TypeConfigInvalid,
+		api.TypeConfigSettings, api.TypeDaemonReady, api.TypeAPIStart, api.TypeAPIStop, api.TypeAPIRestart,
+	} {
+		if !seen[typ] {
+			t.Errorf("no %s event was published", typ)
+		}
+	}
+}
+
+// A waiting start is a long answer: the server's read and write timeouts do
+// not cut it short.
+func TestWaitOutlivesServerTimeouts(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"slow.toml": "[unit]\nenabled = false\n[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\n",
+	})
+	sock := serveTest(t, h.sup.Handler(), Limits{ReadTimeout: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond})
+	c := dial(t, sock)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "POST /v1/units/slow/start?wait=1 HTTP/1.1\r\nHost: opsvc\r\nContent-Length: 0\r\n\r\n")
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		t.Fatalf("waiting start: %v", err)
+	}
+	defer resp.Body.Close()
+	var us api.UnitStatus
+	if err := json.NewDecoder(resp.Body).Decode(&us); err != nil || resp.StatusCode != 200 || us.State != api.StateActive || us.Sub != "exited" {
+		t.Fatalf("waiting start = %d %+v (%v), want 200 active (exited)", resp.StatusCode, us, err)
 	}
 }

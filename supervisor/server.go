@@ -263,6 +263,14 @@ func stream(w http.ResponseWriter) {
 	_ = rc.SetWriteDeadline(time.Time{})
 }
 
+// longAnswer gives the answer to a request that may take longer than the
+// server's write timeout d from now to be written.
+func longAnswer(w http.ResponseWriter, d time.Duration) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(d))
+}
+
 // streaming marks next as a long-lived answer (see stream).
 func streaming(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -17,12 +17,12 @@ func everyData() []EventData {
 		UnitExited{Code: 1}, UnitRestarting{DelayMS: 100, Result: "exit-code"},
 		UnitFailed{Result: "exit-code", Code: 1}, UnitKilled{Reason: "stop timeout"},
 		UnitWatchdog{Reason: "no heartbeat"}, UnitError{Error: "start: no such file"},
-		UnitStatusText{Text: "serving"}, UnitIPCError{Error: "not JSON"}, UnitIPCClosed{},
-		UnitNotifyRefused{Reason: "not the main process"},
+		UnitStatusText{Text: "serving"}, UnitIPCError{Error: "not JSON", Coalesced: Coalesced{Repeated: 3, Interval: "10s"}}, UnitIPCClosed{},
+		UnitNotifyRefused{Reason: "not the main process", Coalesced: Coalesced{Repeated: 2, Interval: "10s"}},
 		ConfigLoaded{Reason: "start", Changed: []string{"a"}, Added: []string{"b"}, Removed: []string{"c"}, Invalid: 1},
 		ConfigInvalid{Problems: []string{"web.toml:1:1: bad"}}, ConfigSettings{c},
 		DaemonReady{Units: 3}, DaemonStopping{},
-		APIDenied{UID: 1000, PID: 42, Path: "/v1/units", Status: 403, Reason: "uid not allowed"},
+		APIDenied{UID: 1000, PID: 42, Path: "/v1/units", Status: 403, Reason: "uid not allowed", Repeated: 4, Interval: "10s"},
 		APIStart{c}, APIStop{c}, APIRestart{c}, APICommand{Command: "ping", Caller: c},
 		ChainCreated{ChainID: "c1", Task: "t"}, ChainResumed{ChainID: "c2", RestartedFrom: "c1"},
 		ChainCompleted{end}, ChainFailed{end}, ChainInterrupted{end},
@@ -30,6 +30,9 @@ func everyData() []EventData {
 		SessionFinished{ChainID: "c1", Index: 2, Status: "complete", Turns: 3, CostUSD: 0.5},
 		SessionLease{LeaseID: "l1", ChainID: "c1"},
 		BusLagged{DroppedAfter: 9},
+		BusSuppressed{Source: "web", Count: 12, Interval: "10s", Hint: "h"},
+		DaemonDegraded{Component: "events", Error: "no space left on device", Hint: "h"},
+		DaemonRecovered{Component: "events", Since: "2026-12-02T13:00:00Z"},
 		WorkerEvent{Name: "progress", Data: map[string]any{"n": 1.0}},
 	}
 }
@@ -107,5 +110,21 @@ func TestRoutesAreUnique(t *testing.T) {
 			t.Errorf("route %s: duplicate or not under /v1/", k)
 		}
 		seen[k] = true
+	}
+}
+
+func TestCLIEventDataRoundTrip(t *testing.T) {
+	c := Caller{UID: 1000, PID: 42}
+	for _, d := range []EventData{APIKill{Signal: "SIGHUP", Main: true, Caller: c}, APIResetFailed{c}, APIEnable{c}, APIDisable{c}} {
+		got := ForType(d.EventType())
+		if got == nil {
+			t.Fatalf("ForType(%q) = nil", d.EventType())
+		}
+		if err := Decode(Map(d), got); err != nil {
+			t.Fatal(err)
+		}
+		if v := reflect.ValueOf(got).Elem().Interface(); !reflect.DeepEqual(v, d) {
+			t.Errorf("%s: round trip gave %#v, want %#v", d.EventType(), v, d)
+		}
 	}
 }

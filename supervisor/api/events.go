@@ -31,11 +31,15 @@ const (
 	TypeDaemonReady    = "daemon.ready"
 	TypeDaemonStopping = "daemon.stopping"
 
-	TypeAPIDenied  = "api.denied"
-	TypeAPIStart   = "api.start"
-	TypeAPIStop    = "api.stop"
-	TypeAPIRestart = "api.restart"
-	TypeAPICommand = "api.command"
+	TypeAPIDenied      = "api.denied"
+	TypeAPIStart       = "api.start"
+	TypeAPIStop        = "api.stop"
+	TypeAPIRestart     = "api.restart"
+	TypeAPICommand     = "api.command"
+	TypeAPIKill        = "api.kill"
+	TypeAPIResetFailed = "api.reset-failed"
+	TypeAPIEnable      = "api.enable"
+	TypeAPIDisable     = "api.disable"
 
 	TypeChainCreated     = "chain.created"
 	TypeChainResumed     = "chain.resumed"
@@ -52,7 +56,10 @@ const (
 
 	// TypeBusLagged ends the feed of a subscriber that fell behind. It is
 	// never stored and has seq 0.
-	TypeBusLagged = "bus.lagged"
+	TypeBusLagged       = "bus.lagged"
+	TypeBusSuppressed   = "bus.suppressed"
+	TypeDaemonDegraded  = "daemon.degraded"
+	TypeDaemonRecovered = "daemon.recovered"
 )
 
 // TypeWorkerPrefix starts the type of an event a worker published:
@@ -64,6 +71,13 @@ type EventData interface {
 	// EventType is the type of the events that carry this data.
 	EventType() string
 }
+
+// Keys the bus may add to the data of any event whose data was too large:
+// the data was cut to fit.
+const (
+	KeyTruncated     = "truncated"      // int: the size in bytes of the data before it was cut
+	KeyTruncatedKeys = "truncated_keys" // []string: keys left out
+)
 
 // Map returns d as the JSON object an event carries in its data field (the
 // form the bus stores). Data with no fields gives nil.
@@ -174,6 +188,7 @@ type UnitStatusText struct {
 // valid message.
 type UnitIPCError struct {
 	Error string `json:"error"` // what was wrong with it
+	Coalesced
 }
 
 // UnitIPCClosed: a worker closed its IPC channel while running; it must
@@ -181,9 +196,19 @@ type UnitIPCError struct {
 type UnitIPCClosed struct{}
 
 // UnitNotifyRefused: an sd_notify datagram for the unit was refused (event
-// pid: the sender).
+// pid: the sender). Refusals are coalesced: one event per interval stands
+// for the others.
 type UnitNotifyRefused struct {
 	Reason string `json:"reason"` // why it was refused
+	Coalesced
+}
+
+// Coalesced is part of the data of the event types anyone can cause at will
+// (unit.notify_refused, unit.ipc_error, api.denied): within an interval, the
+// first is published and the last stands for the rest.
+type Coalesced struct {
+	Repeated int    `json:"repeated,omitempty"` // how many like it came after the first of the interval, this one included
+	Interval string `json:"interval,omitempty"` // the interval, e.g. "10s"
 }
 
 // ConfigLoaded: the unit files were read (at start, on a change, on reload).
@@ -225,7 +250,8 @@ type APIDenied struct {
 	Path     string `json:"path"`               // the request's path
 	Status   int    `json:"status,omitempty"`   // the status answered: 401, 403, 503
 	Reason   string `json:"reason,omitempty"`   // why: "uid not allowed", "no token", "bad token", "read-only", "cross-origin", …
-	Repeated int    `json:"repeated,omitempty"` // TCP: refusals from the same host not reported since the last one
+	Repeated int    `json:"repeated,omitempty"` // refusals like it not reported since the last event
+	Interval string `json:"interval,omitempty"` // unix socket: the interval over which they were counted
 }
 
 // APIStart: a client asked to start the unit.
@@ -242,6 +268,23 @@ type APICommand struct {
 	Command string `json:"command"` // the command's name
 	Caller
 }
+
+// APIKill: a client sent a signal to the unit's processes (opsvc kill).
+type APIKill struct {
+	Signal string `json:"signal"` // its name, e.g. "SIGHUP"
+	Main   bool   `json:"main"`   // to the main process only, not the whole group
+	Caller
+}
+
+// APIResetFailed: a client made a failed unit inactive (opsvc reset-failed).
+type APIResetFailed struct{ Caller }
+
+// APIEnable: a client made the unit start with the daemon (opsvc enable).
+type APIEnable struct{ Caller }
+
+// APIDisable: a client made the unit no longer start with the daemon
+// (opsvc disable).
+type APIDisable struct{ Caller }
 
 // ChainCreated: an orchestrator began a new chain.
 type ChainCreated struct {
@@ -300,6 +343,29 @@ type WorkerEvent struct {
 	Data any    `json:"data,omitempty"` // the worker's data, as it sent it
 }
 
+// BusSuppressed: one source (a unit, or the type of events of no unit) sent
+// more events than the bus keeps; they were counted, not stored.
+type BusSuppressed struct {
+	Source   string `json:"source"`   // the unit, or the type of events of no unit
+	Count    uint64 `json:"count"`    // events kept out in the interval
+	Interval string `json:"interval"` // e.g. "10s"
+	Hint     string `json:"hint"`
+}
+
+// DaemonDegraded: a part of the daemon cannot write to disk; the daemon
+// keeps running. Sent even when it cannot be stored (then with seq 0).
+type DaemonDegraded struct {
+	Component string `json:"component"` // "events", "registry" or "logs"
+	Error     string `json:"error"`     // the write error
+	Hint      string `json:"hint"`
+}
+
+// DaemonRecovered: a part that could not write to disk can again.
+type DaemonRecovered struct {
+	Component string `json:"component"` // as in daemon.degraded
+	Since     string `json:"since"`     // when the failure began, RFC 3339
+}
+
 // BusLagged: the subscriber fell behind and its feed ends here.
 type BusLagged struct {
 	DroppedAfter uint64 `json:"dropped_after"` // the last seq delivered: resume with since=DroppedAfter
@@ -330,6 +396,10 @@ func (APIStart) EventType() string          { return TypeAPIStart }
 func (APIStop) EventType() string           { return TypeAPIStop }
 func (APIRestart) EventType() string        { return TypeAPIRestart }
 func (APICommand) EventType() string        { return TypeAPICommand }
+func (APIKill) EventType() string           { return TypeAPIKill }
+func (APIResetFailed) EventType() string    { return TypeAPIResetFailed }
+func (APIEnable) EventType() string         { return TypeAPIEnable }
+func (APIDisable) EventType() string        { return TypeAPIDisable }
 func (ChainCreated) EventType() string      { return TypeChainCreated }
 func (ChainResumed) EventType() string      { return TypeChainResumed }
 func (ChainCompleted) EventType() string    { return TypeChainCompleted }
@@ -339,6 +409,9 @@ func (SessionStarted) EventType() string    { return TypeSessionStarted }
 func (SessionFinished) EventType() string   { return TypeSessionFinished }
 func (SessionLease) EventType() string      { return TypeSessionLease }
 func (BusLagged) EventType() string         { return TypeBusLagged }
+func (BusSuppressed) EventType() string     { return TypeBusSuppressed }
+func (DaemonDegraded) EventType() string    { return TypeDaemonDegraded }
+func (DaemonRecovered) EventType() string   { return TypeDaemonRecovered }
 
 // EventType is worker.NAME, or worker.event for an event without a name.
 func (e WorkerEvent) EventType() string {
@@ -402,6 +475,14 @@ func ForType(typ string) EventData {
 		return &APIRestart{}
 	case TypeAPICommand:
 		return &APICommand{}
+	case TypeAPIKill:
+		return &APIKill{}
+	case TypeAPIResetFailed:
+		return &APIResetFailed{}
+	case TypeAPIEnable:
+		return &APIEnable{}
+	case TypeAPIDisable:
+		return &APIDisable{}
 	case TypeChainCreated:
 		return &ChainCreated{}
 	case TypeChainResumed:
@@ -420,6 +501,12 @@ func ForType(typ string) EventData {
 		return &SessionLease{}
 	case TypeBusLagged:
 		return &BusLagged{}
+	case TypeBusSuppressed:
+		return &BusSuppressed{}
+	case TypeDaemonDegraded:
+		return &DaemonDegraded{}
+	case TypeDaemonRecovered:
+		return &DaemonRecovered{}
 	}
 	if len(typ) > len(TypeWorkerPrefix) && typ[:len(TypeWorkerPrefix)] == TypeWorkerPrefix {
 		return &WorkerEvent{}

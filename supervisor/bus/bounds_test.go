@@ -125,7 +125,7 @@ func TestSourceRateLimit(t *testing.T) {
 		case e.Unit == "loud":
 			loud++
 		case e.Type == TypeSuppressed:
-			if e.Data["source"] != "loud" {
+			if e.Data["source"] != "loud (worker)" {
 				t.Fatalf("suppressed %v", e.Data)
 			}
 			suppressed += e.Data["count"].(float64)
@@ -179,13 +179,42 @@ func TestReportFault(t *testing.T) {
 	if f := b.Faults(); len(f) != 1 || f[0].Component != "registry" || !strings.Contains(f[0].Error, "no space") {
 		t.Fatalf("faults %+v", f)
 	}
+	b.ReportFault("logs", fmt.Errorf("write web.log: no space left on device"))
+	if got, want := b.FaultText(), "degraded: logs: write web.log: no space left on device; registry: write registry.json: no space left on device"; got != want {
+		t.Fatalf("FaultText = %q, want %q", got, want)
+	}
+	b.ReportFault("logs", nil)
 	b.ReportFault("registry", nil)
 	b.ReportFault("registry", nil)
-	if f := b.Faults(); len(f) != 0 {
+	if f := b.Faults(); len(f) != 0 || b.FaultText() != "" {
 		t.Fatalf("faults after recovery %+v", f)
 	}
-	got := stored(t, b)
-	if len(got) != 2 || got[0].Type != TypeDegraded || got[1].Type != TypeRecovered || got[0].Data["component"] != "registry" {
-		t.Fatalf("stored %+v, want one degraded and one recovered", got)
+	var types []string
+	for _, e := range stored(t, b) {
+		types = append(types, e.Type+"/"+e.Data["component"].(string))
+	}
+	if want := "[daemon.degraded/registry daemon.degraded/logs daemon.recovered/logs daemon.recovered/registry]"; fmt.Sprint(types) != want {
+		t.Fatalf("stored %v, want %s", types, want)
+	}
+}
+
+// TestSourceOf: a worker's own events, API callers and the daemon's events about a unit are
+// limited apart.
+func TestSourceOf(t *testing.T) {
+	for _, tc := range []struct {
+		e    Event
+		want string
+	}{
+		{Event{Type: "unit.started", Unit: "web"}, "web"},
+		{Event{Type: "worker.progress", Unit: "web"}, "web (worker)"},
+		{Event{Type: "unit.status", Unit: "web"}, "web (worker)"},
+		{Event{Type: "api.restart", Unit: "web", Data: map[string]any{"uid": 1000}}, "api uid 1000"},
+		{Event{Type: "api.denied", Data: map[string]any{"uid": 1000}}, "api uid 1000"},
+		{Event{Type: "config.invalid"}, "config.invalid"},
+		{Event{Type: "unit.started", Unit: "web", Source: "x"}, "x"},
+	} {
+		if got := sourceOf(tc.e); got != tc.want {
+			t.Errorf("sourceOf(%s %s) = %q, want %q", tc.e.Type, tc.e.Unit, got, tc.want)
+		}
 	}
 }

@@ -379,18 +379,15 @@ func (b *Bus) faultLocked(component string, err error, now time.Time) {
 		f = &Fault{Component: component, Error: err.Error(), Since: now}
 		b.faults[component] = f
 		b.logf("bus: %s cannot be written: %v (the daemon keeps running; check free space in the state directory)", component, err)
-		f.Event = b.publishLocked(Event{Type: TypeDegraded, Data: map[string]any{
-			"component": component,
-			"error":     err.Error(),
-			"hint":      "the daemon keeps running; free space in the state directory and it recovers by itself",
-		}}, now)
+		f.Event = b.publishLocked(Event{Type: TypeDegraded, Data: dataOf(Degraded{
+			Component: component,
+			Error:     err.Error(),
+			Hint:      "the daemon keeps running; free space in the state directory and it recovers by itself",
+		})}, now)
 	case err == nil && f != nil:
 		delete(b.faults, component)
 		b.logf("bus: %s can be written again", component)
-		b.publishLocked(Event{Type: TypeRecovered, Data: map[string]any{
-			"component": component,
-			"since":     f.Since.Format(time.RFC3339Nano),
-		}}, now)
+		b.publishLocked(recovered(component, f.Since), now)
 	}
 }
 
@@ -398,10 +395,7 @@ func (b *Bus) faultLocked(component string, err error, now time.Time) {
 func (b *Bus) retryLocked() {
 	f := b.faults[componentEvents]
 	now := b.opts.Now()
-	e := b.publishLocked(Event{Type: TypeRecovered, Data: map[string]any{
-		"component": componentEvents,
-		"since":     f.Since.Format(time.RFC3339Nano),
-	}}, now)
+	e := b.publishLocked(recovered(componentEvents, f.Since), now)
 	if !e.Unstored {
 		delete(b.faults, componentEvents)
 		b.logf("bus: %s can be written again", componentEvents)
@@ -419,6 +413,20 @@ func (b *Bus) Faults() []Fault {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Component < out[j].Component })
 	return out
+}
+
+// FaultText sums up Faults in one line for a status header or sd_notify STATUS=: "" when
+// all is well, else "degraded: events: ERROR; registry: ERROR".
+func (b *Bus) FaultText() string {
+	faults := b.Faults()
+	if len(faults) == 0 {
+		return ""
+	}
+	parts := make([]string, len(faults))
+	for i, f := range faults {
+		parts[i] = f.Component + ": " + f.Error
+	}
+	return "degraded: " + strings.Join(parts, "; ")
 }
 
 // flushLocked publishes what the limiter summed up, once its interval is over.

@@ -56,15 +56,35 @@ func exempt(typ string) bool {
 	return strings.HasPrefix(typ, "daemon.") || strings.HasPrefix(typ, "bus.")
 }
 
+// sourceOf is who an event is counted against: its Source when set; for an API action, the
+// caller ("api uid N"); for what a unit's processes sent (worker events, status, refusals),
+// "UNIT (worker)", so that a worker's flood never holds back the daemon's own events about
+// the unit; else the unit, or the type of an event of no unit.
 func sourceOf(e Event) string {
 	switch {
 	case e.Source != "":
 		return e.Source
+	case strings.HasPrefix(e.Type, "api."):
+		if uid, ok := e.Data["uid"]; ok {
+			return fmt.Sprintf("api uid %v", uid)
+		}
+		return "api"
+	case e.Unit != "" && fromWorker(e.Type):
+		return e.Unit + " (worker)"
 	case e.Unit != "":
 		return e.Unit
 	default:
 		return e.Type
 	}
+}
+
+// fromWorker reports the event types that a unit's processes cause at will.
+func fromWorker(typ string) bool {
+	switch typ {
+	case "unit.status", "unit.notify_refused", "unit.ipc_error":
+		return true
+	}
+	return strings.HasPrefix(typ, "worker.")
 }
 
 // cost is what an event takes from its source's bucket: one token per KiB of data, at least one.
@@ -137,12 +157,12 @@ func (l *limiter) flush(now time.Time) []Event {
 	for _, src := range srcs {
 		bk := l.buckets[src]
 		if bk.suppressed > 0 {
-			out = append(out, Event{Type: TypeSuppressed, Data: map[string]any{
-				"source":   src,
-				"count":    bk.suppressed,
-				"interval": l.interval.String(),
-				"hint":     "this source sent more events than the bus keeps; they were counted, not stored",
-			}})
+			out = append(out, Event{Type: TypeSuppressed, Data: dataOf(Suppressed{
+				Source:   src,
+				Count:    bk.suppressed,
+				Interval: l.interval.String(),
+				Hint:     "this source sent more events than the bus keeps; they were counted, not stored",
+			})})
 			bk.suppressed = 0
 		}
 		// A full bucket is the same as none: forget it, so the map holds only busy sources.
@@ -189,6 +209,9 @@ func boundData(data map[string]any) map[string]any {
 	if len(data) == 0 {
 		return data
 	}
+	if smallData(data) {
+		return data
+	}
 	raw, err := json.Marshal(data)
 	if err != nil || len(raw) <= boundAbove {
 		return data // a marshal error is reported by Publish
@@ -226,6 +249,27 @@ func boundData(data map[string]any) map[string]any {
 		small["truncated_keys"] = boundList(anySlice(dropped))
 	}
 	return small
+}
+
+// smallData reports, without marshalling, data that is surely under boundAbove: a few
+// scalars and short strings (most events).
+func smallData(data map[string]any) bool {
+	if len(data) > 32 {
+		return false
+	}
+	n := 0
+	for k, v := range data {
+		n += len(k) + 8
+		switch v := v.(type) {
+		case string:
+			n += 2 * len(v) // room for escapes
+		case bool, nil, int, int32, int64, uint, uint32, uint64, float64:
+			n += 24
+		default:
+			return false
+		}
+	}
+	return n <= boundAbove
 }
 
 func anySlice(ss []string) []any {

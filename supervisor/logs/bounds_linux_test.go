@@ -198,3 +198,87 @@ func TestLogsOutliveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogsOutliveRestartAcrossRotation: the lines from before a restart are read back from
+// UNIT.log.1 when the file rotated since, without the new lines twice; once rotated away they
+// are gone, and the new lines are still not doubled.
+func TestLogsOutliveRestartAcrossRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		room    float64 // FileMaxBytes past the old file, in lines
+		wantOld bool
+	}{
+		{"one rotation", 4.5, true},
+		{"rotated away", 1.5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l1 := newFiles(t, Options{Dir: dir})
+			for i := range 5 {
+				l1.Write(Line{Unit: "web", Stream: StreamStdout, Text: fmt.Sprintf("old %d %s", i, strings.Repeat("o", 30))})
+			}
+			l1.Close()
+			st, err := os.Stat(filepath.Join(dir, "web.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lineLen := float64(st.Size()) / 5
+			l2 := newFiles(t, Options{Dir: dir, FileMaxBytes: st.Size() + int64(tc.room*lineLen)})
+			for i := range 10 {
+				l2.Write(Line{Unit: "web", Stream: StreamStdout, Text: fmt.Sprintf("new %d %s", i, strings.Repeat("n", 30))})
+			}
+			l2.Close() // the files have taken every line
+			var got []string
+			for _, ln := range l2.Tail("web", 0) {
+				got = append(got, strings.Join(strings.Fields(ln.Text)[:2], " "))
+			}
+			want := "new 0 new 1 new 2 new 3 new 4 new 5 new 6 new 7 new 8 new 9"
+			if tc.wantOld {
+				want = "old 0 old 1 old 2 old 3 old 4 " + want
+			}
+			if strings.Join(got, " ") != want {
+				t.Fatalf("lines %v, want %s", got, want)
+			}
+		})
+	}
+}
+
+// TestStalledJournaldDoesNotStopFiles: the files get every line while journald does not read.
+func TestStalledJournaldDoesNotStopFiles(t *testing.T) {
+	fj := newFakeJournal(t)
+	dir := t.TempDir()
+	l, err := New(Options{JournalSocket: fj.path, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	deadline := time.Now().Add(waitFor)
+	for i := range 3000 {
+		l.Write(Line{Unit: "web", Stream: StreamStdout, Text: fmt.Sprintf("line %d %s", i, strings.Repeat("j", 200))})
+		if i%500 == 499 { // stay within the unit's share of the files' queue
+			for {
+				l.mu.Lock()
+				n := l.units["web"].queued[0]
+				l.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the files' queue still holds %d lines while journald stalls", n)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	l.Write(Line{Unit: "web", Stream: StreamStdout, Text: "marker"})
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "web.log"))
+		if strings.Contains(string(b), " stdout marker\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the files did not get the last line while journald stalls (%d bytes written)", len(b))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

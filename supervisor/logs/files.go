@@ -143,6 +143,22 @@ func readFileTail(dir, unit string, maxBytes int64, maxLines int) []Line {
 	return out
 }
 
+// before returns the lines of a file that come before first, the oldest line in memory:
+// those before its copy in the file, or, when the file does not hold it (not written yet, or
+// rotated away), those older than it.
+func before(lines []Line, first Line) []Line {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := lines[i]; l.Time.Equal(first.Time) && l.Stream == first.Stream && l.Text == first.Text {
+			return lines[:i]
+		}
+	}
+	n := 0
+	for n < len(lines) && lines[n].Time.Before(first.Time) {
+		n++
+	}
+	return lines[:n]
+}
+
 // readTail parses the lines in the last max bytes of a file; a line cut by the start of that
 // window is skipped. It returns the bytes read.
 func readTail(path, unit string, max int64) ([]Line, int64) {
@@ -155,11 +171,12 @@ func readTail(path, unit string, max int64) ([]Line, int64) {
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, 0
 	}
-	start := st.Size() - max
+	end := st.Size()
+	start := end - max
 	if start < 0 {
 		start = 0
 	}
-	r := bufio.NewReaderSize(io.NewSectionReader(f, start, st.Size()-start), 64<<10)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), 64<<10)
 	var lines []Line
 	first := start > 0
 	for {
@@ -183,7 +200,7 @@ func readTail(path, unit string, max int64) ([]Line, int64) {
 			lines = append(lines, line)
 		}
 	}
-	return lines, st.Size() - start
+	return lines, end - start
 }
 
 func (s *fileSink) write(line Line) error {

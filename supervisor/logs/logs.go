@@ -87,8 +87,9 @@ type Logs struct {
 	opts    Options
 	files   *fileSink    // nil without a directory
 	journal *journalSink // nil without journald
-	queue   chan queued
-	stopped chan struct{}
+	sinks   []*sinkQueue // one queue and goroutine per sink: a stalled journald never holds up the files
+	stop    chan struct{}
+	stopped chan struct{} // the drop reporter has ended
 
 	dropped atomic.Uint64 // lines the sinks never got, in total
 
@@ -104,14 +105,24 @@ type Logs struct {
 type unitLog struct {
 	name      string
 	ring      ring
-	queued    int    // lines waiting for the sinks
+	queued    [2]int // lines waiting, per sink
 	dropped   uint64 // lines dropped since the last report
 	lastCause error
+	loaded    bool // the lines its files kept from before were read back (or there are none)
 }
 
 type queued struct {
 	line Line
-	u    *unitLog
+	u    *unitLog // nil for a drop report
+}
+
+// sinkQueue is one sink's queue and the goroutine that writes it.
+type sinkQueue struct {
+	index   int // in Logs.sinks, and in unitLog.queued
+	write   func(Line) error
+	fault   func(error) // told of a change between failing and working; nil: not told
+	queue   chan queued
+	stopped chan struct{}
 }
 
 // New opens the sinks: files under Dir when it is set, and journald when its socket exists and
@@ -177,13 +188,25 @@ func newLogs(opts Options, f *fileSink, j *journalSink) *Logs {
 		opts:      opts,
 		files:     f,
 		journal:   j,
-		queue:     make(chan queued, opts.QueueLen),
+		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
 		units:     make(map[string]*unitLog),
 		dropping:  make(map[*unitLog]struct{}),
 		followers: make(map[string]map[*follower]struct{}),
 	}
-	go l.run()
+	if f != nil {
+		l.sinks = append(l.sinks, &sinkQueue{write: f.write, fault: opts.Fault})
+	}
+	if j != nil {
+		l.sinks = append(l.sinks, &sinkQueue{write: j.write})
+	}
+	for i, sq := range l.sinks {
+		sq.index = i
+		sq.queue = make(chan queued, opts.QueueLen)
+		sq.stopped = make(chan struct{})
+		go l.run(sq)
+	}
+	go l.reportLoop()
 	return l
 }
 
@@ -195,8 +218,8 @@ func (l *Logs) Sink() string {
 	return SinkFiles
 }
 
-// Dropped is how many lines never reached the sinks: the queue or the unit's share of it was
-// full, or a sink failed.
+// Dropped is how many times a line did not reach a sink (the files, journald): the sink's
+// queue or the unit's share of it was full, or the sink failed.
 func (l *Logs) Dropped() uint64 { return l.dropped.Load() }
 
 // Bytes is how many bytes the rings keep, all units together, as they account for them (the
@@ -256,25 +279,24 @@ func (l *Logs) Write(line Line) {
 		line.Text, cut = Truncate(line.Text, MaxLineBytes)
 		line.Truncated += cut
 	}
-	u := l.unit(line.Unit)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.units[line.Unit] != u {
-		u = l.unitLocked(line.Unit, nil) // forgotten meanwhile
-	}
+	u := l.unitLocked(line.Unit)
 	l.keepLocked(u, line)
 	if l.closed {
 		return
 	}
-	if u.queued >= l.opts.UnitQueueShare {
-		l.dropLocked(u, nil)
-		return
-	}
-	select {
-	case l.queue <- queued{line: line, u: u}:
-		u.queued++
-	default:
-		l.dropLocked(u, nil)
+	for _, sq := range l.sinks {
+		if u.queued[sq.index] >= l.opts.UnitQueueShare {
+			l.dropLocked(u, nil)
+			continue
+		}
+		select {
+		case sq.queue <- queued{line: line, u: u}:
+			u.queued[sq.index]++
+		default:
+			l.dropLocked(u, nil)
+		}
 	}
 }
 
@@ -288,35 +310,51 @@ func (l *Logs) dropLocked(u *unitLog, cause error) {
 	l.dropping[u] = struct{}{}
 }
 
-// unit returns the unit's log, creating it with the lines its files kept (from before a daemon
-// restart) when the unit has none in memory yet. The files are read outside the lock; no line
-// of this unit is queued before its log exists, so they hold no line of this run twice.
-func (l *Logs) unit(name string) *unitLog {
-	l.mu.Lock()
-	u := l.units[name]
-	l.mu.Unlock()
-	if u != nil {
-		return u
-	}
-	var old []Line
-	if l.files != nil {
-		old = readFileTail(l.files.dir, name, l.opts.RingBytes, l.opts.RingLines)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.unitLocked(name, old)
-}
-
-func (l *Logs) unitLocked(name string, old []Line) *unitLog {
+// unitLocked returns the unit's log, creating it when the unit has none in memory yet. The
+// lines its files kept from before (a daemon restart) are read back when the unit's lines are
+// first asked for (Query), not here: writing a line never waits for a file to be read.
+func (l *Logs) unitLocked(name string) *unitLog {
 	if u := l.units[name]; u != nil {
 		return u
 	}
-	u := &unitLog{name: name}
+	u := &unitLog{name: name, loaded: l.files == nil}
 	l.units[name] = u
-	for _, line := range old {
+	return u
+}
+
+// loadOlder puts the lines of u's files from before its lines in memory in front of them,
+// once.
+func (l *Logs) loadOlder(u *unitLog) {
+	l.mu.Lock()
+	loaded := u.loaded
+	var first Line
+	empty := u.ring.head >= len(u.ring.lines)
+	if !empty {
+		first = u.ring.lines[u.ring.head]
+	}
+	l.mu.Unlock()
+	if loaded {
+		return
+	}
+	old := readFileTail(l.files.dir, u.name, l.opts.RingBytes, l.opts.RingLines)
+	if !empty {
+		old = before(old, first)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u.loaded || l.units[u.name] != u {
+		return
+	}
+	u.loaded = true
+	if len(old) == 0 {
+		return
+	}
+	kept := u.ring.all()
+	l.total -= u.ring.bytes
+	u.ring = ring{}
+	for _, line := range append(old, kept...) {
 		l.addLocked(u, line)
 	}
-	return u
 }
 
 // Logf writes a daemon line (Stream "daemon", no unit).
@@ -417,6 +455,11 @@ func (l *Logs) Query(unit string, q Query) []Line {
 	}
 	l.mu.Lock()
 	u := l.units[unit]
+	l.mu.Unlock()
+	if u != nil {
+		l.loadOlder(u)
+	}
+	l.mu.Lock()
 	var lines []Line
 	if u != nil {
 		lines = u.ring.all()
@@ -473,8 +516,8 @@ func (l *Logs) Follow(unit string) (<-chan Line, func()) {
 }
 
 // Close ends every follower, lets the sinks take the queued lines (for at most two seconds;
-// what is left after that is dropped) and stops the goroutine. Writes after Close still reach
-// the rings.
+// what is left after that is dropped) and stops the goroutines. Writes after Close still
+// reach the rings.
 func (l *Logs) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -482,7 +525,7 @@ func (l *Logs) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.queue)
+	close(l.stop)
 	for unit, fs := range l.followers {
 		for f := range fs {
 			close(f.ch)
@@ -490,14 +533,22 @@ func (l *Logs) Close() error {
 		delete(l.followers, unit)
 	}
 	l.mu.Unlock()
-	select {
-	case <-l.stopped:
-	case <-time.After(closeDrain):
-		if l.journal != nil {
-			l.journal.abort()
-		}
-		<-l.stopped
+	<-l.stopped // the reporter is not writing to the queues any more
+	for _, sq := range l.sinks {
+		close(sq.queue)
 	}
+	deadline := time.After(closeDrain)
+	for _, sq := range l.sinks {
+		select {
+		case <-sq.stopped:
+		case <-deadline:
+			if l.journal != nil {
+				l.journal.abort()
+			}
+			<-sq.stopped
+		}
+	}
+	l.reportDropped() // to the rings only, now
 	var errs []error
 	if l.files != nil {
 		errs = append(errs, l.files.close())
@@ -508,55 +559,48 @@ func (l *Logs) Close() error {
 	return errors.Join(errs...)
 }
 
-// run is the one goroutine that talks to the sinks.
-func (l *Logs) run() {
+// run is the goroutine that writes one sink's queue.
+func (l *Logs) run(sq *sinkQueue) {
+	defer close(sq.stopped)
+	var failing error
+	for q := range sq.queue {
+		err := sq.write(q.line)
+		if sq.fault != nil && (err == nil) != (failing == nil) {
+			sq.fault(err)
+		}
+		failing = err
+		if q.u == nil {
+			continue
+		}
+		l.mu.Lock()
+		q.u.queued[sq.index]--
+		if err != nil {
+			l.dropLocked(q.u, err)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// reportLoop reports dropped lines once per interval, until Close.
+func (l *Logs) reportLoop() {
 	defer close(l.stopped)
 	tick := time.NewTicker(l.opts.DropReportInterval)
 	defer tick.Stop()
-	var fileErr error // the files' current failure
 	for {
 		select {
-		case q, ok := <-l.queue:
-			if !ok {
-				l.reportDropped()
-				return
-			}
-			err := l.writeSinks(q.line, &fileErr)
-			l.mu.Lock()
-			q.u.queued--
-			if err != nil {
-				l.dropLocked(q.u, err)
-			}
-			l.mu.Unlock()
+		case <-l.stop:
+			return
 		case <-tick.C:
 			l.reportDropped()
 		}
 	}
 }
 
-// writeSinks writes a line to the files and to journald; the error is the last failure.
-func (l *Logs) writeSinks(line Line, fileErr *error) error {
-	var err error
-	if l.files != nil {
-		ferr := l.files.write(line)
-		if (ferr == nil) != (*fileErr == nil) && l.opts.Fault != nil {
-			l.opts.Fault(ferr)
-		}
-		*fileErr = ferr
-		err = ferr
-	}
-	if l.journal != nil {
-		if jerr := l.journal.write(line); jerr != nil {
-			err = jerr
-		}
-	}
-	return err
-}
-
 // maxReportUnits is how many units a drop report names.
 const maxReportUnits = 10
 
-// reportDropped writes one daemon line with the lines dropped since the last report, if any.
+// reportDropped writes one daemon line with the lines dropped since the last report, if any,
+// to the rings and (before Close) to the sinks, without waiting for them.
 func (l *Logs) reportDropped() {
 	l.mu.Lock()
 	if len(l.dropping) == 0 {
@@ -613,11 +657,17 @@ func (l *Logs) reportDropped() {
 		Text:   b.String(),
 		Fields: map[string]string{"PRIORITY": droppedReportPriority},
 	}
-	u := l.unitLocked("", nil)
+	u := l.unitLocked("")
 	l.keepLocked(u, line)
+	if !l.closed {
+		for _, sq := range l.sinks {
+			select {
+			case sq.queue <- queued{line: line}:
+			default: // the next report counts again what is dropped meanwhile
+			}
+		}
+	}
 	l.mu.Unlock()
-	var fileErr error
-	l.writeSinks(line, &fileErr)
 }
 
 // ring is a queue of lines bounded in count and bytes.

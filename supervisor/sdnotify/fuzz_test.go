@@ -58,7 +58,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse(%q): status %q, first STATUS= %q", payload, *m.Status, v)
 			}
 		}
-		if m.MainPID < 0 || m.ExtendTimeout < 0 || m.WatchdogUSec < 0 || (m.Errno != nil && *m.Errno < 0) {
+		if m.MainPID < 0 || m.ExtendTimeout < 0 || m.WatchdogTimeout < 0 || (m.Errno != nil && *m.Errno < 0) {
 			t.Fatalf("Parse(%q): negative value in %+v", payload, m)
 		}
 		if m.PID != 0 || m.UID != 0 || m.GID != 0 {

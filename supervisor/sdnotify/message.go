@@ -34,8 +34,8 @@ type Message struct {
 	ExtendTimeout time.Duration
 	// MainPID is MAINPID= (a positive pid), 0 if absent.
 	MainPID int
-	// WatchdogUSec is WATCHDOG_USEC=, the new watchdog timeout, 0 if absent.
-	WatchdogUSec time.Duration
+	// WatchdogTimeout is WATCHDOG_USEC=, the new watchdog timeout, 0 if absent.
+	WatchdogTimeout time.Duration
 }
 
 // Field is one KEY=VALUE line of a message.
@@ -105,7 +105,7 @@ func Parse(payload []byte) (Message, error) {
 			}
 		case "WATCHDOG_USEC":
 			if u, err := strconv.ParseUint(value, 10, 64); err == nil {
-				m.WatchdogUSec = usec(u)
+				m.WatchdogTimeout = usec(u)
 			}
 		}
 	}

@@ -42,7 +42,7 @@ func TestParse(t *testing.T) {
 				},
 				Ready: true, Stopping: true, Reloading: true, Watchdog: true, WatchdogTrigger: true,
 				Status: ptr("s"), Errno: ptr(2), ExtendTimeout: 1500 * time.Millisecond, MainPID: 4242,
-				WatchdogUSec: 30 * time.Second,
+				WatchdogTimeout: 30 * time.Second,
 			},
 		},
 		{
