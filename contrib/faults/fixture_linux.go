@@ -33,6 +33,7 @@ type fixture struct {
 	sock    string
 	config  string
 	token   string
+	env     []string // more environment for the daemons
 	daemons []*daemon
 }
 
@@ -114,7 +115,7 @@ func (f *fixture) spawn(wrap []string, extra ...string) (*daemon, error) {
 	argv := append(append([]string{}, wrap...), f.s.bin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), f.env...)
 	d := &daemon{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 256 << 10}}
 	cmd.Stdout = d.stderr
 	cmd.Stderr = d.stderr
