@@ -36,7 +36,7 @@ func (f *fixture) probe(ctx context.Context, stop <-chan struct{}, every time.Du
 		default:
 		}
 		t0 := time.Now()
-		if _, err := f.units_(ctx, 10*time.Second); err != nil {
+		if _, err := f.unitList(ctx, 10*time.Second); err != nil {
 			p.failed++
 			p.lastEr = err
 		} else {
@@ -418,7 +418,7 @@ func scenarioOutputFlood(ctx context.Context, s *suite, r *result) {
 	p := &statusProbe{lat: lat}
 	r.check(len(lat) >= expected/4, "other unit's lines delivered %d (about %d printed)", len(lat), expected)
 	r.figure("their delay p50 %s, max %s (reported only)", ms(p.quantile(0.5)), ms(p.quantile(1)))
-	_, err = f.units_(ctx, 10*time.Second)
+	_, err = f.unitList(ctx, 10*time.Second)
 	r.check(err == nil, "status answered")
 	r.figure("daemon RSS %d MB", rssKB(d.pid)>>10)
 	// The daemon's own log, once it has stopped and said all it had to say.

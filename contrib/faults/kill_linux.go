@@ -35,7 +35,8 @@ sleep 3600 &
 wait
 `
 
-func (f *fixture) orchUnit(name, agent string, extra string) {
+// orchUnit writes an orchestrator unit whose sessions run agent, marked with the token.
+func (f *fixture) orchUnit(name, agent string) {
 	if err := os.WriteFile(filepath.Join(f.units, name+"-agent.sh"), []byte(agent), 0o755); err != nil {
 		panic(err)
 	}
@@ -53,7 +54,7 @@ agent = ["/bin/sh", "./%s-agent.sh", %q]
 max_continuations = 3
 max_budget_usd = 1.0
 resume = true
-%s`, f.token, name, name, f.marker(name+"-agent"), extra))
+`, f.token, name, name, f.marker(name+"-agent")))
 }
 
 // scenarioKillDaemon kills the daemon with SIGKILL at random moments while
@@ -74,7 +75,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	}
 	f.shellUnit("blink", "sleep 0.3; exit 1", "restart = \"always\"\nrestart_delay = \"100ms\"\nstart_limit_burst = 10000\n", "")
 	f.shellUnit("chatty", "while :; do seq 1 100; sleep 0.05; done", "", "")
-	f.orchUnit("orch", fastAgent, "")
+	f.orchUnit("orch", fastAgent)
 	all := append(slices.Clone(trees), "blink", "chatty", "orch")
 
 	rng := rand.New(rand.NewSource(s.opt.seed))
@@ -106,7 +107,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 		go func() {
 			defer wg.Done()
 			for lctx.Err() == nil {
-				f.units_(lctx, 2*time.Second)
+				f.unitList(lctx, 2*time.Second)
 				time.Sleep(20 * time.Millisecond)
 			}
 		}()
@@ -234,7 +235,7 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 		return
 	}
 	defer f.close()
-	f.orchUnit("orch", slowAgent, "")
+	f.orchUnit("orch", slowAgent)
 	f.shellUnit("tree", treeScript, "restart = \"always\"\nrestart_delay = \"100ms\"\n", "")
 	d, err := f.start(ctx)
 	if err != nil {

@@ -116,7 +116,7 @@ func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 	case <-time.After(20 * time.Second):
 		r.fail("no daemon.degraded within 20 s of the disk filling")
 	}
-	_, err = f.units_(ctx, 10*time.Second)
+	_, err = f.unitList(ctx, 10*time.Second)
 	r.check(err == nil, "status answered while full")
 	time.Sleep(time.Second) // a second of events while the disk stays full
 	os.Remove(filler)
@@ -265,7 +265,7 @@ func scenarioFDs(ctx context.Context, s *suite, r *result) {
 	t0 := time.Now()
 	var statusErr error
 	for time.Since(t0) < 30*time.Second {
-		if _, statusErr = f.units_(ctx, 10*time.Second); statusErr == nil {
+		if _, statusErr = f.unitList(ctx, 10*time.Second); statusErr == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
