@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
+.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
 
 all: build
 
@@ -13,15 +13,17 @@ build:
 	$(GO) build -o $(BIN) ./cmd/opsvc
 
 # Runs the daemon in the foreground on the bundled example units, with its
-# state and control socket in ./.run (ignored by git). Stop it with Ctrl-C.
+# state, control socket and a copy of contrib/opsvc.toml in ./.run (ignored by
+# git): saved settings are written there, never to the tracked file. Ctrl-C stops it.
 run: build
 	@mkdir -p $(RUNDIR)
 	@echo "opsvc: in another terminal:  ./$(BIN) --socket $(RUNDIR)/opsvc.sock status"
 	@echo "opsvc: or:                   export OPSVC_SOCKET=$(RUNDIR)/opsvc.sock; ./$(BIN) events -f"
 	@echo "opsvc: web console:          ./$(BIN) --state $(RUNDIR)/state console   (prints the login link)"
-	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config contrib/opsvc.toml
+	@[ -e $(RUNDIR)/opsvc.toml ] || cp contrib/opsvc.toml $(RUNDIR)/opsvc.toml
+	exec ./$(BIN) daemon --units contrib/examples --state $(RUNDIR)/state --socket $(RUNDIR)/opsvc.sock --config $(RUNDIR)/opsvc.toml
 
-test: vet fmt-check
+test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -44,7 +46,21 @@ faults-short: build
 	$(GO) build -o bin/faults ./contrib/faults
 	./bin/faults -bin $(BIN) -short $(FAULTS_FLAGS)
 
-lint: vet fmt-check
+lint: vet fmt-check staticcheck cross
+
+# staticcheck from PATH or GOPATH/bin; .ci/run installs this pinned version.
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
+staticcheck:
+	@[ -x "$(STATICCHECK)" ] || { echo "staticcheck not found (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; exit 1; }
+	$(STATICCHECK) ./...
+
+# Every package builds and vets for each platform opsvc is built for.
+CROSS_OS := linux darwin freebsd windows
+cross:
+	@for os in $(CROSS_OS); do \
+		echo "GOOS=$$os go build ./... && go vet ./..."; \
+		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -20,7 +20,6 @@ import (
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
-	"golang.org/x/sys/unix"
 )
 
 // UnitStatus is one unit as the API shows it.
@@ -49,18 +48,11 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if !ok {
 		return ctx
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
+	p, ok := peerCred(uc)
+	if !ok {
 		return ctx
 	}
-	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) {
-		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cred == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, peerKey{}, Peer{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)})
+	return context.WithValue(ctx, peerKey{}, p)
 }
 
 func peerOf(r *http.Request) (Peer, bool) {
@@ -106,6 +98,8 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	s.chainRoutes(mux)
+	s.operatorRoutes(mux)
+	s.registerCLIRoutes(mux)
 	if s.opts.Bus != nil {
 		mux.Handle("GET /v1/events", streaming(s.opts.Bus))
 	}
@@ -224,7 +218,11 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.UnitList{Units: out})
+	list := api.UnitList{Units: out}
+	if s.opts.Bus != nil {
+		list.Degraded = s.opts.Bus.FaultText()
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.
@@ -443,11 +441,10 @@ func (s *Supervisor) handleReload(w http.ResponseWriter, r *http.Request) {
 // Reload re-reads the units (opsvc reload, SIGHUP).
 func (s *Supervisor) Reload(ctx context.Context) (ReloadResult, error) {
 	var res ReloadResult
-	err := s.do(ctx, func() {
-		s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
-		res = s.reload("request")
-		s.notify("READY=1")
-	})
+	s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
+	defer s.notify("READY=1")
+	r := s.loadUnits() // parsed here, off the loop
+	err := s.do(ctx, func() { res = s.applyLoad(r, "request") })
 	return res, err
 }
 

@@ -29,6 +29,10 @@ func (s *Supervisor) registryError(w http.ResponseWriter, err error) {
 }
 
 func (s *Supervisor) handleChains(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("archived") == "1" {
+		s.handleArchived(w, r)
+		return
+	}
 	if s.opts.Registry == nil {
 		writeJSON(w, http.StatusOK, map[string]any{"chains": []registry.ChainSummary{}})
 		return

@@ -6,7 +6,6 @@ import (
 	"os/user"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/opsvc/opsvc/unit"
 )
@@ -83,11 +82,14 @@ func unitEnv(base []string, svc unit.Service, extra map[string]string) ([]string
 }
 
 // credential resolves user and group names for a worker; nil when neither is set.
-func credential(svc unit.Service) (*syscall.Credential, error) {
+func credential(svc unit.Service) (*Credential, error) {
 	if svc.User == "" && svc.Group == "" {
 		return nil, nil
 	}
-	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
+	if err := userSwitching(); err != nil {
+		return nil, err
+	}
+	c := &Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
 	if svc.User != "" {
 		u, err := lookupUser(svc.User)
 		if err != nil {

@@ -1,29 +1,11 @@
 package supervisor
 
 import (
-	"github.com/opsvc/opsvc/unit"
 	"os"
 	"os/user"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"time"
-
-	"github.com/opsvc/opsvc/supervisor/logs"
-	"golang.org/x/sys/unix"
 )
-
-type logsLine = logs.Line
-
-func (s *Supervisor) followLogs(name string) (<-chan logs.Line, func()) {
-	return s.opts.Logs.Follow(name)
-}
-
-func monotonicUsec() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano() / 1000
-}
 
 // inGroup reports whether a peer belongs to the named group, by its primary
 // gid or its supplementary groups (/proc/PID/status).
@@ -50,47 +32,4 @@ func inGroup(p Peer, group string) bool {
 		}
 	}
 	return false
-}
-
-// lineWriter turns each write (one line of a worker's output, as the runner
-// copies them) into a log line, with the unit's current journald fields.
-type lineWriter struct {
-	logs   *logs.Logs
-	unit   string
-	stream string
-	fields *atomic.Pointer[map[string]string]
-	now    func() time.Time
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	text := strings.TrimRight(string(p), "\r\n")
-	var f map[string]string
-	if m := w.fields.Load(); m != nil {
-		f = *m
-	}
-	w.logs.Write(logs.Line{Time: w.now(), Unit: w.unit, Stream: w.stream, Text: text, Fields: f})
-	return len(p), nil
-}
-
-// orchestratorConfig fills what a unit's [orchestrator] table leaves unset
-// from the daemon's [orchestrator] settings.
-func (s *Supervisor) orchestratorConfig(o *unit.Orchestrator) unit.Orchestrator {
-	var c unit.Orchestrator
-	if o != nil {
-		c = *o
-	}
-	d := s.opts.Settings.Orchestrator
-	if c.Model == "" {
-		c.Model = d.Model
-	}
-	if c.MaxTurns == 0 {
-		c.MaxTurns = d.MaxTurns
-	}
-	if c.MaxContinuations == 0 {
-		c.MaxContinuations = d.MaxContinuations
-	}
-	if c.MaxBudgetUSD == 0 {
-		c.MaxBudgetUSD = d.MaxBudgetUSD
-	}
-	return c
 }

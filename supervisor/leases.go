@@ -21,6 +21,8 @@ type Leases struct {
 	spent  float64            // all units, today
 	byUnit map[string]float64 // per unit, today
 	nextID int
+	// waiting are the units whose last request was refused.
+	waiting map[string]bool
 }
 
 type lease struct {
@@ -39,7 +41,7 @@ type Grant struct {
 
 // NewLeases returns empty bookkeeping.
 func NewLeases() *Leases {
-	return &Leases{active: map[string]lease{}, byUnit: map[string]float64{}}
+	return &Leases{active: map[string]lease{}, byUnit: map[string]float64{}, waiting: map[string]bool{}}
 }
 
 func (l *Leases) roll(now time.Time) {
@@ -66,6 +68,16 @@ func (l *Leases) Spend(unit string, usd float64, now time.Time) {
 
 // Acquire asks for a session lease for unit under the limits.
 func (l *Leases) Acquire(s config.OrchestratorSettings, unit, chainID string, now time.Time) Grant {
+	g := l.acquire(s, unit, chainID, now)
+	if g.Granted {
+		delete(l.waiting, unit)
+	} else {
+		l.waiting[unit] = true
+	}
+	return g
+}
+
+func (l *Leases) acquire(s config.OrchestratorSettings, unit, chainID string, now time.Time) Grant {
 	l.roll(now)
 	if s.GlobalBudgetUSD > 0 && l.spent >= s.GlobalBudgetUSD {
 		return Grant{Reason: fmt.Sprintf("global_budget_usd %.2f spent today", s.GlobalBudgetUSD), RetryMS: untilTomorrow(now)}
@@ -105,6 +117,21 @@ func (l *Leases) ReleaseUnit(unit string) {
 			delete(l.active, id)
 		}
 	}
+	delete(l.waiting, unit)
+}
+
+// Waiting counts the units whose last request for a lease was refused.
+func (l *Leases) Waiting() int { return len(l.waiting) }
+
+// Spent returns the UTC day the spending is for, what all units spent that
+// day, and what each spent (a copy).
+func (l *Leases) Spent(now time.Time) (day string, total float64, byUnit map[string]float64) {
+	l.roll(now)
+	byUnit = make(map[string]float64, len(l.byUnit))
+	for u, v := range l.byUnit {
+		byUnit[u] = v
+	}
+	return l.day, l.spent, byUnit
 }
 
 // Active counts leases held.

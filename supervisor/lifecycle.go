@@ -140,7 +140,8 @@ const (
 	EvChannelTimeout  EventKind = 18 // the process outlived its closed IPC channel
 	EvStartLimit      EventKind = 19 // too many starts: give up
 	EvBlocked         EventKind = 20 // the plan waits on something before starting (Reason)
-	evLast                      = EvBlocked
+	EvResetFailed     EventKind = 21 // reset-failed: forget a failure, the backoff and the start-limit count
+	evLast                      = EvResetFailed
 )
 
 func (k EventKind) String() string {
@@ -185,6 +186,8 @@ func (k EventKind) String() string {
 		return "start-limit"
 	case EvBlocked:
 		return "blocked"
+	case EvResetFailed:
+		return "reset-failed"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -453,11 +456,9 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			if l.Killed {
 				sub = "timeout"
 			}
-			n.Running, n.PID, n.Exit = false, 0, &st
-			n.Stopping, n.Killed, n.Drain, n.KillResult = false, false, false, ""
+			n.endRun(st)
+			n.KillResult = ""
 			n.Failures = 0
-			n.RestartAt = time.Time{}
-			n.StartDeadline, n.StopDeadline, n.WatchdogDeadline, n.EOFDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 			if l.StopReason == StopRestart {
 				n.RestartGen = ev.RestartGen
 			}
@@ -468,7 +469,6 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 				publish(l.PID, api.UnitStopped{Code: st.Code, Signal: st.Signal, Reason: l.StopReason.String()}),
 			}
 		case PhaseStarting, PhaseRunning:
-			n.Running, n.PID = false, 0
 			effs := []Effect{
 				{Kind: EffRelease},
 				publish(l.PID, api.UnitExited{Code: ev.Exit.Code, Signal: ev.Exit.Signal}),
@@ -523,6 +523,16 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 	case EvBlocked:
 		n.Blocked = ev.Reason
 		return n, nil
+
+	case EvResetFailed:
+		// The start-limit count and the backoff go whatever the phase; a
+		// failed unit becomes inactive, and is not started by it.
+		n.Starts, n.Failures = nil, 0
+		if ph == PhaseFailed {
+			n.Result = ""
+			n.enter(Inactive, "dead", now)
+		}
+		return n, nil
 	}
 	return illegal()
 }
@@ -535,14 +545,26 @@ func (l *Lifecycle) enter(st State, sub string, now time.Time) {
 	l.State, l.Sub = st, sub
 }
 
-// resetRun clears every flag and deadline of a run: the one place a new run
-// starts clean.
+// resetRun clears every flag and deadline of a run, and what the last run
+// left: the one place a new run starts clean.
 func (l *Lifecycle) resetRun() {
-	l.Settled, l.Stopping, l.Killed, l.Drain = false, false, false, false
+	l.clearRun()
+	l.Settled = false
 	l.StopReason = StopNone
-	l.RestartAt = time.Time{}
-	l.StartDeadline, l.StopDeadline, l.WatchdogDeadline, l.EOFDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	l.Blocked, l.KillResult, l.StatusText = "", "", ""
+}
+
+// endRun records that the unit's process ended: no process, no flag or
+// deadline of the run left.
+func (l *Lifecycle) endRun(st ExitStatus) {
+	l.Running, l.PID, l.Exit = false, 0, &st
+	l.clearRun()
+}
+
+// clearRun clears the flags and deadlines of a run.
+func (l *Lifecycle) clearRun() {
+	l.Stopping, l.Killed, l.Drain = false, false, false
+	l.RestartAt, l.StartDeadline, l.StopDeadline, l.WatchdogDeadline, l.EOFDeadline = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 }
 
 func (l Lifecycle) becomeReady(ev Event, now time.Time, effs []Effect) (Lifecycle, []Effect) {
@@ -568,9 +590,7 @@ func (l Lifecycle) kill(result, reason string) (Lifecycle, []Effect) {
 // afterExit applies the restart policy to an exit nobody asked for.
 func (l Lifecycle) afterExit(ev Event, now time.Time, effs []Effect) (Lifecycle, []Effect) {
 	st := ev.Exit
-	l.Running, l.PID, l.Exit = false, 0, &st
-	l.StartDeadline, l.WatchdogDeadline, l.EOFDeadline = time.Time{}, time.Time{}, time.Time{}
-	l.Killed = false
+	l.endRun(st)
 	if !ev.Defined {
 		l.KillResult = ""
 		l.enter(Inactive, "dead", now)

@@ -1,3 +1,5 @@
+//go:build unix
+
 package supervisor
 
 import (
@@ -11,10 +13,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/unit"
+	"pgregory.net/rapid"
 )
 
 // outcome is what Step must do for one phase and event: the phase it ends
@@ -108,8 +113,9 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseDead),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseDead),
+		EvResetFailed: to(PhaseDead),
 	},
 	PhaseLaunching: {
 		EvStart:       never,
@@ -120,7 +126,8 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		// The fork ends in the pass that began it: no plan sees it launching.
 		EvStop: never, EvExited: never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never,
 		EvChannelTimeout: never, EvStartLimit: never,
-		EvBlocked: to(PhaseLaunching),
+		EvBlocked:     to(PhaseLaunching),
+		EvResetFailed: to(PhaseLaunching),
 	},
 	PhaseStarting: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -141,6 +148,7 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  to(PhaseStarting, "publish:unit.killed", "kill"),
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStarting),
+		EvResetFailed:     to(PhaseStarting),
 	},
 	PhaseRunning: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -161,6 +169,7 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  to(PhaseRunning, "publish:unit.killed", "kill"),
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseRunning),
+		EvResetFailed:     to(PhaseRunning),
 	},
 	PhaseExited: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -169,8 +178,9 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead, "publish:unit.stopped"),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseExited),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseExited),
+		EvResetFailed: to(PhaseExited),
 	},
 	PhaseAutoRestart: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -179,8 +189,9 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseDead, "publish:unit.stopped"),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseAutoRestart),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseAutoRestart),
+		EvResetFailed: to(PhaseAutoRestart),
 	},
 	PhaseStopping: {
 		EvStart: never, EvStarted: never, EvStartFailed: never,
@@ -201,6 +212,7 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelTimeout:  never,
 		EvStartLimit:      never,
 		EvBlocked:         to(PhaseStopping),
+		EvResetFailed:     to(PhaseStopping),
 	},
 	PhaseFailed: {
 		EvStart:   to(PhaseLaunching, "publish:unit.starting", "start-process"),
@@ -209,8 +221,9 @@ var stepTable = map[Phase]map[EventKind]outcome{
 		EvChannelClosed: never,
 		EvStop:          to(PhaseFailed),
 		EvExited:        never, EvStartTimeout: never, EvStopTimeout: never, EvWatchdogTimeout: never, EvChannelTimeout: never,
-		EvStartLimit: to(PhaseFailed, "publish:unit.failed"),
-		EvBlocked:    to(PhaseFailed),
+		EvStartLimit:  to(PhaseFailed, "publish:unit.failed"),
+		EvBlocked:     to(PhaseFailed),
+		EvResetFailed: to(PhaseDead),
 	},
 }
 
@@ -609,4 +622,220 @@ func TestManualStopSurvivesReload(t *testing.T) {
 	if us := h.status("a"); us.State != Active || !us.Wanted {
 		t.Fatalf("after its file changed: a is %s wanted=%v, want active", us.State, us.Wanted)
 	}
+}
+
+// TestKillAndResetFailed: opsvc kill ends the process like any exit nobody
+// asked for (here: the unit fails), and reset-failed makes a failed unit
+// inactive without starting it.
+func TestKillAndResetFailed(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"k.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\nrestart = \"no\"\n",
+	})
+	h.waitEvent("unit.ready", "k")
+	pid := h.status("k").PID
+	if code, b := h.do("POST", "/v1/units/k/kill?signal=TERM", nil); code != http.StatusOK {
+		t.Fatalf("kill: %d %s", code, b)
+	}
+	e := h.waitEvent("unit.failed", "k")
+	if e.Data["result"] != "signal" {
+		t.Errorf("failed with %v, want result signal", e.Data)
+	}
+	assertGroupGone(t, pid)
+	if code, b := h.do("POST", "/v1/units/k/reset-failed", nil); code != http.StatusOK {
+		t.Fatalf("reset-failed: %d %s", code, b)
+	}
+	if us := h.status("k"); us.State != Inactive || us.Sub != "dead" || us.PID != 0 {
+		t.Fatalf("after reset-failed: %s (%s) pid %d, want inactive (dead) and nothing started", us.State, us.Sub, us.PID)
+	}
+}
+
+// stepTableMarkdown renders stepTable as the table in docs/lifecycle.md: one
+// row per event, one column per phase.
+func stepTableMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| event \\ phase |")
+	for p := PhaseDead; p <= phaseLast; p++ {
+		b.WriteString(" " + p.String() + " |")
+	}
+	b.WriteString("\n|---|")
+	for p := PhaseDead; p <= phaseLast; p++ {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for k := EvStart; k <= evLast; k++ {
+		b.WriteString("| " + k.String() + " |")
+		for p := PhaseDead; p <= phaseLast; p++ {
+			o := stepTable[p][k]
+			var cell string
+			switch {
+			case o.never:
+				cell = "·"
+			case o.to == p && o.effects == "":
+				cell = "="
+			case o.to == p:
+				cell = "= " + o.effects
+			case o.effects == "":
+				cell = "→ " + o.to.String()
+			default:
+				cell = "→ " + o.to.String() + ": " + o.effects
+			}
+			b.WriteString(" " + strings.ReplaceAll(cell, "publish:", "") + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestLifecycleDoc: the table in docs/lifecycle.md is the one the tests hold
+// Step to.
+func TestLifecycleDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/lifecycle.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stepTableMarkdown()
+	if !strings.Contains(string(doc), "\n\n"+want+"\n") { // the whole table, no row more
+		t.Errorf("docs/lifecycle.md does not hold the transition table; it should be:\n%s", want)
+	}
+}
+
+// TestStepProperties feeds random event sequences to Step and checks the
+// invariants every lifecycle keeps, whatever the order of events: a stop is
+// only under way for a running process, a main pid exists exactly while a
+// process runs, no deadline outlives its process, a restart is due only in
+// auto-restart, a failed or exited unit is settled, and an impossible event
+// changes nothing.
+func TestStepProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		svc := tableService()
+		svc.Type = rapid.SampledFrom([]unit.Type{unit.TypeSimple, unit.TypeNotify, unit.TypeOneshot, unit.TypeIPC, unit.TypeOrchestrator}).Draw(t, "type")
+		svc.Restart = rapid.SampledFrom([]unit.RestartPolicy{unit.RestartNo, unit.RestartOnFailure, unit.RestartAlways}).Draw(t, "restart")
+		l := Lifecycle{State: Inactive, Sub: "dead"}
+		now := t0
+		for i := range rapid.IntRange(1, 60).Draw(t, "steps") {
+			// Mostly events that can happen in the phase (so runs go deep),
+			// now and then any event.
+			var kinds []EventKind
+			for k := EvStart; k <= evLast; k++ {
+				if !stepTable[l.Phase()][k].never || rapid.IntRange(0, 9).Draw(t, fmt.Sprint("any", i, k)) == 0 {
+					kinds = append(kinds, k)
+				}
+			}
+			ev := eventSample(rapid.SampledFrom(kinds).Draw(t, fmt.Sprint("kind", i)))
+			ev.Svc = svc
+			ev.Wanted = rapid.Bool().Draw(t, fmt.Sprint("wanted", i))
+			ev.Drain = rapid.Bool().Draw(t, fmt.Sprint("drain", i))
+			ev.Exit.Code = rapid.SampledFrom([]int{0, 1, 143}).Draw(t, fmt.Sprint("code", i))
+			before := l
+			next, effs := l.Step(ev, now)
+			illegal := len(effs) == 1 && effs[0].Kind == EffIllegal
+			if illegal && !reflect.DeepEqual(before, next) {
+				t.Fatalf("step %d: impossible %s changed the lifecycle", i, ev.Kind)
+			}
+			l = next
+			ph := l.Phase()
+			switch {
+			case l.Stopping && !l.Running:
+				t.Fatalf("step %d (%s): stopping with no process", i, ev.Kind)
+			case l.Running != (l.PID != 0):
+				t.Fatalf("step %d (%s): running=%v with pid %d", i, ev.Kind, l.Running, l.PID)
+			case !l.Running && !(l.StartDeadline.IsZero() && l.StopDeadline.IsZero() && l.WatchdogDeadline.IsZero() && l.EOFDeadline.IsZero()):
+				t.Fatalf("step %d (%s): a deadline with no process: %+v", i, ev.Kind, l)
+			case !l.RestartAt.IsZero() && ph != PhaseAutoRestart:
+				t.Fatalf("step %d (%s): restart due in phase %s", i, ev.Kind, ph)
+			case (ph == PhaseFailed || ph == PhaseExited) && !l.Settled:
+				t.Fatalf("step %d (%s): %s but not settled", i, ev.Kind, ph)
+			}
+			now = now.Add(time.Duration(rapid.IntRange(0, 5000).Draw(t, fmt.Sprint("dt", i))) * time.Millisecond)
+		}
+	})
+}
+
+// TestStopCancelsRestartInFakeTime: after a stop of a unit waiting to
+// restart, no start ever follows, however long the loop runs.
+func TestStopCancelsRestartInFakeTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &fakeRunner{exit: 1}
+		dir := t.TempDir()
+		units := filepath.Join(dir, "units")
+		os.MkdirAll(units, 0o755)
+		os.WriteFile(filepath.Join(units, "u.toml"), []byte("[service]\nexec = [\"/bin/false\"]\nrestart = \"always\"\nrestart_delay = \"3s\"\n"), 0o644)
+		sup, err := New(Options{Paths: config.Paths{Units: units, State: dir, Socket: filepath.Join(dir, "s")}, Runner: r, Settings: config.DefaultSettings(), NoNotifySockets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sup.Run(ctx) }()
+		synctest.Wait()
+		var l Lifecycle
+		look := func() {
+			if err := sup.do(ctx, func() { l = sup.units["u"].Lifecycle }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		look()
+		if l.Phase() != PhaseAutoRestart {
+			t.Fatalf("before stop: %s (%s), want auto-restart", l.State, l.Sub)
+		}
+		var code int
+		sup.do(ctx, func() { code, _ = sup.ask("u", "stop", false, Peer{}) })
+		if code != http.StatusOK {
+			t.Fatalf("stop answered %d", code)
+		}
+		time.Sleep(time.Minute) // fake time: twenty restart delays
+		synctest.Wait()
+		look()
+		if starts, _ := r.times(); len(starts) != 1 || l.State != Inactive || l.Sub != "dead" {
+			t.Fatalf("a minute after the stop: %d starts, %s (%s); want 1 start, inactive (dead)", len(starts), l.State, l.Sub)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestNothingStartsWhileTheDaemonStops: a unit file that appears or changes
+// while the daemon stops its units does not start anything.
+func TestNothingStartsWhileTheDaemonStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &fakeRunner{exit: -1} // runs until SIGTERM or SIGKILL
+		dir := t.TempDir()
+		units := filepath.Join(dir, "units")
+		os.MkdirAll(units, 0o755)
+		// Ignores its stop signal: the daemon waits for its stop timeout.
+		os.WriteFile(filepath.Join(units, "slow.toml"), []byte("[service]\nexec = [\"/bin/true\"]\nstop_signal = \"SIGUSR1\"\nstop_timeout = \"30s\"\n"), 0o644)
+		os.WriteFile(filepath.Join(units, "off.toml"), []byte("[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		sup, err := New(Options{Paths: config.Paths{Units: units, State: dir, Socket: filepath.Join(dir, "s")}, Runner: r, Settings: config.DefaultSettings(), NoNotifySockets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sup.Run(ctx) }()
+		synctest.Wait()
+		// off is stopped by hand first, so its file change would start it.
+		sup.do(context.Background(), func() { sup.ask("off", "stop", false, Peer{}) })
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		os.WriteFile(filepath.Join(units, "new.toml"), []byte("[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		os.WriteFile(filepath.Join(units, "off.toml"), []byte("[unit]\ndescription = \"changed\"\n[service]\nexec = [\"/bin/true\"]\n"), 0o644)
+		if _, err := sup.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if starts, _ := r.times(); len(starts) != 2 {
+			t.Errorf("%d starts, want 2 (slow and off, before the daemon stopped)", len(starts))
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Hour): // fake time: past every stop timeout
+			t.Fatal("the daemon did not stop")
+		}
+	})
 }

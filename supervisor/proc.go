@@ -12,8 +12,8 @@ type Spec struct {
 	Argv       []string // Argv[0] is an absolute path or a name looked up in PATH of Env
 	Env        []string
 	Dir        string
-	Credential *syscall.Credential
-	Stdout     io.Writer // worker output is copied here line by line; never blocks the worker
+	Credential *Credential // nil = the daemon's own user
+	Stdout     io.Writer   // worker output is copied here line by line; never blocks the worker
 	Stderr     io.Writer
 	ExtraFiles []*os.File // fd 3 onwards in the child; the runner closes them after the fork
 	// OnExit is called once the main process has been reaped (Done is then

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/opsvc/opsvc/supervisor/api"
+	"github.com/opsvc/opsvc/supervisor/proctrack"
 	"github.com/opsvc/opsvc/unit"
 )
 
@@ -18,9 +21,17 @@ import (
 // ReapAll it is the process's only reaper: it sets PR_SET_CHILD_SUBREAPER and
 // reaps every child, orphans included, on SIGCHLD. Without it, each process
 // is waited for by pid, which leaves other children of the process alone
-// (tests, libraries).
+// (tests, libraries). After Track, every process a worker starts is tracked
+// (a cgroup per run, or its process group and a record) and ended with it.
+//
+// Forks happen on OS threads locked for the runner's life: the parent-death
+// signal every worker gets is tied to the thread that forked it, not to the
+// process, and a thread that exited would kill its workers.
 type ExecRunner struct {
 	reapAll bool
+	track   *proctrack.Tracker
+	forks   chan func()
+	forkers sync.WaitGroup
 
 	// forkMu: starts hold it shared around fork+register, the reaper holds it
 	// exclusively, so no child is reaped before it is registered.
@@ -44,12 +55,18 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func())}
+	for range forkThreads {
+		r.forkers.Add(1)
+		go r.forker()
+	}
 	if !reapAll {
 		close(r.done)
 		return r, nil
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		close(r.stop)
+		r.forkers.Wait()
 		out.Close()
 		unix.Close(devnull)
 		return nil, fmt.Errorf("supervisor: set child subreaper: %w", err)
@@ -72,7 +89,61 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 	return r, nil
 }
 
-// Close stops the reaper and the output reader.
+// forkThreads is how many locked threads fork; Start calls beyond that wait.
+const forkThreads = 4
+
+// forker runs forks on a thread locked until the runner closes.
+func (r *ExecRunner) forker() {
+	defer r.forkers.Done()
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	for {
+		select {
+		case f := <-r.forks:
+			f()
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// Track makes the runner track every process each worker starts, keeping a
+// record in stateDir, and first ends whatever a previous daemon on stateDir
+// left running (each unit's leftovers are published as daemon.leftovers;
+// processes found outside a unit's process group as unit.escaped). It must be
+// called before the first Start. It returns how processes are tracked.
+func (r *ExecRunner) Track(stateDir string, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
+	return r.trackWith(proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf})
+}
+
+func (r *ExecRunner) trackWith(opts proctrack.Options) (string, error) {
+	if r.track != nil {
+		return "", errors.New("supervisor: track: already tracking")
+	}
+	t, err := proctrack.Open(opts)
+	if err != nil {
+		return "", fmt.Errorf("supervisor: track processes: %w", err)
+	}
+	left := t.Sweep()
+	r.track = t
+	how := "by process group and a record of pids (no cgroup v2: %s)"
+	dir, why := t.Cgroup()
+	if dir != "" {
+		how, why = "in cgroup %s", dir
+	}
+	how = fmt.Sprintf(how, why)
+	n := 0
+	for _, l := range left {
+		n += len(l.PIDs)
+	}
+	if n > 0 {
+		how += fmt.Sprintf("; ended %d process(es) left by a previous daemon", n)
+	}
+	return how, nil
+}
+
+// Close stops the reaper and the output reader; with tracking, it first ends
+// every process of a run still tracked.
 func (r *ExecRunner) Close() error {
 	select {
 	case <-r.stop:
@@ -80,6 +151,10 @@ func (r *ExecRunner) Close() error {
 	default:
 		close(r.stop)
 	}
+	if r.track != nil {
+		r.track.Close()
+	}
+	r.forkers.Wait()
 	<-r.done
 	unix.Close(r.devnull)
 	return r.out.Close()
@@ -135,28 +210,65 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	for _, f := range spec.ExtraFiles {
 		files = append(files, f.Fd())
 	}
-	attr := &syscall.ProcAttr{
-		Dir:   spec.Dir,
-		Env:   spec.Env,
-		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Setpgid:    true,
-			Pdeathsig:  syscall.SIGKILL,
-			Credential: spec.Credential,
-		},
+	env := spec.Env
+	var run *proctrack.Run
+	if r.track != nil {
+		run = r.track.Begin(spec.Unit)
+		env = make([]string, 0, len(spec.Env)+1)
+		for _, kv := range spec.Env {
+			if !strings.HasPrefix(kv, proctrack.MarkerVar+"=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, run.Env())
 	}
-	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit}
-	r.forkMu.RLock()
-	pid, err := syscall.ForkExec(path, spec.Argv, attr)
-	if err == nil {
-		p.pid = pid
-		if r.reapAll {
-			r.mu.Lock()
-			r.procs[pid] = p
-			r.mu.Unlock()
+	sys := &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Credential: spec.Credential,
+	}
+	if run != nil && run.CgroupFD() >= 0 {
+		sys.UseCgroupFD, sys.CgroupFD = true, run.CgroupFD()
+	}
+	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
+	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run}
+	var pid int
+	fork := func() {
+		r.forkMu.RLock()
+		defer r.forkMu.RUnlock()
+		pid, err = syscall.ForkExec(path, spec.Argv, attr)
+		if err != nil && sys.UseCgroupFD && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+			// A kernel that cannot fork into a cgroup: fork, then move.
+			sys.UseCgroupFD = false
+			pid, err = syscall.ForkExec(path, spec.Argv, attr)
+			if err == nil {
+				if merr := run.Moved(pid); merr != nil {
+					err = fmt.Errorf("move into %s: %w", run.Cgroup(), merr)
+					syscall.Kill(-pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if err == nil {
+			p.pid = pid
+			if run != nil {
+				run.Started(pid)
+			}
+			if r.reapAll {
+				r.mu.Lock()
+				r.procs[pid] = p
+				r.mu.Unlock()
+			}
+		} else if run != nil {
+			run.Failed()
 		}
 	}
-	r.forkMu.RUnlock()
+	forked := make(chan struct{})
+	select {
+	case r.forks <- func() { fork(); close(forked) }:
+		<-forked
+	case <-r.stop:
+		err = errors.New("the runner is closed")
+	}
 	// The read ends see EOF once the whole group has closed these.
 	unix.Close(outW)
 	unix.Close(errW)
@@ -191,6 +303,7 @@ type execProc struct {
 	done   chan struct{}
 	exit   ExitStatus
 	onExit func()
+	run    *proctrack.Run // nil = not tracked
 }
 
 func (p *execProc) PID() int              { return p.pid }
@@ -198,6 +311,10 @@ func (p *execProc) Done() <-chan struct{} { return p.done }
 func (p *execProc) Exit() ExitStatus      { return p.exit }
 
 func (p *execProc) Signal(sig syscall.Signal) error {
+	if p.run != nil {
+		p.run.Signal(sig)
+		return nil
+	}
 	err := syscall.Kill(-p.pid, sig)
 	if err == syscall.ESRCH {
 		return nil
@@ -214,6 +331,9 @@ func (p *execProc) wait() {
 		}
 		if err != nil {
 			p.exit = ExitStatus{Code: 255}
+			if p.run != nil {
+				p.run.Exited()
+			}
 			close(p.done)
 			if p.onExit != nil {
 				p.onExit()
@@ -232,29 +352,11 @@ func (p *execProc) exited(ws unix.WaitStatus) {
 	default:
 		p.exit = ExitStatus{Code: ws.ExitStatus()}
 	}
+	if p.run != nil {
+		p.run.Exited()
+	}
 	close(p.done)
 	if p.onExit != nil {
 		p.onExit()
 	}
-}
-
-// SignalName is "SIGTERM" for syscall.SIGTERM.
-func SignalName(sig syscall.Signal) string {
-	n := unix.SignalName(sig)
-	if n == "" {
-		return fmt.Sprintf("SIG%d", int(sig))
-	}
-	return n
-}
-
-// ParseSignal reads "SIGTERM" or "TERM".
-func ParseSignal(name string) (syscall.Signal, error) {
-	n := strings.ToUpper(name)
-	if !strings.HasPrefix(n, "SIG") {
-		n = "SIG" + n
-	}
-	if s := unix.SignalNum(n); s != 0 {
-		return s, nil
-	}
-	return 0, fmt.Errorf("supervisor: unknown signal %q", name)
 }

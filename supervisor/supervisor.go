@@ -72,6 +72,10 @@ type Supervisor struct {
 
 	control controlSnapshot // [control] settings for the access check, read off the loop
 
+	loadGen atomic.Uint64   // numbers unit loads in the order they began
+	loaded  chan loadResult // a load done off the loop, for the loop to apply
+	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
+
 	// Loop-owned state.
 	desired   map[string]Desired
 	units     map[string]*unitRecord
@@ -82,8 +86,10 @@ type Supervisor struct {
 	launches  []*launch // starts prepared by the current reconcile pass
 	leases    *Leases
 	shutdown  bool
+	applied   uint64 // loadGen of the last load applied
 	notifyN   int
 	lastStat  string
+	stats     loopStats // metrics: the snapshot scrapes read
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -154,6 +160,7 @@ func New(opts Options) (*Supervisor, error) {
 		msgs:      make(chan unitMsg, 256),
 		ready:     make(chan struct{}),
 		loopCh:    make(chan struct{}),
+		loaded:    make(chan loadResult, 1),
 		desired:   make(map[string]Desired),
 		units:     make(map[string]*unitRecord),
 		errors:    make(map[string][]unit.Problem),
@@ -186,6 +193,7 @@ func (s *Supervisor) notify(state string) {
 // once no worker is left.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.loopCh)
+	defer s.bg.Wait()
 	var changes <-chan struct{}
 	if s.opts.Watch {
 		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
@@ -198,6 +206,22 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	s.loadSpend()
 	s.reload("start")
+	// Unit files changed on disk are parsed off the loop, one load at a time;
+	// changes seen during a load start one more when it is done.
+	loading, again := false, false
+	load := func() {
+		if loading {
+			again = true
+			return
+		}
+		loading = true
+		go func() { s.loaded <- s.loadUnits() }()
+	}
+	defer func() {
+		if loading {
+			<-s.loaded
+		}
+	}()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -210,6 +234,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	var extend <-chan time.Time
 	first := true
 	done := ctx.Done()
+	woke := time.Now()
 	for {
 		wake := s.reconcile()
 		if first {
@@ -219,6 +244,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.stepDone(woke)
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
 			return nil
@@ -247,7 +273,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.handleMsg(m)
 		case <-timerC:
 		case <-changes:
-			s.reload("watch")
+			load()
+		case r := <-s.loaded:
+			loading = false
+			s.applyLoad(r, "watch")
+			if again {
+				again = false
+				load()
+			}
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-extend:
@@ -266,6 +299,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.desired[name] = d
 			}
 		}
+		woke = time.Now()
 	}
 }
 
@@ -342,6 +376,9 @@ func (s *Supervisor) record(name string) *unitRecord {
 func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
+		if s.opts.Logs != nil {
+			s.opts.Logs.Forget(a.Unit)
+		}
 		return false
 	}
 	rec := s.record(a.Unit)
@@ -492,11 +529,11 @@ func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, dr
 		// a write for up to a second. If it cannot be told, the stop
 		// deadline's SIGKILL ends it (ipc workers get no signal).
 		ch, msg := rec.channel, worker.Message{Type: "shutdown", DeadlineMS: svc.StopTimeout.Milliseconds(), Drain: drain}
-		go func() {
+		s.bg.Go(func() {
 			if err := ch.Send(msg); err != nil {
 				s.logf("%s: shutdown message: %v; it is killed at its stop deadline", name, err)
 			}
-		}()
+		})
 		return
 	}
 	sig, err := ParseSignal(svc.StopSignal)
@@ -506,7 +543,7 @@ func (s *Supervisor) sendStop(name string, rec *unitRecord, svc unit.Service, dr
 	if rec.proc != nil {
 		rec.proc.Signal(sig)
 		if sig != syscall.SIGKILL {
-			rec.proc.Signal(syscall.SIGCONT)
+			resume(rec.proc)
 		}
 	}
 }
@@ -720,32 +757,28 @@ func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker
 		if len(m.Data) > 0 {
 			json.Unmarshal(m.Data, &data)
 		}
-		ev := map[string]any{"name": m.Name}
-		if data != nil {
-			ev["data"] = data
-		}
 		// Worker events are re-published under the unit's name as
 		// worker.NAME; the orchestrator's own chain.* and session.* events
-		// keep their types.
-		typ := "worker." + m.Name
-		switch {
-		case m.Name == "":
-			typ = "worker.event"
-		case d.Unit != nil && d.Unit.Service.Type == unit.TypeOrchestrator &&
-			(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")):
-			typ = m.Name
-			if dm, ok := data.(map[string]any); ok {
-				ev = dm
-			}
-			switch typ {
-			case "session.started":
-				f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
-				rec.fields.Store(&f)
-			case "session.finished":
-				rec.fields.Store(nil)
-			}
+		// keep their types and data.
+		if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator ||
+			!(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")) {
+			s.emit(name, rec.PID, api.WorkerEvent{Name: m.Name, Data: data})
+			return
 		}
-		s.publish(typ, name, rec.PID, ev)
+		ev := map[string]any{"name": m.Name}
+		if dm, ok := data.(map[string]any); ok {
+			ev = dm
+		} else if data != nil {
+			ev["data"] = data
+		}
+		switch m.Name {
+		case "session.started":
+			f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
+			rec.fields.Store(&f)
+		case "session.finished":
+			rec.fields.Store(nil)
+		}
+		s.publish(m.Name, name, rec.PID, ev)
 	case "request":
 		s.handleRequest(name, rec, m)
 	}
@@ -801,10 +834,39 @@ func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdn
 	}
 }
 
-// reload re-reads the units directory and brings desired in line with it.
+// loadResult is the units directory and the enable/disable choices as read
+// by one load.
+type loadResult struct {
+	gen     uint64
+	set     *unit.Set
+	err     error
+	choices map[string]bool
+}
+
+// loadUnits reads and parses the units directory. It may take as long as
+// the loader's own time bound, so it runs off the loop; applyLoad takes its
+// result on the loop.
+func (s *Supervisor) loadUnits() loadResult {
+	gen := s.loadGen.Add(1)
+	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
+	return loadResult{gen: gen, set: set, err: err, choices: s.choicesSnapshot()}
+}
+
+// reload re-reads the units directory and brings desired in line with it,
+// on the loop (at start, before any unit runs).
 func (s *Supervisor) reload(why string) ReloadResult {
+	return s.applyLoad(s.loadUnits(), why)
+}
+
+// applyLoad brings desired in line with a load. A load that began before the
+// last one applied is older than what is in force, and changes nothing.
+func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	var res ReloadResult
-	set, err := unit.Load(s.opts.Paths.Units)
+	if r.gen <= s.applied {
+		return res
+	}
+	s.applied = r.gen
+	set, err := r.set, r.err
 	if err != nil {
 		s.logf("load units: %v", err)
 		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
@@ -815,7 +877,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	seen := make(map[string]bool)
 	for name, u := range set.Units {
 		seen[name] = true
-		s.setUnit(name, u, &res)
+		s.setUnit(name, u, r.choices, &res)
 	}
 	for name := range s.instances {
 		if seen[name] {
@@ -824,7 +886,7 @@ func (s *Supervisor) reload(why string) ReloadResult {
 		}
 		if u, err := set.Instance(name); err == nil {
 			seen[name] = true
-			s.setUnit(name, u, &res)
+			s.setUnit(name, u, r.choices, &res)
 		}
 	}
 	s.errors = make(map[string][]unit.Problem)
@@ -854,18 +916,19 @@ func (s *Supervisor) reload(why string) ReloadResult {
 	return res
 }
 
-func (s *Supervisor) setUnit(name string, u *unit.Unit, res *ReloadResult) {
+func (s *Supervisor) setUnit(name string, u *unit.Unit, choices map[string]bool, res *ReloadResult) {
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
 		res.Added = append(res.Added, name)
-		s.desired[name] = Desired{Unit: u, Want: u.Enabled || s.instances[name]}
+		s.desired[name] = Desired{Unit: u, Want: (wantAtLoad(choices, name, u) || s.instances[name]) && !s.shutdown}
 		return
 	}
 	if d.Unit.Hash != u.Hash {
 		res.Changed = append(res.Changed, name)
-		// A manual stop lasts until a start or a change of the unit's file.
-		if !d.Want {
-			d.Want = u.Enabled || s.instances[name]
+		// A manual stop lasts until a start or a change of the unit's file
+		// (while the daemon stops, nothing is wanted again).
+		if !d.Want && !s.shutdown {
+			d.Want = wantAtLoad(choices, name, u) || s.instances[name]
 		}
 	}
 	d.Unit = u
@@ -900,8 +963,14 @@ func (s *Supervisor) statusLine() string {
 		}
 		counts[st]++
 	}
-	return fmt.Sprintf("%d units: %d active, %d activating, %d failed, %d inactive",
+	line := fmt.Sprintf("%d units: %d active, %d activating, %d failed, %d inactive",
 		len(s.desired), counts[Active], counts[Activating], counts[Failed], counts[Inactive]+counts[Deactivating])
+	if s.opts.Bus != nil {
+		if t := s.opts.Bus.FaultText(); t != "" {
+			line += "; " + t
+		}
+	}
+	return line
 }
 
 func (s *Supervisor) updateStatus() {

@@ -92,6 +92,56 @@ func Load(dir string) (*Set, error) {
 	return ld.load()
 }
 
+// LoadWithDropins is Load, with the NAME.d/ directories of each of extra
+// read after those of dir, as more drop-ins of NAME (an instance's values
+// kept in the state directory, for example). A missing extra directory is
+// empty.
+func LoadWithDropins(dir string, extra ...string) (*Set, error) {
+	s, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	added := false
+	for _, x := range extra {
+		entries, err := os.ReadDir(x)
+		if err != nil {
+			continue
+		}
+		xl, err := newLoader(os.DirFS(x), x)
+		if err != nil {
+			continue
+		}
+		xl.open = openIn(x)
+		for _, e := range entries {
+			n := e.Name()
+			if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".d") || !e.IsDir() {
+				continue
+			}
+			name := strings.TrimSuffix(n, ".d")
+			if ValidName(name) != nil {
+				continue
+			}
+			s.dropins[name] = append(s.dropins[name], xl.readDropins(n)...)
+			added = true
+		}
+	}
+	if !added {
+		return s, nil
+	}
+	// Build again with the drop-ins added; problems of files that are not
+	// units (bad names) stay.
+	probs := make(map[string][]Problem)
+	for name, p := range s.Problems {
+		if _, ok := s.files[name]; !ok {
+			probs[name] = p
+		}
+	}
+	s.Units, s.Problems = make(map[string]*Unit), probs
+	s.effs, s.deps = make(map[string]*effective), make(map[string][]dependency)
+	s.buildAll()
+	return s, nil
+}
+
 // openIn opens files of the directory dir for reading without waiting on
 // anything that is not a regular file.
 func openIn(dir string) func(name string) (fs.File, error) {

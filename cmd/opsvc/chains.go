@@ -43,7 +43,7 @@ func (c *cli) chains() error {
 		return nil
 	case "show", "lineage":
 		if len(args) != 1 {
-			return fail(exitUsage, "chains %s: name one chain id (see: opsvc chains ls)", sub)
+			return fail(exitUsage, "chains %s: name one chain id (opsvc chains ls lists them)", sub)
 		}
 		path := "/v1/chains/" + url.PathEscape(args[0])
 		if sub == "lineage" {
@@ -52,7 +52,7 @@ func (c *cli) chains() error {
 		resp, err := c.do("GET", path, nil, nil)
 		if err != nil {
 			if codeFor(err) == exitNoUnit {
-				return fail(exitNoUnit, "chain %q not found (see: opsvc chains ls)", args[0])
+				return fail(exitNoUnit, "chains %s %s: no such chain (opsvc chains ls lists them)", sub, args[0])
 			}
 			return asExit("chains "+sub, err)
 		}

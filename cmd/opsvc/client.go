@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opsvc/opsvc/config"
@@ -42,7 +45,18 @@ func (c *cli) http() *http.Client {
 }
 
 func (c *cli) unreachable(err error) error {
-	return fail(exitFailure, "cannot reach the daemon at %s: %v (is 'opsvc daemon' running? --socket)", c.paths.Socket, unwrapURL(err))
+	err = unwrapURL(err)
+	switch {
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
+		return fail(exitFailure, "cannot reach the daemon at %s: permission denied (ask its owner to add you to [control] group or allow_uids in opsvc.toml, or run as the daemon's user)", c.paths.Socket)
+	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
+		return fail(exitFailure, "cannot reach the daemon at %s: no daemon is listening there (start one with opsvc daemon, or name its socket with --socket or OPSVC_SOCKET)", c.paths.Socket)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	return fail(exitFailure, "cannot reach the daemon at %s: %v (check it runs: opsvc status; or name its socket with --socket)", c.paths.Socket, err)
 }
 
 func unwrapURL(err error) error {
@@ -72,7 +86,22 @@ type apiError struct {
 	raw    []byte
 }
 
-func (e *apiError) Error() string { return e.body.Error() }
+func (e *apiError) Error() string {
+	msg := stripPackage(e.body.Message)
+	if e.body.Hint != "" && !strings.Contains(e.body.Hint, "DESIGN") {
+		return msg + " (" + e.body.Hint + ")"
+	}
+	return msg
+}
+
+// stripPackage drops a Go package prefix ("supervisor: ") from a daemon's
+// message: the user runs opsvc, not its packages.
+func stripPackage(s string) string {
+	for _, p := range []string{"supervisor: ", "bus: ", "logs: ", "unit: ", "config: ", "registry: ", "api: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
 
 // do sends a request and returns the response when its status is 2xx.
 func (c *cli) do(method, path string, q url.Values, body any) (*http.Response, error) {
@@ -120,6 +149,8 @@ func codeFor(err error) int {
 		switch ae.status {
 		case http.StatusNotFound:
 			return exitNoUnit
+		case http.StatusBadRequest:
+			return exitUsage
 		}
 		return exitFailure
 	}

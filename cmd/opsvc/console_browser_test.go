@@ -378,6 +378,13 @@ func TestConsoleBrowser(t *testing.T) {
 	// once it is recorded.
 	do(t, ctx, "a chain with a session", chromedp.WaitVisible(chromedp.CSS(`#chains tr[data-chain]:not([data-sessions="0"])`)))
 	screenshot(t, ctx, "chains")
+	// Archived chains are one click away (the examples have none yet).
+	do(t, ctx, "archived chains",
+		chromedp.Click(chromedp.CSS(`#archive summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#archive .empty, #archive li`)))
+	if txt := eval[string](t, ctx, `document.getElementById('archive').textContent`); !strings.Contains(txt, "No archived chains") {
+		t.Errorf("archive panel says %q, want the daemon's (empty) archive", txt)
+	}
 	do(t, ctx, "chain page",
 		chromedp.Click(chromedp.CSS(`#chains tr[data-chain]:not([data-sessions="0"]) th a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-session="0"]`)),
@@ -385,8 +392,34 @@ func TestConsoleBrowser(t *testing.T) {
 	screenshot(t, ctx, "chain")
 
 	do(t, ctx, "instances", chromedp.Navigate(d.base+"#/instances"),
-		chromedp.WaitVisible(chromedp.CSS(`#instances tr[data-instance="demo"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#instances tr[data-instance="demo"] a[href^="#/chains/"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#start-instance`)))
+	if n := eval[int](t, ctx, `document.querySelectorAll('.notice:not([hidden])').length`); n != 0 {
+		t.Errorf("the instances page fell back to the unit list (%d notices)", n)
+	}
+	// A value out of range is refused next to its field.
+	do(t, ctx, "bad instance value",
+		chromedp.SetValue(chromedp.CSS(`#f-id`), "browser"),
+		chromedp.SetValue(chromedp.CSS(`#f-max_turns`), "500"),
+		chromedp.Click(chromedp.CSS(`#start-instance button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#start-instance [data-error-for="max_turns"]`)))
+	// Start one from the form with a task: its row appears, with its chain.
+	do(t, ctx, "start an instance",
+		chromedp.SetValue(chromedp.CSS(`#f-max_turns`), "12"),
+		chromedp.SetValue(chromedp.CSS(`#f-task`), "Task from the browser"),
+		chromedp.Click(chromedp.CSS(`#start-instance button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.toast.t-ok`)))
+	if msg := eval[string](t, ctx, `[...document.querySelectorAll('.toast.t-ok')].map(e => e.textContent).join('|')`); !strings.Contains(msg, "Started agent@browser") {
+		t.Errorf("toasts %q, want one that names agent@browser", msg)
+	}
+	do(t, ctx, "the new instance's chain",
+		chromedp.WaitVisible(chromedp.CSS(`#instances tr[data-instance="browser"] a[href^="#/chains/"]`)))
+	if task := eval[string](t, ctx, `document.querySelector('#instances tr[data-instance="browser"] td.task').textContent`); task != "Task from the browser" {
+		t.Errorf("the new instance's chain has task %q, want the one typed in the form", task)
+	}
+	if def := d.cli("cat", "agent@browser"); !strings.Contains(def, "Task from the browser") || !strings.Contains(def, "instance.toml") {
+		t.Errorf("opsvc cat agent@browser does not show the task with its source:\n%s", def)
+	}
 	screenshot(t, ctx, "instances")
 
 	// A bad setting: the daemon's error is shown next to the field.

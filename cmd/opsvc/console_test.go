@@ -60,6 +60,34 @@ func TestConsoleAccess(t *testing.T) {
 		t.Errorf("whoami: %d %s", code, body)
 	}
 
+	// The metrics and the operator's routes follow the same rules.
+	if code, _ := call("GET", "/metrics", ""); code != 401 {
+		t.Errorf("GET /metrics without a token: %d, want 401", code)
+	}
+	if code, body := call("GET", "/metrics", ro); code != 200 || !strings.Contains(body, `opsvc_unit_state{state="active",unit="flaky"}`) {
+		t.Errorf("read-only GET /metrics: %d %.300s", code, body)
+	}
+	if code, body := call("GET", "/api/orchestrator/instances", ro); code != 200 || !strings.Contains(body, `"id": "demo"`) {
+		t.Errorf("read-only GET /api/orchestrator/instances: %d %s", code, body)
+	}
+	for _, path := range []string{"/api/orchestrator/ro/start", "/api/orchestrator/demo/stop"} {
+		if code, _ := call("POST", path, ro); code != 403 {
+			t.Errorf("read-only POST %s: %d, want 403", path, code)
+		}
+		if code, _ := call("POST", path, admin, "Origin", "http://evil.example"); code != 403 {
+			t.Errorf("cross-origin POST %s: %d, want 403", path, code)
+		}
+		if code, _ := call("POST", path, ""); code != 401 {
+			t.Errorf("POST %s without a token: %d, want 401", path, code)
+		}
+	}
+	if code, body := call("POST", "/api/orchestrator/demo/stop?drain=1", admin); code != 200 || !strings.Contains(body, `"unit": "agent@demo"`) {
+		t.Errorf("admin drain of agent@demo: %d %s", code, body)
+	}
+	if code, body := call("GET", "/v1/budgets", ro); code != 200 || !strings.Contains(body, `"global_limit_usd"`) {
+		t.Errorf("read-only GET /v1/budgets: %d %s", code, body)
+	}
+
 	// Rotation by the CLI reaches the running daemon at once.
 	d.cli("token", "--rotate")
 	if code, _ := call("GET", "/v1/units", admin); code != 401 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
@@ -37,6 +38,11 @@ func runDaemon(c *cli) error {
 	if err := os.MkdirAll(p.State, 0o750); err != nil {
 		return fail(exitFailure, "daemon: state directory: %v (--state)", err)
 	}
+	unlock, err := lockState(p.State)
+	if err != nil {
+		return fail(exitFailure, "%v", err)
+	}
+	defer unlock()
 	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
 		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
 	}
@@ -83,6 +89,14 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "daemon: %v", err)
 	}
 	defer runner.Close()
+	how, err := runner.Track(p.State, func(unitName string, d api.EventData) {
+		b.Publish(bus.Event{Type: d.EventType(), Unit: unitName, Data: api.Map(d)})
+	}, logf)
+	if err != nil {
+		ln.Close()
+		return fail(exitFailure, "daemon: %v", err)
+	}
+	logf("processes of units are tracked %s", how)
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
@@ -162,9 +176,9 @@ func listenControl(path string) (net.Listener, error) {
 		}
 		os.Remove(path)
 	}
-	old := syscall.Umask(0o117)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	var ln net.Listener
+	var err error
+	withUmask(0o117, func() { ln, err = net.Listen("unix", path) })
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}

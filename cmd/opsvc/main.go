@@ -17,7 +17,7 @@ import (
 
 const version = "0.1.0"
 
-// Exit codes follow systemctl (DESIGN §7).
+// Exit codes follow systemctl.
 const (
 	exitOK       = 0
 	exitFailure  = 1
@@ -37,26 +37,6 @@ func (e *exitError) Error() string { return e.msg }
 func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
 }
-
-const usage = `usage: opsvc [--socket PATH] COMMAND [ARGS] [FLAGS]
-
-Commands:
-  daemon [--units DIR] [--state DIR] [--config FILE] [--no-watch] [--listen ADDR]  run the supervisor
-  status [UNIT...] [--json]                            show units (exit 3 if one is not active)
-  start|stop|restart UNIT... [--no-wait] [--drain]     change what runs
-  reload                                               re-read the unit files now
-  logs UNIT [-f] [-n N] [--json]                       recent and live output of a unit
-  events [-f] [--since N] [--unit U] [--type T] [--json]  the event log
-  validate [PATH]                                      check unit files (no daemon needed)
-  cat UNIT                                             the effective definition, with sources
-  chains [ls|show ID|lineage ID] [--json]              orchestrator chains
-  send UNIT NAME [JSON]                                send a command to an ipc worker
-  token [--read-only] [--rotate] [--json]              the tokens of the TCP listener
-  console [--read-only]                                the web console's login link
-  version                                              print the version
-
-Flags may come before or after arguments. --socket and OPSVC_SOCKET pick the daemon.
-`
 
 func main() {
 	ctx, stop := signalContext()
@@ -85,7 +65,8 @@ func report(err error, stderr io.Writer) int {
 	return exitFailure
 }
 
-// args is a parsed command line: flags anywhere, positionals in order.
+// args is a parsed command line: flags anywhere, positionals in order. Flags
+// are stored under their long names.
 type args struct {
 	pos   []string
 	flags map[string]string
@@ -96,12 +77,7 @@ func (a args) get(name string) string {
 	return a.flags[name]
 }
 
-// flagSpec says which flags a verb takes and whether they take a value.
-func commonFlags() map[string]bool {
-	return map[string]bool{"socket": true, "units": true, "state": true, "config": true, "json": false, "help": false, "h": false}
-}
-
-func parseArgs(in []string, verbFlags map[string]bool) (args, error) {
+func parseArgs(in []string, v verbSpec) (args, error) {
 	a := args{flags: map[string]string{}}
 	for i := 0; i < len(in); i++ {
 		s := in[i]
@@ -118,21 +94,21 @@ func parseArgs(in []string, verbFlags map[string]bool) (args, error) {
 		if k, v, ok := strings.Cut(name, "="); ok {
 			name, val, hasVal = k, v, true
 		}
-		takes, ok := verbFlags[name]
+		f, ok := lookupFlag(v, name)
 		if !ok {
-			takes, ok = commonFlags()[name]
+			return a, fail(exitUsage, "%s: unknown flag %s (opsvc help %s lists its flags)", v.name, s, v.name)
 		}
-		if !ok {
-			return a, fail(exitUsage, "unknown flag %s (see: opsvc --help)", s)
-		}
-		if takes && !hasVal {
+		if f.value != "" && !hasVal {
 			if i+1 >= len(in) {
-				return a, fail(exitUsage, "flag %s needs a value", s)
+				return a, fail(exitUsage, "%s: flag %s needs a value %s (opsvc help %s)", v.name, s, f.value, v.name)
 			}
 			i++
 			val = in[i]
 		}
-		a.flags[name] = val
+		if f.value == "" && hasVal {
+			return a, fail(exitUsage, "%s: flag %s takes no value (opsvc help %s)", v.name, s, v.name)
+		}
+		a.flags[f.name] = val
 	}
 	return a, nil
 }
@@ -148,7 +124,7 @@ type env struct {
 	euid   int
 }
 
-func paths(a args, e env) config.Paths {
+func paths(a args, e env, verb verbSpec) config.Paths {
 	p := config.DefaultPaths(e.euid, e.getenv)
 	if v := a.get("socket"); v != "" {
 		p.Socket = v
@@ -156,7 +132,8 @@ func paths(a args, e env) config.Paths {
 	if v := a.get("units"); v != "" {
 		p.Units = v
 	}
-	if v := a.get("state"); v != "" {
+	if f, _ := lookupFlag(verb, "state"); f.value == "DIR" && a.get("state") != "" {
+		v := a.get("state")
 		p.State = v
 	}
 	if v := a.get("config"); v != "" {
@@ -167,67 +144,58 @@ func paths(a args, e env) config.Paths {
 
 func run(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
 	e := env{getenv: os.Getenv, euid: os.Geteuid()}
-	if len(argv) == 0 {
-		fmt.Fprint(stderr, usage)
-		return fail(exitUsage, "")
-	}
-	// Global flags may precede the verb.
+	// Flags may precede the verb: the first word that is neither a flag nor
+	// a flag's value is the verb.
 	verbAt := 0
-	for verbAt < len(argv) && strings.HasPrefix(argv[verbAt], "-") {
-		name := strings.TrimLeft(argv[verbAt], "-")
-		if name == "help" || name == "h" {
-			fmt.Fprint(stdout, usage)
-			return nil
+	for verbAt < len(argv) {
+		s := argv[verbAt]
+		if s == "--" || len(s) < 2 || s[0] != '-' {
+			break
 		}
-		if takes, ok := commonFlags()[name]; ok && takes && !strings.Contains(name, "=") {
+		name := strings.TrimLeft(s, "-")
+		if !strings.Contains(name, "=") && anyTakesValue(name) {
 			verbAt++
 		}
 		verbAt++
 	}
+	var (
+		rest []string
+		v    verbSpec
+	)
 	if verbAt >= len(argv) {
-		fmt.Fprint(stderr, usage)
-		return fail(exitUsage, "no command given")
+		// No verb: only --help and --version make sense.
+		rest = argv
+		v = verbSpec{name: "opsvc"}
+	} else {
+		name := argv[verbAt]
+		var ok bool
+		if v, ok = findVerb(name); !ok {
+			return fail(exitUsage, "unknown verb %q (opsvc help lists them)", name)
+		}
+		rest = append(append([]string{}, argv[:verbAt]...), argv[verbAt+1:]...)
 	}
-	verb := argv[verbAt]
-	rest := append(append([]string{}, argv[:verbAt]...), argv[verbAt+1:]...)
-	cmd, ok := commands()[verb]
-	if !ok {
-		return fail(exitUsage, "unknown command %q (see: opsvc --help)", verb)
-	}
-	a, err := parseArgs(rest, cmd.flags)
+	a, err := parseArgs(rest, v)
 	if err != nil {
 		return err
 	}
-	if a.has("help") || a.has("h") {
-		fmt.Fprint(stdout, usage)
+	if a.has("help") {
+		if v.run == nil {
+			writeUsage(stdout)
+		} else {
+			writeVerbHelp(stdout, v)
+		}
 		return nil
 	}
-	c := &cli{ctx: ctx, args: a, paths: paths(a, e), stdout: stdout, stderr: stderr, env: e}
-	return cmd.run(c)
-}
-
-type command struct {
-	flags map[string]bool
-	run   func(*cli) error
-}
-
-func commands() map[string]command {
-	return map[string]command{
-		"daemon":   {map[string]bool{"no-watch": false, "listen": true}, runDaemon},
-		"status":   {nil, (*cli).status},
-		"start":    {map[string]bool{"no-wait": false}, func(c *cli) error { return c.verb("start") }},
-		"stop":     {map[string]bool{"no-wait": false, "drain": false}, func(c *cli) error { return c.verb("stop") }},
-		"restart":  {map[string]bool{"no-wait": false}, func(c *cli) error { return c.verb("restart") }},
-		"reload":   {nil, (*cli).reload},
-		"logs":     {map[string]bool{"f": false, "follow": false, "n": true}, (*cli).logs},
-		"events":   {map[string]bool{"f": false, "follow": false, "since": true, "unit": true, "type": true}, (*cli).events},
-		"validate": {nil, (*cli).validate},
-		"cat":      {nil, (*cli).cat},
-		"chains":   {nil, (*cli).chains},
-		"send":     {nil, (*cli).send},
-		"version":  {nil, (*cli).version},
-		"worker":   {nil, runWorker},
-		"token":    {map[string]bool{"read-only": false, "rotate": false}, (*cli).token},
-		"console":  {map[string]bool{"read-only": false}, (*cli).console},
+	c := &cli{ctx: ctx, args: a, paths: paths(a, e, v), stdout: stdout, stderr: stderr, env: e}
+	if a.has("version") {
+		return c.version()
 	}
+	if v.run == nil {
+		writeUsage(stderr)
+		return fail(exitUsage, "no verb given (opsvc help lists them)")
+	}
+	if w := a.get("color"); a.has("color") && w != "auto" && w != "always" && w != "never" {
+		return fail(exitUsage, "bad --color %q: use auto, always or never", w)
+	}
+	return v.run(c)
 }

@@ -7,10 +7,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,8 +48,21 @@ func (g goleakM) Run() int {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+	testscript.Run(t, scriptParams("testdata/script"))
+}
+
+// TestTerminal runs opsvc in a real terminal (tmux): colour, the progress
+// line of a slow stop, and a worker's control characters shown escaped.
+func TestTerminal(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed (apt-get install tmux)")
+	}
+	testscript.Run(t, scriptParams("testdata/terminal"))
+}
+
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(env *testscript.Env) error {
 			// Unix socket paths are limited to 108 bytes: keep them short.
 			dir, err := os.MkdirTemp("", "ots")
@@ -73,8 +87,10 @@ func TestScripts(t *testing.T) {
 			"waitevent":  cmdWaitEvent,
 			"seqcheck":   cmdSeqCheck,
 			"jsonset":    cmdJSONSet,
+			"waitfile":   cmdWaitFile,
+			"waittmux":   cmdWaitTmux,
 		},
-	})
+	}
 }
 
 func mustAbs(p string) string {
@@ -135,8 +151,7 @@ func cmdGroupsGone(ts *testscript.TestScript, neg bool, args []string) {
 			continue
 		}
 		n++
-		err := syscall.Kill(-u.PID, 0)
-		if err != syscall.ESRCH {
+		if err := groupGone(u.PID); err != nil {
 			ts.Fatalf("process group %d of unit %s is still there (kill: %v)", u.PID, u.Name, err)
 		}
 	}
@@ -288,4 +303,48 @@ func cmdJSONSet(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: jsonset FILE PATH VAR")
 	}
 	ts.Setenv(args[2], jsonAt(ts, args[0], args[1]))
+}
+
+// waitfile FILE REGEXP: wait (up to 20 s) until FILE has a line matching
+// REGEXP; a background command's output is only seen this way while it runs.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitfile FILE REGEXP")
+	}
+	re := regexp.MustCompile("(?m)" + args[1])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		data, _ := os.ReadFile(ts.MkAbs(args[0]))
+		if re.Match(data) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no line matching %q in %s within 20s; it holds:\n%s", args[1], args[0], data)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process writes, bounded above
+	}
+}
+
+// waittmux PANE REGEXP: wait (up to 20 s) until the tmux pane (on the server
+// at $RUNDIR/tmux.sock) shows text matching REGEXP; the capture keeps colour
+// as escape sequences. The last capture is written to PANE.screen.
+func cmdWaitTmux(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waittmux PANE REGEXP")
+	}
+	re := regexp.MustCompile("(?m)" + args[1])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command("tmux", "-S", filepath.Join(ts.Getenv("RUNDIR"), "tmux.sock"), "capture-pane", "-p", "-e", "-t", args[0]).Output()
+		if err == nil {
+			os.WriteFile(ts.MkAbs(args[0]+".screen"), out, 0o644)
+		}
+		if err == nil && re.Match(out) != neg {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("pane %s: no match for %q within 20s (%v); it shows:\n%q", args[0], args[1], err, out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a terminal another process draws, bounded above
+	}
 }

@@ -54,6 +54,9 @@ type UnitStatus struct {
 // UnitList is GET /v1/units.
 type UnitList struct {
 	Units []UnitStatus `json:"units"`
+	// Degraded says which parts of the daemon cannot write to disk (the
+	// event log, the registry, the log files); empty when all can.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // DefinitionEntry is one effective key of a unit and the file that set it.

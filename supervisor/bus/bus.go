@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/opsvc/opsvc/supervisor/api"
 )
 
 // Event is one thing that happened, as stored in the log and sent to subscribers.
@@ -49,12 +51,12 @@ const (
 const (
 	// TypeSuppressed says how many events of one source the rate limit kept out in the last
 	// interval: data.source, data.count, data.interval.
-	TypeSuppressed = "bus.suppressed"
+	TypeSuppressed = api.TypeBusSuppressed
 	// TypeDegraded says that a part of the daemon cannot write to disk: data.component,
 	// data.error. It is kept in memory (Faults) even when it cannot be stored.
-	TypeDegraded = "daemon.degraded"
+	TypeDegraded = api.TypeDaemonDegraded
 	// TypeRecovered says that a part that could not write to disk can again: data.component.
-	TypeRecovered = "daemon.recovered"
+	TypeRecovered = api.TypeDaemonRecovered
 )
 
 // Defaults for Options, and the bounds of an event.

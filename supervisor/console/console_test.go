@@ -357,7 +357,8 @@ func mustJSON(v any) string {
 // does not wait for it.
 func TestWebSocketLagged(t *testing.T) {
 	s := newServer(t, bus.Options{SubscriberBuffer: 4, MaxBytes: 64 << 20})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// 16 MiB of events through the race detector: room for a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, _, err := s.dial(ctx, "", s.tokens.ReadOnly)
 	if err != nil {

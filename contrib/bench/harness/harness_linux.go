@@ -319,7 +319,7 @@ func (h *harness) up(p peer, pr *peerResult, n int, mode string) (*instance, col
 	for len(live) < n {
 		e, err := next(sub, deadline)
 		if err != nil {
-			return in, cs, fmt.Errorf("N=%d: %d of %d children alive after %ds", n, len(live), n, 60+n/2)
+			return in, cs, fmt.Errorf("n=%d: %d of %d children alive after %ds", n, len(live), n, 60+n/2)
 		}
 		if e.exit {
 			delete(live, e.pid)
@@ -361,12 +361,12 @@ func (h *harness) up(p peer, pr *peerResult, n int, mode string) (*instance, col
 			break
 		}
 		if time.Now().After(sdeadline) || h.ctx.Err() != nil {
-			return in, cs, fmt.Errorf("N=%d: own status shows %d running, not %d (last error: %v)", n, c, n, err)
+			return in, cs, fmt.Errorf("n=%d: own status shows %d running, not %d (last error: %v)", n, c, n, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if got := len(scanTagged(h.prefix)); got != n {
-		return in, cs, fmt.Errorf("N=%d: %d tagged child pids alive, not %d", n, got, n)
+		return in, cs, fmt.Errorf("n=%d: %d tagged child pids alive, not %d", n, got, n)
 	}
 	return in, cs, nil
 }

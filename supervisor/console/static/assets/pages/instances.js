@@ -32,7 +32,9 @@ export function mount(main, ctx) {
     let list;
     notice.hidden = true;
     try {
-      list = (await api.get(`/api/orchestrator/instances${query()}`)).instances || [];
+      const res = await api.get(`/api/orchestrator/instances${query()}`);
+      list = res.instances || [];
+      if (res.template) template.placeholder = res.template;
     } catch (err) {
       if (!(err instanceof APIError) || err.status !== 404 || !/no route/.test(err.message)) {
         replace(tbody, h('tr', {}, h('td', { colspan: 10, class: 'error' }, err.text || String(err))));
@@ -131,8 +133,8 @@ function startForm(ctx, template, done) {
     const t = template();
     submit.disabled = true;
     try {
-      await api.post(`/api/orchestrator/${enc(id)}/start${t ? `?template=${enc(t)}` : ''}`, body);
-      toast(`Started ${t || 'orchestrator'}@${id}`, 'ok');
+      const res = await api.post(`/api/orchestrator/${enc(id)}/start${t ? `?template=${enc(t)}` : ''}`, body);
+      toast(`Started ${res && res.unit ? res.unit : `${t || 'orchestrator'}@${id}`}`, 'ok');
       form.reset();
       done();
     } catch (err) {

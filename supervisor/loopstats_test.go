@@ -1,0 +1,66 @@
+package supervisor
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStartTrack times a start from the unit's activating to its process
+// start, and from there to ready; a new process starts a new measure.
+func TestStartTrack(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := &unitRecord{}
+	var tr startTrack
+	step := func(st State, since, started time.Time) {
+		rec.State, rec.Since, rec.StartedAt = st, since, started
+		tr.observe(rec)
+	}
+	step(Inactive, t0, time.Time{})
+	if !tr.started.IsZero() || tr.startDur != 0 || tr.readyDur != 0 {
+		t.Fatalf("before any start: %+v", tr)
+	}
+	// Waits 2s for a dependency, forks, is ready 3s later.
+	step(Activating, t0.Add(time.Second), time.Time{})
+	step(Activating, t0.Add(time.Second), t0.Add(3*time.Second))
+	if tr.startDur != 2*time.Second || !tr.readyFor.IsZero() {
+		t.Fatalf("after the fork: %+v, want a 2s start and no ready yet", tr)
+	}
+	step(Active, t0.Add(6*time.Second), t0.Add(3*time.Second))
+	if tr.readyDur != 3*time.Second {
+		t.Fatalf("once ready: %+v, want 3s to ready", tr)
+	}
+	// Later steps of the same run change nothing.
+	step(Active, t0.Add(6*time.Second), t0.Add(3*time.Second))
+	if tr.startDur != 2*time.Second || tr.readyDur != 3*time.Second {
+		t.Fatalf("a later step changed the durations: %+v", tr)
+	}
+	// A simple unit started and active within one step: zero start, zero
+	// ready, both known.
+	step(Active, t0.Add(10*time.Second), t0.Add(10*time.Second))
+	if tr.startDur != 0 || tr.readyDur != 0 || !tr.readyFor.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("a start within one step: %+v", tr)
+	}
+	// An auto-restart: activating while the old process's start is still
+	// recorded, then a new process 1s later.
+	step(Activating, t0.Add(12*time.Second), t0.Add(10*time.Second))
+	step(Activating, t0.Add(12*time.Second), t0.Add(13*time.Second))
+	if tr.startDur != time.Second {
+		t.Fatalf("after an auto-restart: %+v, want a 1s start", tr)
+	}
+}
+
+// BenchmarkSnapshot: the snapshot the loop publishes after each step, over
+// 1000 running units (to compare with BenchmarkPlan, which each step pays too).
+func BenchmarkSnapshot(b *testing.B) {
+	desired, observed := planUnits(1000, true)
+	s := &Supervisor{desired: desired, units: map[string]*unitRecord{}, leases: NewLeases(), now: time.Now}
+	for n, l := range observed {
+		s.units[n] = &unitRecord{Lifecycle: l}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if snap := s.snapshot(); len(snap.Units) != 1000 {
+			b.Fatalf("%d units in the snapshot", len(snap.Units))
+		}
+	}
+}

@@ -1,0 +1,679 @@
+package proctrack
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/opsvc/opsvc/supervisor/api"
+)
+
+// MarkerVar is set in every worker's environment to "KEY:UNIT:RUN", where
+// KEY names the state directory; children inherit it.
+const MarkerVar = "OPSVC_TRACK"
+
+// RecordName is the record of running units' processes in the state
+// directory.
+const RecordName = "procs.json"
+
+// maxRecord bounds the record file read back at start.
+const maxRecord = 16 << 20
+
+// killWait bounds how long ending a unit's leftovers waits for them to go.
+const killWait = 5 * time.Second
+
+// Options configure a Tracker.
+type Options struct {
+	// StateDir holds the record; its path also names the cgroup sub-tree.
+	StateDir string
+	// Publish reports unit.escaped and daemon.leftovers; nil = none.
+	Publish func(unit string, data api.EventData)
+	// Logf reports problems; nil = none.
+	Logf func(format string, args ...any)
+	// NoCgroup uses process groups and the record even where a cgroup
+	// could be created.
+	NoCgroup bool
+}
+
+// Tracker tracks the processes of every run of every unit.
+type Tracker struct {
+	opts   Options
+	key    string
+	base   string // this state directory's cgroup; "" = process groups only
+	reason string // why base is ""
+	path   string
+
+	mu     sync.Mutex
+	runs   map[string]*Run // by marker
+	seq    uint64
+	closed bool
+
+	dirty chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	bg    sync.WaitGroup
+
+	scanMu   sync.Mutex
+	pending  []scanReq
+	scanWake chan struct{}
+	scanDone chan struct{}
+}
+
+type record struct {
+	Cgroup string      `json:"cgroup,omitempty"`
+	Runs   []runRecord `json:"runs"`
+}
+
+type runRecord struct {
+	Unit   string `json:"unit"`
+	Marker string `json:"marker"`
+	PID    int    `json:"pid"`
+	Start  uint64 `json:"start"`
+	Cgroup string `json:"cgroup,omitempty"`
+}
+
+// Open starts tracking for a state directory. Call Sweep before starting
+// anything.
+func Open(opts Options) (*Tracker, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	dir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(dir))
+	t := &Tracker{
+		opts:     opts,
+		key:      hex.EncodeToString(sum[:6]),
+		path:     filepath.Join(dir, RecordName),
+		runs:     make(map[string]*Run),
+		dirty:    make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		scanWake: make(chan struct{}, 1),
+		scanDone: make(chan struct{}),
+	}
+	if opts.NoCgroup {
+		t.reason = "cgroups turned off"
+	} else if base, err := t.makeBase(); err != nil {
+		t.reason = err.Error()
+	} else {
+		t.base = base
+	}
+	go t.flusher()
+	go t.scanner()
+	return t, nil
+}
+
+// makeBase creates the cgroup for this state directory below the daemon's
+// own, and checks that processes can be moved into it.
+func (t *Tracker) makeBase() (string, error) {
+	own, err := ownCgroup()
+	if err != nil {
+		return "", err
+	}
+	base := filepath.Join(own, "opsvc-"+t.key)
+	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("create cgroup %s: %w", base, err)
+	}
+	if err := unix.Access(filepath.Join(base, "cgroup.procs"), unix.W_OK); err != nil {
+		return "", fmt.Errorf("cgroup %s is not writable: %w", base, err)
+	}
+	return base, nil
+}
+
+// Cgroup is the cgroup that holds the units' cgroups, or "" with the reason
+// when processes are tracked by process group and record only.
+func (t *Tracker) Cgroup() (dir, reason string) { return t.base, t.reason }
+
+// Run is one run of a unit: its main process and everything it starts.
+type Run struct {
+	t      *Tracker
+	unit   string
+	marker string
+	dir    string // the run's cgroup, "" = none
+	fd     int
+
+	mu       sync.Mutex
+	pid      int
+	start    uint64
+	exited   bool
+	ended    bool
+	reported map[int]bool // escaped pids already reported
+}
+
+// Begin prepares a run of a unit before its fork: Env is added to the
+// worker's environment, and CgroupFD (when not -1) is the cgroup to fork
+// into.
+func (t *Tracker) Begin(unitName string) *Run {
+	t.mu.Lock()
+	t.seq++
+	seq := t.seq
+	t.mu.Unlock()
+	r := &Run{t: t, unit: unitName, marker: t.key + ":" + unitName + ":" + strconv.FormatUint(seq, 10), fd: -1}
+	if t.base != "" {
+		dir := filepath.Join(t.base, "u-"+strings.ReplaceAll(unitName, "/", "_")+"."+strconv.FormatUint(seq, 10))
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			t.opts.Logf("%s: create cgroup %s: %v (tracking this run by process group)", unitName, dir, err)
+			return r
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.opts.Logf("%s: open cgroup %s: %v (tracking this run by process group)", unitName, dir, err)
+			unix.Rmdir(dir)
+			return r
+		}
+		r.dir, r.fd = dir, fd
+	}
+	return r
+}
+
+// Env is the marker variable for the worker's environment.
+func (r *Run) Env() string { return MarkerVar + "=" + r.marker }
+
+// CgroupFD is the cgroup directory to fork into, or -1.
+func (r *Run) CgroupFD() int { return r.fd }
+
+// Cgroup is the run's cgroup directory, "" if it has none.
+func (r *Run) Cgroup() string { return r.dir }
+
+// Moved records that the process was put into the run's cgroup after the
+// fork, not by it (a kernel without clone into a cgroup).
+func (r *Run) Moved(pid int) error {
+	if r.dir == "" {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(r.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+}
+
+// Started records the forked main process.
+func (r *Run) Started(pid int) {
+	r.closeFD()
+	info, _ := readStat(pid)
+	r.mu.Lock()
+	r.pid, r.start = pid, info.start
+	r.mu.Unlock()
+	t := r.t
+	t.mu.Lock()
+	if !t.closed {
+		t.runs[r.marker] = r
+	}
+	t.mu.Unlock()
+	t.markDirty()
+}
+
+// Failed undoes Begin after a failed fork.
+func (r *Run) Failed() {
+	r.closeFD()
+	if r.dir != "" {
+		unix.Rmdir(r.dir)
+	}
+}
+
+func (r *Run) closeFD() {
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+		r.fd = -1
+	}
+}
+
+// Exited records that the main process was reaped; the next SIGKILL ends
+// the run.
+func (r *Run) Exited() {
+	r.mu.Lock()
+	r.exited = true
+	r.mu.Unlock()
+}
+
+// Signal sends sig to every process of the run: the cgroup's members, or the
+// process group and any process that left it. SIGKILL after the main
+// process exited ends the run: it is dropped from the record and its cgroup
+// removed, and processes that had left the group are reported.
+func (r *Run) Signal(sig syscall.Signal) {
+	r.mu.Lock()
+	pid, exited, ended := r.pid, r.exited, r.ended
+	if sig == syscall.SIGKILL && exited {
+		r.ended = true
+	}
+	r.mu.Unlock()
+	if ended || pid <= 0 {
+		return
+	}
+	end := sig == syscall.SIGKILL && exited
+	if r.dir != "" {
+		escaped := r.outsideGroup(allCgroupProcs(r.dir))
+		if sig == syscall.SIGKILL {
+			killCgroup(r.dir)
+		} else {
+			signalCgroup(r.dir, sig)
+		}
+		r.reportEscaped(escaped, "cgroup")
+		if sig == syscall.SIGKILL {
+			// A privileged worker can move itself out of its cgroup; its
+			// marker still names the run.
+			r.t.queueScan(scanReq{run: r, sig: sig, end: end})
+		} else if end {
+			r.finish()
+		}
+		return
+	}
+	kill(-pid, sig)
+	// Processes that left the group are found by their marker, reading
+	// /proc: off the caller's goroutine, one pass for every run asking.
+	r.t.queueScan(scanReq{run: r, sig: sig, end: end})
+}
+
+// scanReq asks the scanner to signal a run's processes outside its group.
+type scanReq struct {
+	run   *Run
+	sig   syscall.Signal
+	end   bool
+	round int
+}
+
+// scanRounds bounds how often a SIGKILL scan is repeated while it still
+// finds processes (forks in flight).
+const scanRounds = 5
+
+func (t *Tracker) queueScan(q scanReq) {
+	t.bg.Add(1)
+	t.scanMu.Lock()
+	t.pending = append(t.pending, q)
+	t.scanMu.Unlock()
+	select {
+	case t.scanWake <- struct{}{}:
+	default:
+	}
+}
+
+// scanner serves queued scans, all of a burst in one pass over /proc.
+func (t *Tracker) scanner() {
+	defer close(t.scanDone)
+	for {
+		select {
+		case <-t.scanWake:
+		case <-t.stop:
+			return
+		}
+		for {
+			t.scanMu.Lock()
+			batch := t.pending
+			t.pending = nil
+			t.scanMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			want := make(map[string]bool, len(batch))
+			for _, q := range batch {
+				want[q.run.marker] = true
+			}
+			found := make(map[string][]procInfo)
+			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
+				found[p.marker] = append(found[p.marker], p.procInfo)
+			}
+			for _, q := range batch {
+				t.serveScan(q, found[q.run.marker])
+			}
+		}
+	}
+}
+
+func (t *Tracker) serveScan(q scanReq, procs []procInfo) {
+	defer t.bg.Done()
+	r := q.run
+	var escaped []int
+	for _, p := range procs {
+		if p.pgid == r.pid {
+			continue // the group was signalled as a whole
+		}
+		kill(p.pid, q.sig)
+		escaped = append(escaped, p.pid)
+	}
+	r.reportEscaped(escaped, "environment")
+	if q.sig == syscall.SIGKILL && len(escaped) > 0 && q.round < scanRounds {
+		q.round++
+		t.queueScan(q)
+		return
+	}
+	if q.end {
+		r.finish()
+	}
+}
+
+// outsideGroup picks the pids not in the run's process group.
+func (r *Run) outsideGroup(pids []int) []int {
+	var out []int
+	for _, p := range pids {
+		if info, ok := readStat(p); ok && info.pgid != r.pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// reportEscaped publishes unit.escaped for pids not reported before.
+func (r *Run) reportEscaped(found []int, how string) {
+	r.mu.Lock()
+	var pids []int
+	for _, p := range found {
+		if !r.reported[p] {
+			if r.reported == nil {
+				r.reported = make(map[int]bool)
+			}
+			r.reported[p] = true
+			pids = append(pids, p)
+		}
+	}
+	r.mu.Unlock()
+	if len(pids) == 0 || r.t.opts.Publish == nil {
+		return
+	}
+	slices.Sort(pids)
+	r.t.opts.Publish(r.unit, api.UnitEscaped{
+		PIDs: capPIDs(pids), Count: len(pids), FoundBy: how,
+		Reason: "processes had left the unit's process group; they are signalled and ended with it",
+	})
+}
+
+// finish drops an ended run from the record and removes its cgroup.
+func (r *Run) finish() {
+	t := r.t
+	t.mu.Lock()
+	delete(t.runs, r.marker)
+	t.mu.Unlock()
+	t.markDirty()
+	if r.dir == "" {
+		return
+	}
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		if err := removeCgroup(r.dir, time.Now().Add(killWait)); err != nil {
+			t.opts.Logf("%s: %v", r.unit, err)
+		}
+	}()
+}
+
+type markedProc struct {
+	procInfo
+	marker string
+}
+
+// scanMarker lists the running processes whose marker matches.
+func (t *Tracker) scanMarker(match func(string) bool) []markedProc {
+	var out []markedProc
+	for _, pid := range allPIDs() {
+		m := markerOf(pid)
+		if m == "" || !match(m) {
+			continue
+		}
+		if info, ok := readStat(pid); ok {
+			out = append(out, markedProc{info, m})
+		}
+	}
+	return out
+}
+
+func (t *Tracker) markDirty() {
+	select {
+	case t.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// saveEvery spaces writes of the record: a burst of starts is one write. A
+// run started within it and missing from the record when the daemon dies is
+// still found by its cgroup or its marker.
+const saveEvery = 100 * time.Millisecond
+
+// flusher writes the record whenever it changed, at most every saveEvery.
+func (t *Tracker) flusher() {
+	defer close(t.done)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-t.dirty:
+		case <-t.stop:
+			return
+		}
+		t.save()
+		pause.Reset(saveEvery)
+		select {
+		case <-pause.C:
+		case <-t.stop:
+			return
+		}
+	}
+}
+
+func (t *Tracker) save() {
+	t.mu.Lock()
+	rec := record{Cgroup: t.base, Runs: make([]runRecord, 0, len(t.runs))}
+	for _, r := range t.runs {
+		r.mu.Lock()
+		rec.Runs = append(rec.Runs, runRecord{Unit: r.unit, Marker: r.marker, PID: r.pid, Start: r.start, Cgroup: r.dir})
+		r.mu.Unlock()
+	}
+	t.mu.Unlock()
+	slices.SortFunc(rec.Runs, func(a, b runRecord) int { return strings.Compare(a.Marker, b.Marker) })
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	if err := writeRecord(t.path, append(b, '\n')); err != nil {
+		t.opts.Logf("process record: %v (a restart after a crash may miss leftovers)", err)
+	}
+}
+
+// writeRecord replaces the record by rename. It is not synced: the record
+// matters after the daemon dies, not the machine (its processes die too).
+func writeRecord(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Close ends every run still tracked, removes the cgroups and writes the
+// record one last time.
+func (t *Tracker) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	runs := make([]*Run, 0, len(t.runs))
+	for _, r := range t.runs {
+		runs = append(runs, r)
+	}
+	t.mu.Unlock()
+	for _, r := range runs {
+		r.Exited()
+		r.Signal(syscall.SIGKILL)
+	}
+	t.bg.Wait()
+	close(t.stop)
+	<-t.done
+	<-t.scanDone
+	t.save()
+	if t.base != "" {
+		removeCgroup(t.base, time.Now().Add(killWait))
+	}
+	return nil
+}
+
+// Leftover is what a previous daemon on the state directory left running
+// of one unit, and was ended.
+type Leftover struct {
+	Unit string
+	PIDs []int
+}
+
+// Sweep ends every process that a previous daemon on this state directory
+// left behind: the members of its cgroups, processes carrying its marker,
+// and the process groups in its record whose leader's start time matches.
+// It waits (boundedly) for them to be gone and publishes daemon.leftovers
+// for each unit that had some.
+func (t *Tracker) Sweep() []Leftover {
+	var rec record
+	if b, err := readBounded(t.path, maxRecord); err == nil && len(b) > 0 {
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.opts.Logf("process record %s: %v (looking for leftovers by cgroup and environment only)", t.path, err)
+			rec = record{}
+		}
+	}
+	byUnit := make(map[string][]int)
+	add := func(unitName string, pid int) {
+		if !containsInt(byUnit[unitName], pid) {
+			byUnit[unitName] = append(byUnit[unitName], pid)
+		}
+	}
+	unitOfMarker := func(m string) string {
+		parts := strings.Split(m, ":")
+		if len(parts) >= 3 {
+			return strings.Join(parts[1:len(parts)-1], ":")
+		}
+		return "?"
+	}
+	// Cgroups: the ones recorded, and every unit cgroup below this state
+	// directory's cgroup, wherever the previous daemon had it.
+	var groups []string
+	for _, base := range []string{rec.Cgroup, t.base} {
+		if base == "" || !strings.Contains(filepath.Base(base), "opsvc-"+t.key) {
+			continue
+		}
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), "u-") {
+				groups = append(groups, filepath.Join(base, e.Name()))
+			}
+		}
+	}
+	cgUnit := make(map[string]string)
+	for _, run := range rec.Runs {
+		if run.Cgroup != "" {
+			cgUnit[run.Cgroup] = run.Unit
+			if !slices.Contains(groups, run.Cgroup) {
+				groups = append(groups, run.Cgroup)
+			}
+		}
+	}
+	for _, g := range groups {
+		name := cgUnit[g]
+		if name == "" {
+			name = strings.TrimPrefix(filepath.Base(g), "u-")
+			if i := strings.LastIndexByte(name, '.'); i > 0 {
+				name = name[:i]
+			}
+		}
+		for _, pid := range killCgroup(g) {
+			add(name, pid)
+		}
+	}
+	// Processes by marker and by recorded process group, until none is found.
+	prefix := t.key + ":"
+	for range 10 {
+		found := 0
+		for _, pid := range allPIDs() {
+			info, ok := readStat(pid)
+			if !ok {
+				continue
+			}
+			name := ""
+			if m := markerOf(pid); strings.HasPrefix(m, prefix) {
+				name = unitOfMarker(m)
+			} else {
+				for _, run := range rec.Runs {
+					if run.PID <= 0 || info.pgid != run.PID {
+						continue
+					}
+					// The leader itself must be the recorded process; a member
+					// keeps the group's id from being reused, so it is ours if
+					// it started no earlier than the leader did.
+					if (pid == run.PID && info.start == run.Start) || (pid != run.PID && info.start >= run.Start) {
+						name = run.Unit
+						break
+					}
+				}
+			}
+			if name == "" {
+				continue
+			}
+			kill(pid, syscall.SIGKILL)
+			add(name, pid)
+			found++
+		}
+		if found == 0 {
+			break
+		}
+	}
+	// Wait for them to be gone, then remove the cgroups.
+	deadline := time.Now().Add(killWait)
+	for _, pids := range byUnit {
+		for _, pid := range pids {
+			waitGone(pid, deadline)
+		}
+	}
+	for _, g := range groups {
+		if err := removeCgroup(g, deadline); err != nil {
+			t.opts.Logf("leftovers: %v", err)
+		}
+	}
+	var out []Leftover
+	for name, pids := range byUnit {
+		slices.Sort(pids)
+		out = append(out, Leftover{Unit: name, PIDs: pids})
+	}
+	slices.SortFunc(out, func(a, b Leftover) int { return strings.Compare(a.Unit, b.Unit) })
+	for _, l := range out {
+		if t.opts.Publish != nil {
+			t.opts.Publish(l.Unit, api.DaemonLeftovers{
+				PIDs: capPIDs(l.PIDs), Count: len(l.PIDs),
+				Reason: "left running by a daemon that did not stop cleanly; ended before starting units",
+			})
+		}
+	}
+	t.markDirty()
+	return out
+}
+
+// waitGone polls until pid is gone or a zombie, or the deadline passes.
+func waitGone(pid int, deadline time.Time) {
+	delay := time.Millisecond
+	for {
+		if _, ok := readStat(pid); !ok || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(delay) // another parent reaps it; bounded by deadline
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// capPIDs keeps events small: at most 64 pids are listed (count has all).
+func capPIDs(pids []int) []int {
+	if len(pids) > 64 {
+		return pids[:64]
+	}
+	return pids
+}
