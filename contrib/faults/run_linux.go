@@ -149,7 +149,8 @@ func run(o options) int {
 		logf("%s: %s in %.1fs", sc.name, r.verdict(), r.took.Seconds())
 		results = append(results, r)
 	}
-	table := render(results, time.Since(start))
+	// The scenarios' directories are temporary: the table names them by their place only.
+	table := strings.ReplaceAll(render(results, time.Since(start)), root, "TMP")
 	fmt.Print(table)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(table), 0o644); err != nil {
