@@ -1,3 +1,5 @@
+//go:build unix
+
 package supervisor
 
 import (
@@ -130,7 +132,7 @@ agent = ["` + agent + `"]
 	// Bad values are refused before anything is written, naming the field.
 	for _, tc := range []struct{ body, field string }{
 		{`{"max_turns":500}`, "max_turns"},
-		{`{"max_budget_usd":-1}`, "max_budget_usd"},
+		{`{"max_budget_usd":-2}`, "max_budget_usd"}, // -1 is no limit
 		{`{"model":"gpt"}`, "model"},
 		{`{"project_dir":"relative/dir"}`, "project_dir"},
 		{`{"max_turns":"many"}`, "max_turns"},

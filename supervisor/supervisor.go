@@ -204,6 +204,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			changes = w.Changes()
 		}
 	}
+	defer s.watchSettings(ctx)()
 	s.loadSpend()
 	s.reload("start")
 	// Unit files changed on disk are parsed off the loop, one load at a time;
@@ -567,6 +568,7 @@ func (s *Supervisor) release(name string, rec *unitRecord) {
 		}()
 	}
 	s.leases.ReleaseUnit(name)
+	s.workerGone(name)
 	rec.proc, rec.channel, rec.notify = nil, nil, nil
 }
 
