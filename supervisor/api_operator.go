@@ -412,9 +412,17 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 		us  UnitStatus
 		msg string
 	)
+	loaded := s.loadUnits() // parsed here, off the loop
 	if err := s.do(r.Context(), func() {
 		s.instances[name] = true
-		s.reload("instance " + name)
+		s.applyLoad(loaded, "instance "+name)
+		if _, ok := s.desired[name]; !ok && s.set != nil {
+			// A newer load was applied meanwhile; it holds the kept values too.
+			if u, err := s.set.Instance(name); err == nil {
+				var res ReloadResult
+				s.setUnit(name, u, loaded.choices, &res)
+			}
+		}
 		if d, ok := s.desired[name]; !ok || d.Unit == nil {
 			delete(s.instances, name)
 			msg = s.status(name).Error
