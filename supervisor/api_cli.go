@@ -38,7 +38,7 @@ func (s *Supervisor) handleLastSeq(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no event log kept", "")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"seq": s.opts.Bus.LastSeq()})
+	writeJSON(w, http.StatusOK, api.LastSeqResult{Seq: s.opts.Bus.LastSeq()})
 }
 
 // logFilter is what GET /v1/logs keeps of the lines.
@@ -252,7 +252,7 @@ func (s *Supervisor) handleKill(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("signal %s: %v", name, err), "")
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		writeJSON(w, http.StatusOK, api.OKResult{OK: true})
 	}
 }
 
@@ -290,7 +290,7 @@ func (s *Supervisor) handleResetFailed(w http.ResponseWriter, r *http.Request) {
 		notFound(w, name)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	writeJSON(w, http.StatusOK, api.OKResult{OK: true})
 }
 
 // handleChoice is POST /v1/units/{name}/enable and /disable: whether the
@@ -328,7 +328,7 @@ func (s *Supervisor) handleChoice(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeErr(w, http.StatusInternalServerError, err.Error(), "check the state directory is writable")
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "enabled": enable})
+		writeJSON(w, http.StatusOK, api.EnableResult{OK: true, Enabled: enable})
 	}
 }
 
@@ -361,5 +361,5 @@ func (s *Supervisor) handleEnabled(w http.ResponseWriter, r *http.Request) {
 		notFound(w, name)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"enabled": en, "from": from})
+	writeJSON(w, http.StatusOK, api.EnabledResult{Enabled: en, From: from})
 }

@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
 
@@ -60,20 +62,19 @@ func TestEnableDisableRoutes(t *testing.T) {
 	h := newHarness(t, map[string]string{"a.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"})
 	enabled := func() (bool, string) {
 		code, b := h.do("GET", "/v1/units/a/enabled", nil)
-		var out struct {
-			Enabled bool   `json:"enabled"`
-			From    string `json:"from"`
-		}
-		if code != 200 || json.Unmarshal(b, &out) != nil {
-			t.Fatalf("GET enabled = %d %s", code, b)
+		var out api.EnabledResult
+		if code != 200 || strictDecode(b, &out) != nil {
+			t.Fatalf("GET enabled = %d %s, want 200 with exactly the fields of EnabledResult", code, b)
 		}
 		return out.Enabled, out.From
 	}
 	if en, from := enabled(); !en || from != "file" {
 		t.Fatalf("before any choice: %v from %s, want true from file", en, from)
 	}
-	if code, b := h.do("POST", "/v1/units/a/disable", nil); code != 200 {
-		t.Fatalf("disable = %d %s", code, b)
+	code, b := h.do("POST", "/v1/units/a/disable", nil)
+	var dis api.EnableResult
+	if code != 200 || strictDecode(b, &dis) != nil || !dis.OK || dis.Enabled {
+		t.Fatalf("disable = %d %s, want 200 with EnableResult{ok: true, enabled: false}", code, b)
 	}
 	if en, from := enabled(); en || from != "choice" {
 		t.Errorf("after disable: %v from %s", en, from)
@@ -173,4 +174,12 @@ func TestDisableOutlivesDaemon(t *testing.T) {
 		t.Fatalf("start = %d %s", code, b)
 	}
 	h.waitEvent("unit.started", "a")
+}
+
+// strictDecode decodes one JSON body into v, refusing fields v does not name: the
+// body is the named type the API documents, nothing more.
+func strictDecode(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
 }

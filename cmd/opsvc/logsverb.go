@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
@@ -202,9 +203,7 @@ func (c *cli) events() error {
 	}
 	if follow && last < 0 && !c.args.has("since") {
 		// From now: the newest seq, then what comes after it.
-		var now struct {
-			Seq uint64 `json:"seq"`
-		}
+		var now api.LastSeqResult
 		if err := c.call("GET", "/v1/events/last", nil, nil, &now); err != nil {
 			return asExit("events", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/supervisor"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
 )
 
@@ -286,9 +287,7 @@ func (c *cli) enabled(us unitStatus) (bool, error) {
 	if us.Enabled != nil {
 		return *us.Enabled, nil
 	}
-	var out struct {
-		Enabled bool `json:"enabled"`
-	}
+	var out api.EnabledResult
 	if err := c.call("GET", "/v1/units/"+url.PathEscape(us.Name)+"/enabled", nil, nil, &out); err != nil {
 		if codeFor(err) == exitNoUnit {
 			return false, noUnit("is-enabled", us.Name)

@@ -85,6 +85,29 @@ type CommandResult struct {
 	Data json.RawMessage `json:"data"` // the worker's reply data, null when it gave none
 }
 
+// OKResult is the answer of POST /v1/units/{name}/kill, POST /v1/units/{name}/reset-failed
+// and POST /v1/reset-failed.
+type OKResult struct {
+	OK bool `json:"ok"` // always true: a refusal is an Error with a 4xx/5xx
+}
+
+// EnableResult is the answer of POST /v1/units/{name}/enable and POST /v1/units/{name}/disable.
+type EnableResult struct {
+	OK      bool `json:"ok"`      // always true
+	Enabled bool `json:"enabled"` // the choice now kept: true after enable, false after disable
+}
+
+// EnabledResult is the answer of GET /v1/units/{name}/enabled.
+type EnabledResult struct {
+	Enabled bool   `json:"enabled"` // the unit starts with the daemon
+	From    string `json:"from"`    // "choice" (enable/disable kept in the state directory) or "file" ([unit] enabled)
+}
+
+// LastSeqResult is the answer of GET /v1/events/last.
+type LastSeqResult struct {
+	Seq uint64 `json:"seq"` // the newest event's seq, 0 when none was ever stored
+}
+
 // ReloadResult is the answer of POST /v1/reload.
 type ReloadResult struct {
 	Changed []string `json:"changed"` // units whose effective definition changed (they restart)
