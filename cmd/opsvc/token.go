@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/config/atomicfile"
 	"github.com/opsvc/opsvc/supervisor/console"
 	"github.com/opsvc/opsvc/supervisor/webauth"
 )
@@ -162,10 +163,5 @@ func consoleURL(addr string, bound net.Addr, tls bool) string {
 
 // writeConsoleURL records the running listener's URL for opsvc console.
 func writeConsoleURL(state, u string) error {
-	path := filepath.Join(state, consoleURLFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(u+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(filepath.Join(state, consoleURLFile), []byte(u+"\n"), 0o644)
 }
