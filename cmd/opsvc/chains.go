@@ -164,12 +164,14 @@ func printChain(w io.Writer, c *registry.Chain) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", s.Index, s.Status, model, s.Turns, money(s.CostUSD), s.InputTokens, s.OutputTokens, dur(s.DurationMS), handoff, commit, errText)
 	}
 	tw.Flush()
+	ran := false
 	for _, s := range c.Sessions {
 		if s.Command != "" {
 			fmt.Fprintf(w, "\nSession %d ran: %s", s.Index, s.Command)
+			ran = true
 		}
 	}
-	if len(c.Sessions) > 0 && c.Sessions[len(c.Sessions)-1].Command != "" {
+	if ran {
 		fmt.Fprintln(w)
 	}
 }

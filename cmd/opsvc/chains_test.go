@@ -1,0 +1,30 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/worker/chain"
+)
+
+// TestChainShowsBranchAndCommits: opsvc chains show names a chain's branch, each session's
+// last commit (shortened) and the command it ran.
+func TestChainShowsBranchAndCommits(t *testing.T) {
+	c := &registry.Chain{ID: "c1", Unit: "claude@a", Task: "t", ProjectDir: "/p", Status: chain.Complete, Branch: "opsvc/c1",
+		Sessions: []chain.Session{
+			{Index: 0, Status: chain.SessionComplete, Model: "opus", Commit: "0123456789abcdef0123", Command: "claude -p --model opus"},
+			{Index: 1, Status: chain.SessionComplete, Model: "opus"},
+		}}
+	var b strings.Builder
+	printChain(&b, c)
+	out := b.String()
+	for _, want := range []string{"  Branch:   opsvc/c1\n", " COMMIT ", " 0123456789ab ", "Session 0 ran: claude -p --model opus\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("chains show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "0123456789abc") {
+		t.Errorf("commit not shortened to 12 characters:\n%s", out)
+	}
+}
