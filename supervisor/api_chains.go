@@ -38,7 +38,7 @@ func (s *Supervisor) handleChains(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.opts.Registry == nil {
-		writeJSON(w, http.StatusOK, map[string]any{"chains": []registry.ChainSummary{}})
+		writeJSON(w, http.StatusOK, registry.ChainList{Chains: []registry.ChainSummary{}})
 		return
 	}
 	var out []registry.ChainSummary
@@ -65,7 +65,7 @@ func (s *Supervisor) handleChains(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []registry.ChainSummary{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"chains": out})
+	writeJSON(w, http.StatusOK, registry.ChainList{Chains: out})
 }
 
 func (s *Supervisor) handleChain(w http.ResponseWriter, r *http.Request) {
@@ -116,7 +116,7 @@ func (s *Supervisor) handleLineage(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, lerr.Error(), "see: opsvc chains ls")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"lineage": out})
+	writeJSON(w, http.StatusOK, registry.Lineage{Lineage: out})
 }
 
 func (s *Supervisor) handleGetSettings(w http.ResponseWriter, r *http.Request) {

@@ -89,6 +89,12 @@ func (s *Supervisor) handleBudgets(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// InstanceList is the answer of GET /api/orchestrator/instances.
+type InstanceList struct {
+	Template  string     `json:"template"` // the template's name, without its "@"
+	Instances []Instance `json:"instances"`
+}
+
 // Instance is one instance of an orchestrator template, as the original
 // operator listed it.
 type Instance struct {
@@ -186,7 +192,7 @@ func (s *Supervisor) handleInstances(w http.ResponseWriter, r *http.Request) {
 	for _, n := range sortedNames(names) {
 		out = append(out, instanceOf(n, statuses[n], latest[n]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"template": tmpl, "instances": out})
+	writeJSON(w, http.StatusOK, InstanceList{Template: tmpl, Instances: out})
 }
 
 func instanceOf(name string, us UnitStatus, c *InstanceChain) Instance {
@@ -608,5 +614,5 @@ func (s *Supervisor) handleArchived(w http.ResponseWriter, r *http.Request) {
 		}
 		sort.SliceStable(out, func(i, j int) bool { return out[i].UpdatedAt.After(out[j].UpdatedAt) })
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"archived": true, "chains": out})
+	writeJSON(w, http.StatusOK, registry.ChainList{Archived: true, Chains: out})
 }

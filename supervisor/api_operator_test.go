@@ -76,7 +76,11 @@ agent = ["` + agent + `"]
 	if code != 200 {
 		t.Fatalf("instances: %d %s", code, b)
 	}
-	list := decode[struct{ Instances []Instance }](t, b).Instances
+	var il InstanceList
+	if err := strictDecode(b, &il); err != nil || il.Template != "orchestrator" {
+		t.Fatalf("instances: %s: want exactly an InstanceList of template orchestrator (%v)", b, err)
+	}
+	list := il.Instances
 	if len(list) != 1 || list[0].Chain == nil || list[0].Chain.ID != cs[0].ID || list[0].Chain.Sessions != 1 || list[0].Chain.TotalCostUSD != 0.25 || list[0].Chain.Status != "complete" {
 		t.Fatalf("instances: %s, want orchestrator@x with its complete chain", b)
 	}
@@ -241,10 +245,10 @@ func TestArchivedChains(t *testing.T) {
 		}
 	}
 	code, b := h.do("GET", "/v1/chains?archived=1", nil)
-	got := decode[struct {
-		Archived bool
-		Chains   []registry.ChainSummary
-	}](t, b)
+	var got registry.ChainList
+	if err := strictDecode(b, &got); err != nil {
+		t.Fatalf("archived chains: %s is not exactly a ChainList: %v", b, err)
+	}
 	if code != 200 || !got.Archived || len(got.Chains) != 1 || got.Chains[0].Task != "old" {
 		t.Fatalf("archived chains: %d %s, want the old chain", code, b)
 	}

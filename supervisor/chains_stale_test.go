@@ -152,10 +152,8 @@ func TestArchivedChainsReadable(t *testing.T) {
 	h := newHarness(t, map[string]string{}, seed)
 	count := func(path string) int {
 		code, body := h.do("GET", path, nil)
-		var out struct {
-			Chains []registry.ChainSummary `json:"chains"`
-		}
-		if code != 200 || json.Unmarshal(body, &out) != nil {
+		var out registry.ChainList
+		if code != 200 || strictDecode(body, &out) != nil || out.Archived {
 			t.Fatalf("GET %s: %d %s", path, code, body)
 		}
 		return len(out.Chains)

@@ -38,9 +38,7 @@ func (c *cli) chains() error {
 			_, err := io.Copy(c.stdout, resp.Body)
 			return err
 		}
-		var out struct {
-			Chains []registry.ChainSummary `json:"chains"`
-		}
+		var out registry.ChainList
 		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 			return err
 		}
@@ -67,9 +65,7 @@ func (c *cli) chains() error {
 			return err
 		}
 		if sub == "lineage" {
-			var out struct {
-				Lineage []registry.LineageEntry `json:"lineage"`
-			}
+			var out registry.Lineage
 			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 				return err
 			}

@@ -76,6 +76,18 @@ type LineageEntry struct {
 	Depth int `json:"depth"`
 }
 
+// ChainList is the answer of GET /v1/chains: Archived is true (and said) only for the
+// archive's list, GET /v1/chains?archived=1.
+type ChainList struct {
+	Archived bool           `json:"archived,omitempty"`
+	Chains   []ChainSummary `json:"chains"`
+}
+
+// Lineage is the answer of GET /v1/chains/{id}/lineage: root first.
+type Lineage struct {
+	Lineage []LineageEntry `json:"lineage"`
+}
+
 // Registry is the content of registry.json. Its methods are pure: they change
 // the value in memory only; Store.Update writes it back.
 type Registry struct {
