@@ -16,9 +16,13 @@ import (
 	"time"
 )
 
+// maxN bounds every child count.
+const maxN = 10000
+
 // options are the harness's settings; flags set them.
 type options struct {
 	ns          []int // child counts for cold start (a) and memory (c)
+	reloadNs    []int // more unit counts for opsvc's reload latency
 	detailN     int   // child count for crash (b), idle CPU (d), stop-all (e)
 	reps        int   // cold-start/memory repetitions per N
 	stopReps    int   // stop-all repetitions per child mode
@@ -51,6 +55,7 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
 	ns := fs.String("n", "100,500", "child counts for cold start and memory, comma-separated")
+	reloadNs := fs.String("reload-n", "1000", "more unit counts for opsvc's reload latency (besides -detail-n), comma-separated; empty for none")
 	fs.IntVar(&o.detailN, "detail-n", 100, "child count for crash, idle CPU and stop-all")
 	fs.IntVar(&o.reps, "reps", 3, "cold-start/memory repetitions per N")
 	fs.IntVar(&o.stopReps, "stop-reps", 3, "stop-all repetitions per child mode")
@@ -84,16 +89,31 @@ func parseFlags(args []string) (options, error) {
 	}
 	for f := range strings.SplitSeq(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 5000 {
-			return o, fmt.Errorf("-n: %q is not a child count in 1..5000", f)
+		if err != nil || n < 1 || n > maxN {
+			return o, fmt.Errorf("-n: %q is not a child count in 1..%d", f, maxN)
 		}
 		o.ns = append(o.ns, n)
+	}
+	for f := range strings.SplitSeq(*reloadNs, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxN {
+			return o, fmt.Errorf("-reload-n: %q is not a unit count in 1..%d", f, maxN)
+		}
+		o.reloadNs = append(o.reloadNs, n)
 	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 	}
 	if o.quick {
 		o.ns, o.reps, o.stopReps, o.crashReps, o.rapidReps, o.reloadReps = []int{100}, 1, 1, 5, 2, 5
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "reload-n" })
+		if !explicit {
+			o.reloadNs = nil
+		}
 		o.idle = 5 * time.Second
 	}
 	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 {
