@@ -74,6 +74,7 @@ type Supervisor struct {
 
 	loadGen atomic.Uint64   // numbers unit loads in the order they began
 	loaded  chan loadResult // a load done off the loop, for the loop to apply
+	parsed  *unit.Cache     // parses of unit files, reused by loads for files that did not change
 	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
 	// Loop-owned state.
@@ -161,6 +162,7 @@ func New(opts Options) (*Supervisor, error) {
 		ready:     make(chan struct{}),
 		loopCh:    make(chan struct{}),
 		loaded:    make(chan loadResult, 1),
+		parsed:    unit.NewCache(),
 		desired:   make(map[string]Desired),
 		units:     make(map[string]*unitRecord),
 		errors:    make(map[string][]unit.Problem),
@@ -848,7 +850,7 @@ type loadResult struct {
 // result on the loop.
 func (s *Supervisor) loadUnits() loadResult {
 	gen := s.loadGen.Add(1)
-	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
+	set, err := unit.LoadCached(s.parsed, s.opts.Paths.Units, s.instancesDir())
 	return loadResult{gen: gen, set: set, err: err, choices: s.choicesSnapshot()}
 }
 
