@@ -26,6 +26,11 @@ func (h *harness) opsvcOnly() {
 	if !h.overBudget() {
 		h.reloadAndLoop(p, pr)
 	}
+	for _, n := range h.opt.statusNs {
+		if !h.overBudget() && h.ctx.Err() == nil {
+			h.statusCost(p, pr, n)
+		}
+	}
 	for _, n := range h.opt.reloadNs {
 		if n != h.opt.detailN && !h.overBudget() && h.ctx.Err() == nil {
 			h.reloadAt(p, pr, n)
@@ -284,6 +289,41 @@ func (h *harness) reloadAt(p opsvcPeer, pr *peerResult, n int) {
 	if h.reloadLatency(ctx, p, pr, in, api(p.socket(in)), n, &r.S, &r.ReadyS, &r.Others, &r.Edited) && len(r.S) > 0 {
 		h.res.Opsvc.ReloadAt = append(h.res.Opsvc.ReloadAt, r)
 	}
+}
+
+// statusCost times `opsvc status --json` and `opsvc list`, each run as a
+// user would, with n units running.
+func (h *harness) statusCost(p opsvcPeer, pr *peerResult, n int) {
+	in, _, err := h.up(p, pr, n, "sleep")
+	if err != nil {
+		h.problem(pr, "status instance of %d: %v", n, err)
+		h.down(in, pr)
+		return
+	}
+	defer h.down(in, pr)
+	h.sleep(h.opt.settle)
+	r := statusRun{N: n}
+	for _, x := range []struct {
+		args []string
+		out  *[]float64
+	}{{[]string{"status", "--json"}, &r.StatusJSONS}, {[]string{"list"}, &r.ListS}} {
+		for range 10 {
+			if h.ctx.Err() != nil {
+				return
+			}
+			t0 := time.Now()
+			_, err := command(h.ctx, 60*time.Second, nil, p.bin, append([]string{"--socket", p.socket(in)}, x.args...)...)
+			if err != nil {
+				h.problem(pr, "opsvc %v with %d units: %v", x.args, n, err)
+				break
+			}
+			*x.out = append(*x.out, time.Since(t0).Seconds())
+		}
+	}
+	a, _ := median(r.StatusJSONS)
+	b, _ := median(r.ListS)
+	logf("opsvc: %d units: status --json p50 %.1f ms, list p50 %.1f ms", n, a*1000, b*1000)
+	h.res.Opsvc.StatusAt = append(h.res.Opsvc.StatusAt, r)
 }
 
 // roundTrips times GET /v1/units every 10 ms for d, with load running meanwhile.
