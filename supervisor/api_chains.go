@@ -2,14 +2,18 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 func (s *Supervisor) chainRoutes(mux *http.ServeMux) {
@@ -38,8 +42,20 @@ func (s *Supervisor) handleChains(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out []registry.ChainSummary
+	if r.URL.Query().Get("all") == "1" {
+		// The archived chains first: they are the oldest.
+		archived, err := s.opts.Registry.ReadArchive()
+		if err != nil && len(archived) == 0 {
+			s.registryError(w, err)
+			return
+		}
+		var reg registry.Registry
+		for i := range archived {
+			out = append(out, reg.Summary(&archived[i]))
+		}
+	}
 	err := s.opts.Registry.View(func(reg *registry.Registry) error {
-		out = reg.Summaries()
+		out = append(out, reg.Summaries()...)
 		return nil
 	})
 	if err != nil {
@@ -64,8 +80,18 @@ func (s *Supervisor) handleChain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if c == nil && s.opts.Registry != nil {
+		// An archived chain: the newest copy, should it have been archived twice.
+		archived, _ := s.opts.Registry.ReadArchive()
+		for i := len(archived) - 1; i >= 0; i-- {
+			if archived[i].ID == id {
+				c = &archived[i]
+				break
+			}
+		}
+	}
 	if c == nil {
-		writeErr(w, http.StatusNotFound, fmt.Sprintf("chain %q not found", id), "see: opsvc chains ls")
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("chain %q not found", id), "see: opsvc chains ls --all")
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
@@ -139,6 +165,27 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	s.do(r.Context(), func() {
 		s.applySettings(next)
 		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		s.settingsChanged()
 	})
 	writeJSON(w, http.StatusOK, next)
+}
+
+// settingsChanged tells every running orchestrator worker that the settings changed: one waiting
+// for a session lease asks again at once, and its next session runs under the new limits. It runs
+// on the loop; the commands are sent off it.
+func (s *Supervisor) settingsChanged() {
+	for name, rt := range s.units {
+		d := s.desired[name]
+		if rt == nil || rt.channel == nil || d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator {
+			continue
+		}
+		ch := rt.channel
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := ch.Command(ctx, chain.CommandSettingsChanged, nil); err != nil {
+				s.logf("%s: tell the worker the settings changed: %v", name, err)
+			}
+		}()
+	}
 }

@@ -348,16 +348,27 @@ func tomlString(s string) string {
 	return b.String()
 }
 
-func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request) {
+// instanceName is TEMPLATE@ID for the request's template and id, or false
+// once it has answered 400.
+func (s *Supervisor) instanceName(w http.ResponseWriter, r *http.Request) (string, bool) {
 	tmpl, ok := s.template(w, r)
 	if !ok {
-		return
+		return "", false
 	}
 	name := tmpl + "@" + r.PathValue("id")
 	if err := unit.ValidName(name); err != nil || strings.Count(name, "@") != 1 {
 		badField(w, "id", fmt.Sprintf("bad instance id %q", r.PathValue("id")), "ids use A-Z a-z 0-9 : _ . - (no @)")
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request) {
+	name, ok := s.instanceName(w, r)
+	if !ok {
 		return
 	}
+	tmpl, _, _ := strings.Cut(name, "@")
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInstanceBody+1))
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "instance: "+err.Error(), "")
@@ -401,9 +412,17 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 		us  UnitStatus
 		msg string
 	)
+	loaded := s.loadUnits() // parsed here, off the loop
 	if err := s.do(r.Context(), func() {
 		s.instances[name] = true
-		s.reload("instance " + name)
+		s.applyLoad(loaded, "instance "+name)
+		if _, ok := s.desired[name]; !ok && s.set != nil {
+			// A newer load was applied meanwhile; it holds the kept values too.
+			if u, err := s.set.Instance(name); err == nil {
+				var res ReloadResult
+				s.setUnit(name, u, loaded.choices, &res)
+			}
+		}
 		if d, ok := s.desired[name]; !ok || d.Unit == nil {
 			delete(s.instances, name)
 			msg = s.status(name).Error
@@ -540,13 +559,8 @@ func instanceProblems(err error) []unit.Problem {
 }
 
 func (s *Supervisor) handleInstanceStop(w http.ResponseWriter, r *http.Request) {
-	tmpl, ok := s.template(w, r)
+	name, ok := s.instanceName(w, r)
 	if !ok {
-		return
-	}
-	name := tmpl + "@" + r.PathValue("id")
-	if err := unit.ValidName(name); err != nil || strings.Count(name, "@") != 1 {
-		badField(w, "id", fmt.Sprintf("bad instance id %q", r.PathValue("id")), "ids use A-Z a-z 0-9 : _ . - (no @)")
 		return
 	}
 	drain := r.URL.Query().Get("drain") == "1"

@@ -132,7 +132,7 @@ agent = ["` + agent + `"]
 	// Bad values are refused before anything is written, naming the field.
 	for _, tc := range []struct{ body, field string }{
 		{`{"max_turns":500}`, "max_turns"},
-		{`{"max_budget_usd":-1}`, "max_budget_usd"},
+		{`{"max_budget_usd":-2}`, "max_budget_usd"}, // -1 is no limit
 		{`{"model":"gpt"}`, "model"},
 		{`{"project_dir":"relative/dir"}`, "project_dir"},
 		{`{"max_turns":"many"}`, "max_turns"},
@@ -290,5 +290,36 @@ agent = ["` + agent + `"]
 	cs := chainsOf(t, second.sup.opts.Registry, "orchestrator@kept")
 	if len(cs) != 2 || cs[1].Task != "kept across restarts" || cs[1].Config.MaxTurns != 3 {
 		t.Fatalf("chains after a restart: %+v, want a second one with the kept values", cs)
+	}
+}
+
+// TestRuntimeInstancesSurviveRestart: an instance started by name, without a
+// file of its own, runs again under the next daemon on the same state
+// directory; one stopped by hand does not.
+func TestRuntimeInstancesSurviveRestart(t *testing.T) {
+	files := map[string]string{"sleeper@.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"}
+	first := newHarness(t, files)
+	for _, name := range []string{"sleeper@kept", "sleeper@stopped"} {
+		if code, b := first.do("POST", "/v1/units/"+name+"/start", nil); code != 200 {
+			t.Fatalf("start %s: %d %s", name, code, b)
+		}
+		first.waitEvent("unit.started", name)
+	}
+	if code, b := first.do("POST", "/v1/units/sleeper@stopped/stop", nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, b)
+	}
+	first.waitEvent("unit.stopped", "sleeper@stopped")
+	first.shutdown()
+	first.runner.Close() // one reaper per test process, as in a real daemon
+
+	second := newHarness(t, nil, func(o *Options) {
+		o.Paths.Units, o.Paths.State = first.units, first.state
+	})
+	second.waitEvent("unit.started", "sleeper@kept")
+	if st := second.status("sleeper@kept"); st.State != Active {
+		t.Errorf("sleeper@kept after a daemon restart: %v, want active", st.State)
+	}
+	if code, _ := second.do("GET", "/v1/units/sleeper@stopped", nil); code != 404 {
+		t.Errorf("sleeper@stopped after a daemon restart: %d, want 404 (not started again)", code)
 	}
 }

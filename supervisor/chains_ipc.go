@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker"
@@ -23,6 +24,33 @@ type ChainStore interface {
 	BeginChain(unit string, p chain.Begin, now time.Time) (chain.Begun, error)
 	RecordSession(unit string, p chain.RecordSession, now time.Time) (chain.Totals, error)
 	FinishChain(unit string, p chain.Finish, now time.Time) (chain.Totals, error)
+}
+
+// interruptOrphans marks interrupted the running chains of unit ("" for all) that began before
+// now, and publishes chain.interrupted for each. It blocks on storage.
+func (s *Supervisor) interruptOrphans(unit string, now time.Time, reason string) {
+	store := s.opts.Registry
+	if store == nil {
+		return
+	}
+	ids, err := store.InterruptOrphans(unit, now, reason, now)
+	if err != nil {
+		s.logf("registry: mark the chains of a worker that is gone interrupted: %v", err)
+	}
+	for _, id := range ids {
+		s.emit(unit, 0, api.ChainInterrupted{ChainEnd: api.ChainEnd{ChainID: id, Status: string(chain.Interrupted), Reason: reason}})
+	}
+}
+
+// workerGone runs on the loop when a unit's process was reaped: the running chains of an
+// orchestrator unit are marked interrupted, off the loop, since no worker is left to end them (a
+// unit with resume = true continues them when it starts again).
+func (s *Supervisor) workerGone(name string) {
+	d := s.desired[name]
+	if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator || s.opts.Registry == nil {
+		return
+	}
+	go s.interruptOrphans(name, s.now(), "its worker exited without ending it")
 }
 
 // chainStore is where chain requests are recorded, or nil.

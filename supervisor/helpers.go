@@ -52,8 +52,9 @@ func (s *Supervisor) orchestratorConfig(o *unit.Orchestrator) unit.Orchestrator 
 	if c.MaxContinuations == 0 {
 		c.MaxContinuations = d.MaxContinuations
 	}
-	if c.MaxBudgetUSD == 0 {
-		c.MaxBudgetUSD = d.MaxBudgetUSD
+	if c.MaxBudgetUSD == nil {
+		b := d.MaxBudgetUSD
+		c.MaxBudgetUSD = &b
 	}
 	return c
 }

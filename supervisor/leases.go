@@ -8,6 +8,7 @@ import (
 
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/registry"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // Leases enforces the coordination limits across every orchestrator: how
@@ -37,6 +38,11 @@ type Grant struct {
 	LeaseID string `json:"lease_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`   // why not, when not granted
 	RetryMS int64  `json:"retry_ms,omitempty"` // when to ask again
+	// Limits are the session's limits under the current settings (granted leases only).
+	Limits *chain.Limits `json:"limits,omitempty"`
+	// BudgetLeftUSD is what the unit may still spend today under per_worker_budget_usd and
+	// global_budget_usd, for the worker to hold the session to; absent when neither limits it.
+	BudgetLeftUSD *float64 `json:"budget_left_usd,omitempty"`
 }
 
 // NewLeases returns empty bookkeeping.
@@ -96,7 +102,18 @@ func (l *Leases) acquire(s config.OrchestratorSettings, unit, chainID string, no
 	id := "l" + strconv.Itoa(l.nextID) + "-" + strconv.FormatInt(now.UnixNano(), 36)
 	l.active[id] = lease{unit: unit, chainID: chainID, granted: now}
 	l.starts = append(l.starts, now)
-	return Grant{Granted: true, LeaseID: id}
+	g := Grant{Granted: true, LeaseID: id}
+	left := -1.0
+	if s.GlobalBudgetUSD > 0 {
+		left = s.GlobalBudgetUSD - l.spent
+	}
+	if s.PerWorkerBudgetUSD > 0 && (left < 0 || s.PerWorkerBudgetUSD-l.byUnit[unit] < left) {
+		left = s.PerWorkerBudgetUSD - l.byUnit[unit]
+	}
+	if left >= 0 {
+		g.BudgetLeftUSD = &left
+	}
+	return g
 }
 
 // Release ends a lease and books its cost.
@@ -155,6 +172,15 @@ func (s *Supervisor) handleSessionRequest(name string, rt *unitRecord, method st
 		json.Unmarshal(params, &p)
 		g := s.leases.Acquire(s.opts.Settings.Orchestrator, name, p.ChainID, now)
 		if g.Granted {
+			if d := s.desired[name]; d.Unit != nil && d.Unit.Orchestrator != nil {
+				// The settings as they are now: a change applies from the next session on.
+				c := s.orchestratorConfig(d.Unit.Orchestrator)
+				l := chain.Limits{Model: c.Model, MaxTurns: c.MaxTurns, MaxBudgetUSD: chain.UnlimitedBudget}
+				if c.MaxBudgetUSD != nil && *c.MaxBudgetUSD >= 0 {
+					l.MaxBudgetUSD = *c.MaxBudgetUSD
+				}
+				g.Limits = &l
+			}
 			s.publish("session.lease", name, rt.PID, map[string]any{"lease_id": g.LeaseID, "chain_id": p.ChainID})
 		}
 		return g, nil
@@ -172,12 +198,15 @@ func (s *Supervisor) handleSessionRequest(name string, rt *unitRecord, method st
 }
 
 // loadSpend books today's session costs from the registry, so the daily
-// budgets hold across daemon restarts.
+// budgets hold across daemon restarts. It runs at start, before any worker: a
+// chain still running in the registry lost its worker with the daemon, and is
+// marked interrupted first (see interruptOrphans).
 func (s *Supervisor) loadSpend() {
 	if s.opts.Registry == nil {
 		return
 	}
 	now := s.now()
+	s.interruptOrphans("", now, "the daemon restarted while it ran (its worker was gone)")
 	today := now.UTC().Format("2006-01-02")
 	err := s.opts.Registry.View(func(r *registry.Registry) error {
 		for _, c := range r.Chains {

@@ -203,12 +203,6 @@ func TestServerConnectionCap(t *testing.T) {
 	}
 }
 
-func TestBusyResponseLength(t *testing.T) {
-	if strconv.Itoa(len(busyBody)) != busyLen {
-		t.Fatalf("busyLen = %s, body is %d bytes", busyLen, len(busyBody))
-	}
-}
-
 func TestByteSize(t *testing.T) {
 	for n, want := range map[int64]string{1 << 20: "1 MiB", 64 << 10: "64 KiB", 1000: "1000 bytes"} {
 		if got := byteSize(n); got != want {

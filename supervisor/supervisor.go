@@ -88,7 +88,8 @@ type Supervisor struct {
 	launches  []*launch // starts prepared by the current reconcile pass
 	leases    *Leases
 	shutdown  bool
-	applied   uint64 // loadGen of the last load applied
+	applied   uint64   // loadGen of the last load applied
+	kept      []string // instances started by name, as last written (keepInstances)
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
@@ -208,7 +209,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			changes = w.Changes()
 		}
 	}
+	defer s.watchSettings(ctx)()
 	s.loadSpend()
+	s.restoreInstances()
 	s.reload("start")
 	// Unit files changed on disk are parsed off the loop, one load at a time;
 	// changes seen during a load start one more when it is done.
@@ -248,6 +251,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.keepInstances()
 		s.stepDone(woke)
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
@@ -572,6 +576,7 @@ func (s *Supervisor) release(name string, rec *unitRecord) {
 		}()
 	}
 	s.leases.ReleaseUnit(name)
+	s.workerGone(name)
 	rec.proc, rec.channel, rec.notify = nil, nil, nil
 }
 

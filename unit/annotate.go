@@ -90,6 +90,8 @@ func annotate(u *Unit, e *effective) []Annotation {
 				add(formatValue(v.v), v.src.path)
 			} else if id == "service.type" && isOrch {
 				add(formatValue(string(u.Service.Type)), e.tables[tOrchestrator].src.path)
+			} else if id == "service.watchdog" && isOrch {
+				add(formatValue(DefaultOrchestratorWatchdog), DefaultSource) // an orchestrator's heartbeat
 			} else if def, ok := defaultValue(id); ok {
 				add(def, DefaultSource)
 			}

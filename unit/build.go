@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/opsvc/opsvc/unit/suggest"
+	"github.com/opsvc/opsvc/worker/chain"
 )
 
 // build makes the effective unit name from its files, in the order applied,
@@ -139,7 +142,21 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 		o.ProjectDir, _ = e.str("orchestrator.project_dir")
 		o.Task, _ = e.str("orchestrator.task")
 		o.Agent = e.strs("orchestrator.agent")
+		o.ExtraArgs = e.strs("orchestrator.extra_args")
 		o.Model, _ = e.str("orchestrator.model")
+		if o.Model != "" && !knownModel(o.Model) {
+			// Claude Code's models are known; another agent's are its own, but a near miss of a
+			// known name is a typo all the same.
+			guess, near := suggest.Closest(o.Model, chain.DefaultValidModels())
+			preset := len(o.Agent) == 0 || (len(o.Agent) == 1 && o.Agent[0] == AgentPreset)
+			if preset || near {
+				hint := "use one of " + strings.Join(chain.DefaultValidModels(), ", ") + ", or a full model name claude-…"
+				if near {
+					hint = fmt.Sprintf("did you mean %q? Or %s", guess, hint)
+				}
+				add(e.one["orchestrator.model"].origin, fmt.Sprintf("model %q is not a known model", o.Model), hint)
+			}
+		}
 		num := func(id string) int {
 			if v, ok := e.one[id]; ok {
 				return int(v.v.(int64))
@@ -150,16 +167,28 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 		o.MaxContinuations = num("orchestrator.max_continuations")
 		o.MaxConsecutiveErrors = num("orchestrator.max_consecutive_errors")
 		if v, ok := e.one["orchestrator.max_budget_usd"]; ok {
-			o.MaxBudgetUSD = v.v.(float64)
+			b := v.v.(float64)
+			if b < 0 && b != chain.UnlimitedBudget {
+				add(v.origin, fmt.Sprintf("max_budget_usd = %v is out of range", b), fmt.Sprintf("use 0 (no spending) to %v, or -1 for no limit", chain.MaxMaxBudgetUSD))
+			}
+			o.MaxBudgetUSD = &b
+		}
+		o.Git, _ = e.str("orchestrator.git")
+		if o.Git == "off" {
+			o.Git = ""
+		}
+		o.Branch, _ = e.str("orchestrator.branch")
+		if o.Branch != "" && !strings.Contains(o.Branch, "{chain_id}") {
+			add(e.one["orchestrator.branch"].origin, fmt.Sprintf("branch %q has no {chain_id}", o.Branch), `concurrent chains need a branch each: write e.g. branch = "opsvc/{chain_id}"`)
+		}
+		if _, ok := e.one["service.watchdog"]; !ok {
+			svc.Watchdog = DefaultOrchestratorWatchdog
 		}
 		if v, ok := e.one["orchestrator.resume"]; ok {
 			o.Resume = v.v.(bool)
 		}
 		if strings.TrimSpace(o.Task) == "" && !e.failed["orchestrator.task"] && !e.failed[""] {
 			add(table(tOrchestrator), "an [orchestrator] table needs a task", `add task = "what the agent should work on"`)
-		}
-		if len(o.Agent) == 0 && !e.failed["orchestrator.agent"] && !e.failed[""] {
-			add(table(tOrchestrator), "an [orchestrator] table needs an agent command", `add agent = ["claude", "-p", "--output-format", "json"]`)
 		}
 		u.Orchestrator = o
 	}
@@ -259,4 +288,10 @@ func hashUnit(u *Unit) string {
 	b, _ := json.Marshal(hashed{u.Name, u.Description, u.After, u.Requires, u.Enabled, u.Service, u.Orchestrator})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// knownModel reports whether a unit's model names a model a chain may use: one of the default
+// valid models, or a full Claude model name.
+func knownModel(m string) bool {
+	return slices.Contains(chain.DefaultValidModels(), m) || strings.HasPrefix(m, "claude-")
 }

@@ -556,6 +556,9 @@ func (l *layer) check(f *field, v any, p []string, idx *tomldoc.Index) *setting 
 		return one(x)
 	case kStrings, kInts:
 		arr, ok := v.([]any)
+		if s, isStr := v.(string); !ok && isStr && f.table == tOrchestrator && f.key == "agent" && s == AgentPreset {
+			arr, ok = []any{s}, true // agent = "claude": the preset
+		}
 		if !ok {
 			hint := ""
 			if s, isStr := v.(string); isStr && f.kind == kStrings {

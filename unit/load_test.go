@@ -157,9 +157,10 @@ resume = true
 	if orc.Service.Type != TypeOrchestrator || orc.Service.Exec != nil {
 		t.Errorf("orc service = %+v, want type orchestrator without exec", orc.Service)
 	}
+	budget := 2.0
 	wantOrc := &Orchestrator{ProjectDir: "/units/repos/orc", Task: "Work through ROADMAP.md",
 		Agent: []string{"claude", "-p", "--output-format", "json"}, Model: "opus", MaxTurns: 30,
-		MaxContinuations: 5, MaxBudgetUSD: 2, MaxConsecutiveErrors: 3, Resume: true}
+		MaxContinuations: 5, MaxBudgetUSD: &budget, MaxConsecutiveErrors: 3, Resume: true}
 	if diff := cmp.Diff(wantOrc, orc.Orchestrator); diff != "" {
 		t.Errorf("orchestrator (-want +got):\n%s", diff)
 	}

@@ -62,6 +62,7 @@ var (
 	typeNames         = []string{string(TypeSimple), string(TypeNotify), string(TypeIPC), string(TypeOneshot), string(TypeOrchestrator)}
 	restartNames      = []string{string(RestartNo), string(RestartOnFailure), string(RestartAlways)}
 	notifyAccessNames = []string{"main", "all"}
+	gitNames          = []string{"off", "worktree"}
 )
 
 // signalNames are the signals stop_signal may name.
@@ -101,13 +102,16 @@ var fields = []field{
 	{table: tOrchestrator, key: "project_dir", kind: kString, spec: true, path: pathResolve},
 	{table: tOrchestrator, key: "task", kind: kString, spec: true},
 	{table: tOrchestrator, key: "agent", kind: kStrings, spec: true, path: pathFirst},
+	{table: tOrchestrator, key: "extra_args", kind: kStrings, spec: true},
 	{table: tOrchestrator, key: "model", kind: kString, spec: true},
 	// A chain's limits: bounds from package chain, as for the daemon's settings.
 	{table: tOrchestrator, key: "max_turns", kind: kInt, lo: chain.MinMaxTurns, hi: chain.MaxMaxTurns},
 	{table: tOrchestrator, key: "max_continuations", kind: kInt, lo: chain.MinMaxContinuations, hi: chain.MaxMaxContinuations},
-	{table: tOrchestrator, key: "max_budget_usd", kind: kFloat, lo: chain.MinMaxBudgetUSD, hi: chain.MaxMaxBudgetUSD},
+	{table: tOrchestrator, key: "max_budget_usd", kind: kFloat, lo: chain.UnlimitedBudget, hi: chain.MaxMaxBudgetUSD},
 	{table: tOrchestrator, key: "max_consecutive_errors", kind: kInt, lo: chain.MinMaxConsecutiveErrors, hi: chain.MaxMaxConsecutiveErrors},
 	{table: tOrchestrator, key: "resume", kind: kBool},
+	{table: tOrchestrator, key: "git", kind: kEnum, enum: gitNames},
+	{table: tOrchestrator, key: "branch", kind: kString, spec: true},
 }
 
 // lookupField returns the field table.key, or nil.

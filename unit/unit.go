@@ -74,19 +74,36 @@ type Service struct {
 	SuccessExitStatus  []int
 }
 
-// Orchestrator is the [orchestrator] table. Zero numeric values
-// mean "take the daemon's [orchestrator] setting".
+// Orchestrator is the [orchestrator] table. Zero numeric values, and a nil
+// MaxBudgetUSD, mean "take the daemon's [orchestrator] setting".
 type Orchestrator struct {
-	ProjectDir           string   `json:"project_dir"`
-	Task                 string   `json:"task"`
+	ProjectDir string `json:"project_dir"`
+	Task       string `json:"task"`
+	// Agent is the session command; nil (agent absent) or ["claude"] (agent = "claude") is the
+	// built-in Claude Code preset.
 	Agent                []string `json:"agent"`
+	ExtraArgs            []string `json:"extra_args,omitempty"` // appended to the agent's argv
 	Model                string   `json:"model,omitempty"`
 	MaxTurns             int      `json:"max_turns,omitempty"`
 	MaxContinuations     int      `json:"max_continuations,omitempty"`
-	MaxBudgetUSD         float64  `json:"max_budget_usd,omitempty"`
+	MaxBudgetUSD         *float64 `json:"max_budget_usd,omitempty"` // 0: no spending; -1: unlimited
 	MaxConsecutiveErrors int      `json:"max_consecutive_errors,omitempty"`
 	Resume               bool     `json:"resume"`
+	// Git is "worktree" for a git worktree per chain, or "" (off).
+	Git string `json:"git,omitempty"`
+	// Branch is the pattern of a chain's branch with git = "worktree"; {chain_id} is replaced.
+	Branch string `json:"branch,omitempty"`
 }
+
+// AgentPreset is the agent preset name: Claude Code run with its stream-json output.
+const AgentPreset = "claude"
+
+// DefaultBranchPattern is the branch of a chain with git = "worktree" when branch is unset.
+const DefaultBranchPattern = "opsvc/{chain_id}"
+
+// DefaultOrchestratorWatchdog is the heartbeat deadline of orchestrator units whose watchdog is
+// unset.
+const DefaultOrchestratorWatchdog = 30 * time.Second
 
 // Defaults of the [service] table.
 const (

@@ -12,7 +12,8 @@ import (
 	"github.com/opsvc/opsvc/supervisor/registry"
 )
 
-// chains is `opsvc chains [ls|show ID|lineage ID] [--json]`.
+// chains is `opsvc chains [ls [--all]|show ID|lineage ID] [--json]`; ls --all lists the archived
+// chains too.
 func (c *cli) chains() error {
 	sub := "ls"
 	args := c.args.pos
@@ -24,7 +25,11 @@ func (c *cli) chains() error {
 		if len(args) != 0 {
 			return fail(exitUsage, "chains ls takes no arguments")
 		}
-		resp, err := c.do("GET", "/v1/chains", nil, nil)
+		path := "/v1/chains"
+		if c.args.has("all") {
+			path += "?all=1"
+		}
+		resp, err := c.do("GET", path, nil, nil)
 		if err != nil {
 			return asExit("chains ls", err)
 		}
@@ -123,11 +128,21 @@ func printChain(w io.Writer, c *registry.Chain) {
 	if c.RestartedFrom != "" {
 		fmt.Fprintf(w, "  Resumed:  from %s\n", c.RestartedFrom)
 	}
-	fmt.Fprintf(w, "  Model:    %s (max %d turns, %d continuations, budget %s)\n", c.Config.Model, c.Config.MaxTurns, c.Config.MaxContinuations, money(c.Config.MaxBudgetUSD))
+	if c.Reason != "" {
+		fmt.Fprintf(w, "  Reason:   %s\n", c.Reason)
+	}
+	if c.Branch != "" {
+		fmt.Fprintf(w, "  Branch:   %s\n", c.Branch)
+	}
+	budget := money(c.Config.MaxBudgetUSD)
+	if c.Config.MaxBudgetUSD < 0 {
+		budget = "unlimited"
+	}
+	fmt.Fprintf(w, "  Model:    %s (max %d turns, %d continuations, budget %s)\n", c.Config.Model, c.Config.MaxTurns, c.Config.MaxContinuations, budget)
 	fmt.Fprintf(w, "  Started:  %s, updated %s\n", c.StartedAt.Local().Format(time.DateTime), c.UpdatedAt.Local().Format(time.DateTime))
 	fmt.Fprintf(w, "  Totals:   %d sessions, %d turns, %s, %s\n\n", len(c.Sessions), c.TotalTurns, money(c.TotalCostUSD), dur(c.TotalDurationMS))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tSTATUS\tTURNS\tCOST\tTOKENS IN/OUT\tDURATION\tHANDOFF\tERROR")
+	fmt.Fprintln(tw, "#\tSTATUS\tMODEL\tTURNS\tCOST\tTOKENS IN/OUT\tDURATION\tHANDOFF\tCOMMIT\tERROR")
 	for _, s := range c.Sessions {
 		handoff := "-"
 		if s.HandoffComplete {
@@ -137,7 +152,24 @@ func printChain(w io.Writer, c *registry.Chain) {
 		if errText == "" {
 			errText = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d/%d\t%s\t%s\t%s\n", s.Index, s.Status, s.Turns, money(s.CostUSD), s.InputTokens, s.OutputTokens, dur(s.DurationMS), handoff, errText)
+		model, commit := s.Model, s.Commit
+		if model == "" {
+			model = "-"
+		}
+		if commit == "" {
+			commit = "-"
+		} else if len(commit) > 12 {
+			commit = commit[:12]
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", s.Index, s.Status, model, s.Turns, money(s.CostUSD), s.InputTokens, s.OutputTokens, dur(s.DurationMS), handoff, commit, errText)
 	}
 	tw.Flush()
+	for _, s := range c.Sessions {
+		if s.Command != "" {
+			fmt.Fprintf(w, "\nSession %d ran: %s", s.Index, s.Command)
+		}
+	}
+	if len(c.Sessions) > 0 && c.Sessions[len(c.Sessions)-1].Command != "" {
+		fmt.Fprintln(w)
+	}
 }

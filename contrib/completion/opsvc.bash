@@ -52,7 +52,7 @@ _opsvc() {
 		events) COMPREPLY=($(compgen -W "--color --config --follow --full --help --json --lines --no-pager --since --socket --state --type --unit --units --version -f -h -l -n" -- "$cur")) ;;
 		validate) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		cat) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
-		chains) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
+		chains) COMPREPLY=($(compgen -W "--all --color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		send) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		token) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --read-only --rotate --socket --state --units --version -h -l" -- "$cur")) ;;
 		console) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --read-only --socket --state --units --version -h -l" -- "$cur")) ;;

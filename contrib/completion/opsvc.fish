@@ -90,6 +90,7 @@ complete -c opsvc -n '__fish_seen_subcommand_from events' -l unit -r -a '(__opsv
 complete -c opsvc -n '__fish_seen_subcommand_from events' -l type -r -a 'unit.starting unit.ready unit.exited unit.stopped unit.failed config.loaded config.invalid' -d 'only these types'
 complete -c opsvc -n '__fish_seen_subcommand_from validate' -F
 complete -c opsvc -n '__fish_seen_subcommand_from cat' -a '(__opsvc_units)'
+complete -c opsvc -n '__fish_seen_subcommand_from chains' -l all -d 'ls: the archived chains too'
 complete -c opsvc -n '__fish_seen_subcommand_from chains' -a 'ls show lineage (__opsvc_chains)'
 complete -c opsvc -n '__fish_seen_subcommand_from send' -a '(__opsvc_units)'
 complete -c opsvc -n '__fish_seen_subcommand_from token' -l read-only -d 'the read-only token'

@@ -33,6 +33,7 @@ type fixture struct {
 	sock    string
 	config  string
 	token   string
+	env     []string // more environment for the daemons
 	daemons []*daemon
 }
 
@@ -96,7 +97,6 @@ type daemon struct {
 }
 
 // start runs `opsvc daemon` on the fixture and waits until its API answers.
-// prefix (e.g. a ulimit in sh) may wrap the command.
 func (f *fixture) start(ctx context.Context, extra ...string) (*daemon, error) {
 	d, err := f.spawn(nil, extra...)
 	if err != nil {
@@ -109,12 +109,14 @@ func (f *fixture) start(ctx context.Context, extra ...string) (*daemon, error) {
 	return d, nil
 }
 
+// spawn starts `opsvc daemon` on the fixture without waiting for it; wrap
+// (e.g. a shell setting a ulimit, then exec "$@") may come before it.
 func (f *fixture) spawn(wrap []string, extra ...string) (*daemon, error) {
 	args := append([]string{"daemon", "--units", f.units, "--state", f.state, "--socket", f.sock, "--config", f.config}, extra...)
 	argv := append(append([]string{}, wrap...), f.s.bin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), f.env...)
 	d := &daemon{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 256 << 10}}
 	cmd.Stdout = d.stderr
 	cmd.Stderr = d.stderr
@@ -178,7 +180,7 @@ func (d *daemon) stop(grace time.Duration) {
 func (f *fixture) waitAPI(ctx context.Context, d *daemon, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		if _, err := f.units_(ctx, 2*time.Second); err == nil {
+		if _, err := f.unitList(ctx, 2*time.Second); err == nil {
 			return nil
 		} else if !d.alive() {
 			return fmt.Errorf("the daemon exited (%v) before its API answered: %s", d.state, d.stderr.last(400))
@@ -209,8 +211,8 @@ type unitStatus struct {
 	LastErr  string `json:"last_error"`
 }
 
-// units_ is GET /v1/units (what `opsvc status --json` asks).
-func (f *fixture) units_(ctx context.Context, timeout time.Duration) (map[string]unitStatus, error) {
+// unitList is GET /v1/units (what `opsvc status --json` asks).
+func (f *fixture) unitList(ctx context.Context, timeout time.Duration) (map[string]unitStatus, error) {
 	var out struct {
 		Units []unitStatus `json:"units"`
 	}
@@ -250,7 +252,7 @@ func (f *fixture) waitUnits(ctx context.Context, within time.Duration, ok func(m
 	var last map[string]unitStatus
 	var lastErr error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		m, err := f.units_(ctx, 5*time.Second)
+		m, err := f.unitList(ctx, 5*time.Second)
 		if err == nil {
 			last = m
 			if ok(m) {
@@ -287,7 +289,7 @@ type event struct {
 	size int
 }
 
-// storedEvents reads the stored events with seq > since (follow=0).
+// storedEvents reads the stored events the query selects (follow=0).
 func (f *fixture) storedEvents(ctx context.Context, query string) ([]event, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://opsvc/v1/events?follow=0&"+query, nil)
 	if err != nil {
@@ -516,7 +518,7 @@ type tailBuffer struct {
 	max   int
 	buf   []byte
 	lines int
-	match map[string]int // substring -> lines containing it
+	match map[string]int // substring -> times written
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
@@ -571,7 +573,7 @@ func (t *tailBuffer) contains(s string) bool {
 	return bytes.Contains(t.buf, []byte(s))
 }
 
-// post sends a request and returns the status code.
+// do sends a request and returns the status code of the answer.
 func (f *fixture) do(ctx context.Context, method, path string, body io.Reader, timeout time.Duration) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://opsvc"+path, body)
 	if err != nil {

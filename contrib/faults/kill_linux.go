@@ -35,7 +35,8 @@ sleep 3600 &
 wait
 `
 
-func (f *fixture) orchUnit(name, agent string, extra string) {
+// orchUnit writes an orchestrator unit whose sessions run agent, marked with the token.
+func (f *fixture) orchUnit(name, agent string) {
 	if err := os.WriteFile(filepath.Join(f.units, name+"-agent.sh"), []byte(agent), 0o755); err != nil {
 		panic(err)
 	}
@@ -53,7 +54,7 @@ agent = ["/bin/sh", "./%s-agent.sh", %q]
 max_continuations = 3
 max_budget_usd = 1.0
 resume = true
-%s`, f.token, name, name, f.marker(name+"-agent"), extra))
+`, f.token, name, name, f.marker(name+"-agent")))
 }
 
 // scenarioKillDaemon kills the daemon with SIGKILL at random moments while
@@ -74,11 +75,12 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	}
 	f.shellUnit("blink", "sleep 0.3; exit 1", "restart = \"always\"\nrestart_delay = \"100ms\"\nstart_limit_burst = 10000\n", "")
 	f.shellUnit("chatty", "while :; do seq 1 100; sleep 0.05; done", "", "")
-	f.orchUnit("orch", fastAgent, "")
+	f.orchUnit("orch", fastAgent)
+	all := append(slices.Clone(trees), "blink", "chatty", "orch")
 
 	rng := rand.New(rand.NewSource(s.opt.seed))
 	var prev []proc // the units' processes just before a kill
-	orphans, dups, regValid, restarted := 0, 0, 0, 0
+	orphans, dups, regValid, restarted, atKill := 0, 0, 0, 0, 0
 	var escapedCmds []string
 	var d *daemon
 	for i := 0; i < n && ctx.Err() == nil; i++ {
@@ -93,7 +95,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 			} else {
 				restarted++
 			}
-			o, dd, cmds := f.leftovers(ctx, prev, trees)
+			o, dd, cmds := f.leftovers(ctx, prev, all)
 			orphans += o
 			dups += dd
 			escapedCmds = append(escapedCmds, cmds...)
@@ -105,12 +107,13 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 		go func() {
 			defer wg.Done()
 			for lctx.Err() == nil {
-				f.units_(lctx, 2*time.Second)
+				f.unitList(lctx, 2*time.Second)
 				time.Sleep(20 * time.Millisecond)
 			}
 		}()
 		time.Sleep(time.Duration(rng.Int63n(int64(1500 * time.Millisecond))))
 		prev = f.procs()
+		atKill += len(prev)
 		d.kill9()
 		stopLoad()
 		wg.Wait()
@@ -129,7 +132,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 		} else {
 			restarted++
 		}
-		o, dd, cmds := f.leftovers(ctx, prev, trees)
+		o, dd, cmds := f.leftovers(ctx, prev, all)
 		orphans += o
 		dups += dd
 		escapedCmds = append(escapedCmds, cmds...)
@@ -148,7 +151,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	d.stop(15 * time.Second)
 	left := f.procs()
 
-	r.check(orphans == 0, "%d orphans", orphans)
+	r.check(orphans == 0, "%d orphans (of %d unit processes alive at the kills)", orphans, atKill)
 	r.check(dups == 0, "%d duplicate workers", dups)
 	r.check(regValid == n, "registry valid %d/%d", regValid, n)
 	r.check(restarted == n, "units back %d/%d", restarted, n)
@@ -225,18 +228,54 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 	if s.opt.short {
 		n = 2
 	}
-	r.did = fmt.Sprintf("kill -9 of an orchestrator worker ×%d mid-session (stand-in agent with a child)", n)
+	r.did = fmt.Sprintf("kill -9 of an orchestrator worker ×%d mid-session (stand-in agent with a child), and of a worker with a child and a setsid child", n)
 	f, err := s.fixture("kill9-worker")
 	if err != nil {
 		r.fail("setup: %v", err)
 		return
 	}
 	defer f.close()
-	f.orchUnit("orch", slowAgent, "")
+	f.orchUnit("orch", slowAgent)
+	f.shellUnit("tree", treeScript, "restart = \"always\"\nrestart_delay = \"100ms\"\n", "")
 	d, err := f.start(ctx)
 	if err != nil {
 		r.fail("start: %v", err)
 		return
+	}
+	// A plain worker: what it started, in its group or not, goes with it.
+	if m, err := f.waitUnits(ctx, 10*time.Second, allActive("tree")); err != nil {
+		r.fail("tree not active: %v", err)
+	} else {
+		var kids []proc
+		deadline := time.Now().Add(5 * time.Second)
+		for len(kids) < 2 && time.Now().Before(deadline) {
+			kids = nil
+			for _, p := range f.procs() {
+				if p.unit == "tree" && p.ppid == m["tree"].PID {
+					kids = append(kids, p)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		syscall.Kill(m["tree"].PID, syscall.SIGKILL)
+		left := 0
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			left = 0
+			for _, k := range kids {
+				if _, st := statOf(k.pid); st == k.start && !isZombie(k.pid) {
+					left++
+				}
+			}
+			if left == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, k := range kids {
+			syscall.Kill(k.pid, syscall.SIGKILL)
+		}
+		r.check(len(kids) == 2 && left == 0, "plain worker: %d of its %d children left", left, len(kids))
 	}
 	evs, err := f.follow(ctx, "unit=orch&type=session.started")
 	if err != nil {
@@ -259,6 +298,9 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 			worker, agents = proc{}, nil
 			child := false
 			for _, p := range f.procs() {
+				if p.unit != "orch" {
+					continue
+				}
 				if p.ppid == d.pid && len(p.argv) >= 3 && p.argv[1] == "worker" && p.argv[2] == "orchestrator" {
 					worker = p
 					continue

@@ -35,6 +35,33 @@ func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 		}
 	}()
 	defer f.close() // the daemon must be gone before the umount
+	// The daemon's own sd_notify messages, as its service manager would get them.
+	nsock := filepath.Join(f.dir, "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: nsock, Net: "unixgram"})
+	if err != nil {
+		r.fail("notify socket: %v", err)
+		return
+	}
+	defer nconn.Close()
+	f.env = append(f.env, "NOTIFY_SOCKET="+nsock)
+	notifyDegraded := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				if strings.HasPrefix(l, "STATUS=") && strings.Contains(strings.ToLower(l), "degraded") {
+					select {
+					case notifyDegraded <- l:
+					default:
+					}
+				}
+			}
+		}
+	}()
 	f.shellUnit("chatty", "while :; do echo line $(date +%%s%%N); sleep 0.02; done", "", "")
 	f.shellUnit("blink", "sleep 0.3; exit 1", "restart = \"always\"\nrestart_delay = \"100ms\"\nstart_limit_burst = 10000\n", "")
 	d, err := f.start(ctx)
@@ -80,10 +107,16 @@ func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 		r.figure("daemon.degraded seen")
 		statusOut, _, _, _ = f.cli(ctx, 10*time.Second, "status")
 		r.check(strings.Contains(strings.ToLower(statusOut), "degraded"), "status says degraded")
+		select {
+		case <-notifyDegraded:
+			r.figure("sd_notify STATUS= says degraded")
+		case <-time.After(10 * time.Second):
+			r.fail("no sd_notify STATUS= saying degraded within 10 s")
+		}
 	case <-time.After(20 * time.Second):
 		r.fail("no daemon.degraded within 20 s of the disk filling")
 	}
-	_, err = f.units_(ctx, 10*time.Second)
+	_, err = f.unitList(ctx, 10*time.Second)
 	r.check(err == nil, "status answered while full")
 	time.Sleep(time.Second) // a second of events while the disk stays full
 	os.Remove(filler)
@@ -103,7 +136,17 @@ func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 	live2 := slicesClone(seen)
 	mu.Unlock()
 	silent, marked := silentGaps(stored, live2)
+	unstored := 0
+	for _, e := range live2 {
+		if e.Seq == 0 {
+			unstored++
+		}
+	}
+	r.figure("%d events sent live without a seq while full", unstored)
 	r.check(silent == 0, "%d seqs handed out live but neither stored nor marked lost (%d marked; %d stored, %d live)", silent, marked, len(stored), len(live2))
+	if len(stored) > 0 && len(live2) > 0 {
+		r.figure("stored seqs %d–%d, seen live %d–%d", stored[0].Seq, stored[len(stored)-1].Seq, live2[0].Seq, live2[len(live2)-1].Seq)
+	}
 	gaps, _, disorder := seqGaps(stored)
 	r.figure("%d gaps in the stored log, %d out of order", gaps, disorder)
 	r.check(d.alive(), "daemon alive")
@@ -129,6 +172,7 @@ func fill(path string) {
 // silentGaps counts the seqs seen live that the stored log neither holds nor
 // marks as lost. An event whose data speaks of lost, missing, dropped or a
 // gap marks the seqs between the last stored event before it and itself.
+// An event sent with seq 0 was given no seq, so it leaves no gap.
 func silentGaps(stored, live []event) (silent, marked int) {
 	have := make(map[uint64]bool, len(stored))
 	for _, e := range stored {
@@ -153,7 +197,8 @@ func silentGaps(stored, live []event) (silent, marked int) {
 		return len(live), 0
 	}
 	for _, e := range live {
-		if have[e.Seq] || e.Seq > stored[len(stored)-1].Seq {
+		// seq 0: handed out as not stored, which a client can tell.
+		if e.Seq == 0 || have[e.Seq] || e.Seq > stored[len(stored)-1].Seq {
 			continue
 		}
 		if markedRange(e.Seq) {
@@ -220,7 +265,7 @@ func scenarioFDs(ctx context.Context, s *suite, r *result) {
 	t0 := time.Now()
 	var statusErr error
 	for time.Since(t0) < 30*time.Second {
-		if _, statusErr = f.units_(ctx, 10*time.Second); statusErr == nil {
+		if _, statusErr = f.unitList(ctx, 10*time.Second); statusErr == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -499,6 +499,8 @@ func ForType(typ string) EventData {
 		return &SessionFinished{}
 	case TypeSessionLease:
 		return &SessionLease{}
+	case TypeSessionProgress:
+		return &SessionProgress{}
 	case TypeBusLagged:
 		return &BusLagged{}
 	case TypeBusSuppressed:

@@ -8,7 +8,7 @@ import (
 
 // FuzzDecode reads any event's data into the type of any event, as a client
 // of the event feed does: it never panics, and what it read survives a
-// second trip through Map and Decode unchanged.
+// second trip through Map and Decode unchanged on the wire.
 func FuzzDecode(f *testing.F) {
 	for _, d := range everyData() {
 		b, _ := json.Marshal(d)
@@ -33,8 +33,12 @@ func FuzzDecode(f *testing.F) {
 		if err := Decode(Map(reflect.ValueOf(d).Elem().Interface().(EventData)), again); err != nil {
 			t.Fatalf("%s: decode of its own map: %v", typ, err)
 		}
-		if !reflect.DeepEqual(d, again) {
-			t.Fatalf("%s: %#v became %#v", typ, d, again)
+		// Compared as they go on the wire: an empty list and no list are
+		// the same to a client (omitempty).
+		first, _ := json.Marshal(d)
+		second, _ := json.Marshal(again)
+		if string(first) != string(second) {
+			t.Fatalf("%s: %s became %s", typ, first, second)
 		}
 	})
 }

@@ -356,7 +356,7 @@ func mustJSON(v any) string {
 // bus.lagged, which says where to resume, and a close status; the daemon
 // does not wait for it.
 func TestWebSocketLagged(t *testing.T) {
-	s := newServer(t, bus.Options{SubscriberBuffer: 4, MaxBytes: 64 << 20})
+	s := newServer(t, bus.Options{SubscriberBuffer: 4, MaxBytes: 64 << 20, SourceRate: bus.Unlimited})
 	// 16 MiB of events through the race detector: room for a loaded machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

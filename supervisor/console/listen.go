@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/netlimit"
 )
 
 // DefaultMaxConns caps the open connections of the TCP listener.
@@ -79,7 +80,7 @@ func Listen(ctx context.Context, lc ListenConfig) (net.Listener, error) {
 	if conns <= 0 {
 		conns = DefaultMaxConns
 	}
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, conns), done: make(chan struct{})}
+	ln = netlimit.Listener(ln, conns)
 	if certs != nil {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion:     tls.VersionTLS12,
@@ -163,44 +164,4 @@ func (cs *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		_ = cs.reload() // on error the previous certificate stays
 	}
 	return cs.current, nil
-}
-
-// limitListener accepts at most cap(sem) connections at once; Accept waits
-// for one to close beyond that.
-type limitListener struct {
-	net.Listener
-	sem       chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -184,62 +185,37 @@ func TestListenTLS(t *testing.T) {
 	}
 }
 
-func TestLimitListener(t *testing.T) {
-	ln, err := Listen(context.Background(), ListenConfig{Addr: "127.0.0.1:0", MaxConns: 2})
+// TestListenCapsConnections: the TCP listener holds MaxConns connections;
+// one more is answered 503 and closed.
+func TestListenCapsConnections(t *testing.T) {
+	ln, err := Listen(context.Background(), ListenConfig{Addr: "127.0.0.1:0", MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ll := ln.(*limitListener)
-	var clients []net.Conn
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	var accepted []net.Conn
-	for range 3 {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
+	held, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 2 {
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		accepted = append(accepted, c)
-	}
-	if n := len(ll.sem); n != 2 {
-		t.Fatalf("%d slots taken, want 2", n)
-	}
-	third := make(chan net.Conn)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(third)
-			return
-		}
-		third <- c
-	}()
-	accepted[0].Close()
-	accepted[0].Close() // twice: the slot is given back once
-	c, ok := <-third
-	if !ok {
-		t.Fatal("third Accept failed")
+	defer held.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer c.Close()
-	defer accepted[1].Close()
-	if n := len(ll.sem); n != 2 {
-		t.Errorf("%d slots taken after a close and an accept, want 2", n)
+	extra, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Close ends a waiting Accept.
-	waiting := make(chan error)
-	go func() { _, err := ln.Accept(); waiting <- err }()
-	ln.Close()
-	if err := <-waiting; err == nil {
-		t.Error("Accept after Close succeeded")
+	defer extra.Close()
+	go ln.Accept() // refuses the extra connection, then waits for the close
+	extra.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(extra), nil)
+	if err != nil {
+		t.Fatalf("connection past the cap: %v, want a 503 answer", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("connection past the cap: %d, want 503", resp.StatusCode)
 	}
 }

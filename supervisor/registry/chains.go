@@ -62,7 +62,7 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 			if c.Unit != unit {
 				return rec.Begun{}, fmt.Errorf("%w: begin chain %q for unit %s: the id is taken by a chain of unit %s (choose another id)", ErrNotAllowed, p.ID, unit, c.Unit)
 			}
-			out := rec.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom}
+			out := rec.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom, Branch: c.Branch}
 			if old := r.Find(c.RestartedFrom); old != nil {
 				out.Handoff = old.LastHandoff()
 			}
@@ -78,7 +78,11 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 			}
 			out.RestartedFrom = old.ID
 			out.Handoff = old.LastHandoff()
+			out.Branch = old.Branch
 		}
+	}
+	if out.Branch == "" {
+		out.Branch = p.Branch
 	}
 	var c *Chain
 	if p.ID != "" {
@@ -87,6 +91,7 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 	} else {
 		c = r.CreateChain(unit, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, now)
 	}
+	c.Branch = out.Branch
 	out.ID = c.ID
 	return out, nil
 }
@@ -112,10 +117,52 @@ func (r *Registry) FinishFor(unit string, p rec.Finish, now time.Time) (rec.Tota
 	if err != nil {
 		return rec.Totals{}, err
 	}
+	final := c.Status.Final()
 	if err := r.SetStatus(c.ID, p.Status, now); err != nil {
 		return rec.Totals{}, notAllowed{err}
 	}
+	if !final && p.Reason != "" {
+		c.Reason = p.Reason
+	}
 	return c.Totals(), nil
+}
+
+// InterruptOrphans marks interrupted, with reason, the running chains of unit ("" for every unit)
+// that started before before: their worker is gone, so nothing will record their end. It returns
+// them.
+func (r *Registry) InterruptOrphans(unit string, before time.Time, reason string, now time.Time) []*Chain {
+	var out []*Chain
+	for _, c := range r.Chains {
+		if c.Status != ChainRunning || (unit != "" && c.Unit != unit) || c.StartedAt.After(before) {
+			continue
+		}
+		lastSeen := c.UpdatedAt
+		if c.SetStatus(ChainInterrupted, now) == nil {
+			c.Reason = reason
+			c.EndAt(lastSeen) // its last sign of life, not when the loss was noticed
+			for i := range c.Sessions {
+				if s := &c.Sessions[i]; s.Status == SessionRunning {
+					s.Status, s.Reason, s.Error = SessionInterrupted, rec.ReasonGone, "interrupted: "+reason
+				}
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// InterruptOrphans marks interrupted the running chains of unit ("" for all) that started before
+// before, in one Update, and returns their ids (see Registry.InterruptOrphans).
+func (s *Store) InterruptOrphans(unit string, before time.Time, reason string, now time.Time) ([]string, error) {
+	var ids []string
+	err := s.Update(func(r *Registry) error {
+		ids = nil
+		for _, c := range r.InterruptOrphans(unit, before, reason, now) {
+			ids = append(ids, c.ID)
+		}
+		return nil
+	})
+	return ids, err
 }
 
 // notAllowed is a refused change: its text, and errors.Is ErrNotAllowed.

@@ -136,6 +136,8 @@ func TestRecordSession(t *testing.T) {
 					t.Fatalf("RecordSession(%d): %v", i, err)
 				}
 			}
+			// The duration is wall-clock, from the chain's start to its last change.
+			tt.want.Duration = at(len(tt.rec)).Sub(at(0)).Milliseconds()
 			got := totals{Cost: c.TotalCostUSD, Turns: c.TotalTurns, Duration: c.TotalDurationMS, ConsecErr: c.ConsecutiveErrors}
 			for _, s := range c.Sessions {
 				got.Indexes = append(got.Indexes, s.Index)

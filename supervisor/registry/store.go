@@ -25,8 +25,19 @@ const (
 	ArchiveName = "registry-archive.jsonl" // archived chains, one JSON object per line, append only
 )
 
-// Version is the registry.json schema version this package reads and writes.
-const Version = 1
+// Version is the registry.json schema version this package writes. It reads older versions too
+// (see migrate), and refuses newer ones with a *VersionError, leaving the file as it is.
+const Version = 2
+
+// VersionError is the error about a registry.json written by a newer opsvc.
+type VersionError struct {
+	Path    string
+	Version int
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("registry: %s has schema version %d, newer than this opsvc's %d (run the opsvc that wrote it, or upgrade this one; the file is left as it is)", e.Path, e.Version, Version)
+}
 
 // DefaultArchiveCap is how many chains registry.json keeps when
 // Options.ArchiveCap is 0.
@@ -236,6 +247,11 @@ func (s *Store) read() (*Registry, []byte, fs.FileMode, error) {
 		return nil, nil, 0, fmt.Errorf("registry: read %s: %w", s.path, err)
 	}
 	chains, err := s.decodeCached(data)
+	var newer *VersionError
+	if errors.As(err, &newer) {
+		newer.Path = s.path
+		return nil, nil, 0, newer
+	}
 	if err != nil {
 		return nil, nil, 0, &badData{err}
 	}
@@ -350,8 +366,11 @@ func decode(data []byte) ([]*Chain, error) {
 	if ff.Version == nil {
 		return nil, errors.New("no \"version\" field")
 	}
-	if *ff.Version != Version {
-		return nil, fmt.Errorf("version %d, but this opsvc reads version %d", *ff.Version, Version)
+	switch v := *ff.Version; {
+	case v > Version:
+		return nil, &VersionError{Version: v}
+	case v < 1:
+		return nil, fmt.Errorf("version %d, but this opsvc reads versions 1 to %d", v, Version)
 	}
 	for i, c := range ff.Chains {
 		if c == nil {
@@ -363,8 +382,18 @@ func decode(data []byte) ([]*Chain, error) {
 		if c.Sessions == nil {
 			c.Sessions = []Session{}
 		}
+		migrate(*ff.Version, c)
 	}
 	return ff.Chains, nil
+}
+
+// migrate brings a chain read from a registry.json of an older version up to Version. Version 1
+// summed the sessions' own durations into total_duration_ms; version 2 has the wall-clock time
+// from the chain's start to its end (its last update, for a chain that ended under version 1).
+func migrate(version int, c *Chain) {
+	if version < 2 && c.Status != ChainRunning && c.EndedAt.IsZero() {
+		c.EndAt(c.UpdatedAt)
+	}
 }
 
 // keepAsideIfCorrupt turns a *badData error into a *CorruptError after moving
@@ -528,6 +557,7 @@ func (s *Store) ReadArchive() ([]Chain, error) {
 		if c.Sessions == nil {
 			c.Sessions = []Session{}
 		}
+		migrate(1, &c) // a line archived by a version 1 registry has no ended_at; others are left as they are
 		if i, ok := at[c.ID]; ok {
 			out[i] = c
 			continue

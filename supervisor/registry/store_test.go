@@ -259,8 +259,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("read back (-want +got):\n%s", diff)
 	}
 	data, err := os.ReadFile(s.Path())
-	if err != nil || !strings.HasPrefix(string(data), "{\"version\":1,\"chains\":[\n{\"id\":\"c1\",") {
-		t.Errorf("registry.json starts %.40q (%v), want the version 1 schema", data, err)
+	if err != nil || !strings.HasPrefix(string(data), "{\"version\":2,\"chains\":[\n{\"id\":\"c1\",") {
+		t.Errorf("registry.json starts %.40q (%v), want the version 2 schema", data, err)
 	}
 
 	// fn's error: nothing written, the error returned as is.
@@ -312,7 +312,7 @@ func TestCorruptKeptAside(t *testing.T) {
 		viaView       bool
 	}{
 		{"bad json", `{"version":1,"chains":[{"id":`, false},
-		{"wrong version", `{"version":2,"chains":[]}`, false},
+		{"wrong version", `{"version":0,"chains":[]}`, false},
 		{"no version", `{"chains":[]}`, true},
 		{"null chain", `{"version":1,"chains":[null]}`, true},
 		{"trailing garbage", `{"version":1,"chains":[]} x`, true},
@@ -684,4 +684,46 @@ func TestUpdateCacheKeepsOnlyWrittenState(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSchemaVersions reads a version 1 registry (total_duration_ms summed the sessions' own
+// durations) as version 2 (wall-clock), writes it back as version 2, and refuses a newer version
+// without touching the file.
+func TestSchemaVersions(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := `{"version":1,"chains":[{"id":"c1","unit":"u","task":"t","status":"complete","started_at":"2026-01-02T03:00:00Z","updated_at":"2026-01-02T03:10:00Z","project_dir":"/p","restarted_from":"","config":{"model":"sonnet","max_turns":30,"max_continuations":5,"max_budget_usd":5},"sessions":[{"index":0,"session_id":"s","status":"complete","turns":3,"cost_usd":0.123456,"input_tokens":1,"output_tokens":2,"duration_ms":1000,"hit_max_turns":false,"handoff_complete":false,"handoff_file":"","error":""}],"total_cost_usd":0.123456,"total_turns":3,"total_duration_ms":1000,"consecutive_errors":0}]}`
+	if err := os.WriteFile(s.Path(), []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := view(t, s).Find("c1")
+	if c == nil || c.TotalDurationMS != 10*60*1000 || c.TotalCostUSD != 0.123456 {
+		t.Fatalf("migrated chain %+v, want 10 minutes wall-clock and the cost unrounded", c)
+	}
+	if err := s.Update(func(r *Registry) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(func(r *Registry) error { r.Find("c1").Task = "t2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(s.Path()); !strings.HasPrefix(string(data), `{"version":2,`) {
+		t.Fatalf("written back as %.20q, want version 2", data)
+	}
+
+	v9 := `{"version":9,"chains":[]}`
+	os.WriteFile(s.Path(), []byte(v9), 0o644)
+	err = s.View(func(*Registry) error { return nil })
+	var ve *VersionError
+	if !errors.As(err, &ve) || ve.Version != 9 || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "newer than this opsvc's 2") {
+		t.Fatalf("err = %v, want a VersionError for version 9", err)
+	}
+	if err := s.Update(func(*Registry) error { return nil }); !errors.As(err, &ve) {
+		t.Fatalf("update: err = %v, want a VersionError", err)
+	}
+	if data, _ := os.ReadFile(s.Path()); string(data) != v9 {
+		t.Fatalf("the newer file was changed: %q", data)
+	}
 }

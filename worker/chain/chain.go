@@ -118,6 +118,12 @@ type Chain struct {
 	TotalTurns        int       `json:"total_turns"`
 	TotalDurationMS   int64     `json:"total_duration_ms"`
 	ConsecutiveErrors int       `json:"consecutive_errors"` // error sessions since the last complete one
+	// Branch is the git branch the chain works on (git = "worktree"), or "".
+	Branch string `json:"branch,omitempty"`
+	// Reason says why the chain ended or was interrupted, when something said.
+	Reason string `json:"reason,omitempty"`
+	// EndedAt is when the chain ended or was interrupted; zero while it runs.
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that
@@ -135,9 +141,25 @@ type Session struct {
 	HandoffComplete bool          `json:"handoff_complete"`
 	HandoffFile     string        `json:"handoff_file"`
 	Error           string        `json:"error"`
-	StartedAt       time.Time     `json:"started_at,omitzero"`
-	EndedAt         time.Time     `json:"ended_at,omitzero"`
+	// Reason says why an interrupted session was interrupted: ReasonBudget, ReasonStop, or "".
+	Reason string `json:"reason,omitempty"`
+	// Model and MaxTurns are what the agent was given on its command line (or in its
+	// environment, for an agent that takes no placeholders); Command is its argv, shell-quoted.
+	Model    string `json:"model,omitempty"`
+	MaxTurns int    `json:"max_turns,omitempty"`
+	Command  string `json:"command,omitempty"`
+	// Commit is the chain branch's last commit when the session ended (git = "worktree"), or "".
+	Commit    string    `json:"commit,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
 }
+
+// Reasons a session was interrupted.
+const (
+	ReasonBudget = "budget" // its running cost would pass a budget
+	ReasonStop   = "stop"   // the worker was asked to stop, or the daemon went away
+	ReasonGone   = "worker_gone"
+)
 
 // NewID returns a chain id that is unique without coordination: "c-<UTC time>-<12 random hex
 // digits>".
@@ -180,20 +202,20 @@ func (c *Chain) Record(s Session, now time.Time) error {
 	} else {
 		c.Sessions = slices.Insert(c.Sessions, i, s)
 	}
-	c.recompute()
 	c.UpdatedAt = now
+	c.recompute()
 	return nil
 }
 
 // recompute derives the totals and consecutive_errors from the sessions: a complete session resets
 // the error count, an error session adds one, an interrupted or running one leaves it as it was.
 func (c *Chain) recompute() {
-	c.TotalCostUSD, c.TotalTurns, c.TotalDurationMS = 0, 0, 0
+	c.TotalCostUSD, c.TotalTurns = 0, 0
 	for _, s := range c.Sessions {
 		c.TotalCostUSD += s.CostUSD
 		c.TotalTurns += s.Turns
-		c.TotalDurationMS += s.DurationMS
 	}
+	c.TotalDurationMS = c.wallClockMS()
 	c.ConsecutiveErrors = 0
 	for i := len(c.Sessions) - 1; i >= 0; i-- {
 		switch c.Sessions[i].Status {
@@ -203,6 +225,27 @@ func (c *Chain) recompute() {
 			c.ConsecutiveErrors++
 		}
 	}
+}
+
+// wallClockMS is the time from the chain's start to its end: EndedAt, or while it runs its last
+// change, or the end of a session recorded later than either.
+func (c *Chain) wallClockMS() int64 {
+	end := c.EndedAt
+	if end.IsZero() {
+		end = c.UpdatedAt
+	}
+	for _, s := range c.Sessions {
+		if s.EndedAt.After(end) {
+			end = s.EndedAt
+		}
+	}
+	return max(end.Sub(c.StartedAt).Milliseconds(), 0)
+}
+
+// EndAt marks the chain ended at end (its status already changed) and recomputes its duration.
+func (c *Chain) EndAt(end time.Time) {
+	c.EndedAt = end
+	c.TotalDurationMS = c.wallClockMS()
 }
 
 // SetStatus changes the chain's status. A chain with a final status (see Status.Final) keeps it:
@@ -219,6 +262,12 @@ func (c *Chain) SetStatus(status Status, now time.Time) error {
 	}
 	c.Status = status
 	c.UpdatedAt = now
+	if status == Running {
+		c.EndedAt = time.Time{}
+		c.recompute()
+	} else {
+		c.EndAt(now)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,8 +58,15 @@ func TestRecord(t *testing.T) {
 			t.Fatalf("session %d has index %d", i, s.Index)
 		}
 	}
-	if c.TotalDurationMS != 15 || !c.UpdatedAt.Equal(now.Add(4*time.Second)) {
+	// Wall-clock from the start to the last change, not the sum of the sessions' 15 ms.
+	if c.TotalDurationMS != 4000 || !c.UpdatedAt.Equal(now.Add(4*time.Second)) {
 		t.Fatalf("duration %d, updated %v", c.TotalDurationMS, c.UpdatedAt)
+	}
+	if err := c.SetStatus(Interrupted, now.Add(9*time.Second)); err != nil || c.TotalDurationMS != 9000 || !c.EndedAt.Equal(now.Add(9*time.Second)) {
+		t.Fatalf("interrupted: %v, duration %d, ended %v", err, c.TotalDurationMS, c.EndedAt)
+	}
+	if err := c.SetStatus(Running, now.Add(10*time.Second)); err != nil || !c.EndedAt.IsZero() {
+		t.Fatalf("running again: %v, ended %v", err, c.EndedAt)
 	}
 	if err := c.Record(Session{Index: -1, Status: SessionComplete}, now); err == nil {
 		t.Error("a negative index was recorded")
@@ -195,5 +203,17 @@ func TestClip(t *testing.T) {
 		if got := Clip(tc.s, tc.n); got != tc.want || len(got) > tc.n {
 			t.Errorf("Clip(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestBounded cuts what an agent reports to what session.record takes.
+func TestBounded(t *testing.T) {
+	s := Session{Index: 1, Status: SessionComplete, InputTokens: -4, OutputTokens: 1 << 62, CostUSD: math.NaN(), Turns: -1}.Bounded()
+	r := RecordSession{ChainID: "c-1", Session: s}
+	if err := r.Check(); err != nil || s.InputTokens != 0 || s.CostUSD != 0 || s.Turns != 0 {
+		t.Fatalf("bounded %+v: %v", s, err)
+	}
+	if s := (Session{CostUSD: 5e12}).Bounded(); s.CostUSD != maxBudgetPerChain {
+		t.Fatalf("cost %v", s.CostUSD)
 	}
 }

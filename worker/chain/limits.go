@@ -15,8 +15,10 @@ const (
 	MaxMaxContinuations     = 20
 
 	DefaultMaxBudgetUSD = 5.0 // per chain
-	MinMaxBudgetUSD     = 0.0
-	MaxMaxBudgetUSD     = 100.0
+	MinMaxBudgetUSD     = 0.0 // no spending at all
+	// UnlimitedBudget as a chain's max_budget_usd sets no limit.
+	UnlimitedBudget = -1.0
+	MaxMaxBudgetUSD = 100.0
 
 	DefaultMaxConsecutiveErrors = 3 // the circuit breaker
 	MinMaxConsecutiveErrors     = 1
@@ -34,4 +36,12 @@ func DefaultConfig() Config {
 		MaxContinuations: DefaultMaxContinuations,
 		MaxBudgetUSD:     DefaultMaxBudgetUSD,
 	}
+}
+
+// Limits are the limits of one session as the daemon's current settings and the unit's file give
+// them, sent with each session lease so that a settings change applies from the next session on.
+type Limits struct {
+	Model        string  `json:"model,omitempty"`
+	MaxTurns     int     `json:"max_turns,omitempty"`
+	MaxBudgetUSD float64 `json:"max_budget_usd"` // the chain's; UnlimitedBudget for none
 }

@@ -21,6 +21,10 @@ const (
 	MethodFinish = "chain.finish"
 )
 
+// CommandSettingsChanged is the command the daemon sends its orchestrator workers when its
+// settings change (no args): a worker waiting for a session lease asks again at once.
+const CommandSettingsChanged = "settings.changed"
+
 // Bounds of what a request may carry. A request over them is refused, except for a session's
 // error text, which is cut to MaxErrorBytes: a session's result is never refused for its message.
 const (
@@ -30,6 +34,7 @@ const (
 	MaxModelBytes      = 128
 	MaxSessionIDBytes  = 256
 	MaxErrorBytes      = 4096
+	MaxCommandBytes    = 64 << 10
 	MaxSessionIndex    = 10000
 	maxReasonBytes     = 1024
 	maxCount           = math.MaxInt32
@@ -49,6 +54,9 @@ type Begin struct {
 	// Resume continues the unit's newest incomplete chain (running or interrupted, and not yet
 	// resumed): it is marked interrupted and becomes the new chain's restarted_from.
 	Resume bool `json:"resume,omitempty"`
+	// Branch is the git branch the chain is to work on (git = "worktree"), or "". A chain that
+	// resumes one with a branch continues on that branch instead (see Begun.Branch).
+	Branch string `json:"branch,omitempty"`
 }
 
 // Begun is the reply to chain.begin.
@@ -58,6 +66,8 @@ type Begun struct {
 	// Handoff is the handoff file carried over from the resumed chain (its newest non-empty
 	// one), or "".
 	Handoff string `json:"handoff,omitempty"`
+	// Branch is the chain's git branch: the resumed chain's, when it had one, or Begin.Branch.
+	Branch string `json:"branch,omitempty"`
 }
 
 // RecordSession is the params of session.record.
@@ -112,9 +122,10 @@ func (b *Begin) Check() error {
 		checkText("task", b.Task, MaxTaskBytes),
 		checkText("project_dir", b.ProjectDir, MaxPathBytes),
 		checkText("config.model", b.Config.Model, MaxModelBytes),
+		checkText("branch", b.Branch, MaxPathBytes),
 		checkCount("config.max_turns", int64(b.Config.MaxTurns)),
 		checkCount("config.max_continuations", int64(b.Config.MaxContinuations)),
-		checkMoney("config.max_budget_usd", b.Config.MaxBudgetUSD),
+		checkBudget("config.max_budget_usd", b.Config.MaxBudgetUSD),
 	)
 	return errors.Join(errs...)
 }
@@ -135,6 +146,11 @@ func (r *RecordSession) Check() error {
 	errs = append(errs,
 		checkText("session_id", s.SessionID, MaxSessionIDBytes),
 		checkText("handoff_file", s.HandoffFile, MaxPathBytes),
+		checkText("reason", s.Reason, maxReasonBytes),
+		checkText("model", s.Model, MaxModelBytes),
+		checkCount("max_turns", int64(s.MaxTurns)),
+		checkText("command", s.Command, MaxCommandBytes),
+		checkText("commit", s.Commit, MaxIDBytes),
 		checkCount("turns", int64(s.Turns)),
 		checkMoney("cost_usd", s.CostUSD),
 		checkBig("input_tokens", s.InputTokens),
@@ -187,6 +203,29 @@ func checkMoney(name string, v float64) error {
 		return fmt.Errorf("%s = %v is out of range (0 to %g)", name, v, float64(maxBudgetPerChain))
 	}
 	return nil
+}
+
+// checkBudget is checkMoney, with UnlimitedBudget allowed.
+func checkBudget(name string, v float64) error {
+	if v == UnlimitedBudget {
+		return nil
+	}
+	return checkMoney(name, v)
+}
+
+// Bounded returns s with its counts and cost cut to what session.record takes, so that an agent
+// reporting absurd usage cannot get its session refused.
+func (s Session) Bounded() Session {
+	s.InputTokens = min(max(s.InputTokens, 0), maxTokensOrMillis)
+	s.OutputTokens = min(max(s.OutputTokens, 0), maxTokensOrMillis)
+	s.DurationMS = min(max(s.DurationMS, 0), maxTokensOrMillis)
+	s.Turns = min(max(s.Turns, 0), maxCount)
+	s.MaxTurns = min(max(s.MaxTurns, 0), maxCount)
+	if !(s.CostUSD >= 0) { // NaN too
+		s.CostUSD = 0
+	}
+	s.CostUSD = min(s.CostUSD, maxBudgetPerChain)
+	return s
 }
 
 // Clip cuts s to at most limit bytes, on a rune boundary, marking the cut with "…".

@@ -60,7 +60,10 @@ printf '{"session_id":"s%s","turns":2,"cost_usd":0.01,"input_tokens":5,"output_t
 		want := chain.Session{Index: i, SessionID: "s" + string(rune('0'+i)), Status: chain.SessionComplete, Turns: 2, CostUSD: 0.01,
 			InputTokens: 5, OutputTokens: 7, HandoffComplete: true, HandoffFile: filepath.Join(handoffs, string(rune('0'+i))+".md")}
 		got := s
-		got.StartedAt, got.EndedAt, got.DurationMS = want.StartedAt, want.EndedAt, 0
+		if got.Command != agent+" -p" {
+			t.Errorf("session %d command %q, want %q", i, got.Command, agent+" -p")
+		}
+		got.StartedAt, got.EndedAt, got.DurationMS, got.Command = want.StartedAt, want.EndedAt, 0, ""
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("session %d (-want +got):\n%s", i, diff)
 		}
@@ -198,6 +201,10 @@ func TestClaudeResults(t *testing.T) {
 			}
 			got := c.Sessions[0]
 			got.StartedAt, got.EndedAt, got.HandoffFile = tc.want.StartedAt, tc.want.EndedAt, ""
+			if !strings.HasSuffix(got.Command, "/agent.sh "+filepath.Join(dir, "stdout")) && !strings.Contains(got.Command, "/agent.sh") {
+				t.Errorf("session command %q", got.Command)
+			}
+			got.Command = ""
 			if tc.want.DurationMS == 0 {
 				got.DurationMS = 0
 			}
@@ -225,11 +232,11 @@ func TestChainLimits(t *testing.T) {
 		},
 		{
 			name: "budget", body: `printf '{"turns":1,"cost_usd":0.6}' > "$OPSVC_RESULT"`,
-			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: chain.BudgetExceeded, n: 2, event: "chain.completed",
+			cfg: unit.Orchestrator{MaxBudgetUSD: usd(1)}, status: chain.BudgetExceeded, n: 2, event: "chain.completed",
 		},
 		{
 			name: "done beats budget", body: `printf '{"turns":1,"cost_usd":9,"done":true}' > "$OPSVC_RESULT"`,
-			cfg: unit.Orchestrator{MaxBudgetUSD: 1}, status: chain.Complete, n: 1, event: "chain.completed",
+			cfg: unit.Orchestrator{MaxBudgetUSD: usd(1)}, status: chain.Complete, n: 1, event: "chain.completed",
 		},
 		{
 			name: "circuit breaker", body: `echo "something broke" >&2; echo "boom" >&2; exit 1`,
@@ -317,7 +324,7 @@ func TestSessionFaults(t *testing.T) {
 			setup: func(t *testing.T, dir string) ([]string, string) {
 				return nil, dir
 			},
-			want: "no agent command",
+			want: `agent "claude" (Claude Code, the default agent) is not in PATH "DIR"`,
 		},
 		{
 			name: "project_dir missing",
@@ -360,7 +367,11 @@ func TestSessionFaults(t *testing.T) {
 			dir := t.TempDir()
 			agent, project := tc.setup(t, dir)
 			cfg := unit.Orchestrator{ProjectDir: project, Task: "t", Agent: agent, MaxConsecutiveErrors: 1}
-			r := startRun(t, "fault", filepath.Join(t.TempDir(), "state"), newDesk(), cfg)
+			var env []string
+			if agent == nil {
+				env = []string{"PATH=" + dir} // no claude there
+			}
+			r := startRun(t, "fault", filepath.Join(t.TempDir(), "state"), newDesk(), cfg, env...)
 			r.finish(t)
 			c := onlyChain(t, r.desk, "fault")
 			if c.Status != chain.Failed || len(c.Sessions) != 1 {

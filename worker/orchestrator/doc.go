@@ -25,16 +25,44 @@
 // as long as the daemon says, until it gets one; it releases the lease (session.release, with the
 // session's cost) after the session. A worker started outside opsvc runs without leases.
 //
-// A session runs the unit's agent command in project_dir with the prompt on stdin: the task, and,
-// when an earlier session of the chain left a non-empty handoff file, a blank line, the line
-// "Previous session handoff:" and that file's content. The agent's environment is the worker's,
-// without the IPC and sd_notify variables (OPSVC_IPC_FD, NODE_CHANNEL_FD,
-// NODE_CHANNEL_SERIALIZATION_MODE, OPSVC_ORCHESTRATOR, OPSVC_HEARTBEAT_USEC, NOTIFY_SOCKET,
-// WATCHDOG_USEC, WATCHDOG_PID), with OPSVC_CHAIN_ID, OPSVC_SESSION_INDEX, OPSVC_MODEL,
-// OPSVC_MAX_TURNS, OPSVC_HANDOFF_IN (the previous handoff, or empty), OPSVC_HANDOFF_OUT
-// (STATE/handoffs/CHAIN/INDEX.md) and OPSVC_RESULT (STATE/handoffs/CHAIN/INDEX.result.json,
-// removed before the session). Its stderr lines go to the worker's stderr and its stdout lines to
-// the worker's stdout; the last MiB of stdout is kept to find the result.
+// A session runs the unit's agent command in project_dir (or, with git = "worktree", in the
+// chain's own git worktree on branch opsvc/CHAIN_ID, see below) with the prompt on stdin: the task,
+// and, when an earlier session of the chain left a non-empty handoff file, a blank line, the line
+// "Previous session handoff:" and that file's content. With agent unset, or "claude", the command
+// is Claude Code's: claude -p --output-format stream-json --verbose --model M --max-turns N, then
+// --resume SESSION_ID when the previous handoff holds ResumeMarker, then extra_args; a custom
+// agent argv has {model}, {max_turns} and {session_id} replaced, then extra_args. The session
+// records the argv as run (shell-quoted) and the model and turn limit that reached it. The agent's
+// environment is the worker's, without the IPC and sd_notify variables (OPSVC_IPC_FD,
+// NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE, OPSVC_ORCHESTRATOR, OPSVC_HEARTBEAT_USEC,
+// NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID), with OPSVC_CHAIN_ID, OPSVC_SESSION_INDEX,
+// OPSVC_MODEL, OPSVC_MAX_TURNS, OPSVC_HANDOFF_IN (the previous handoff, or empty),
+// OPSVC_HANDOFF_OUT (STATE/handoffs/CHAIN/INDEX.md) and OPSVC_RESULT
+// (STATE/handoffs/CHAIN/INDEX.result.json, removed before the session). Its stderr lines go to the
+// worker's stderr and its stdout lines to the worker's stdout; the last MiB of stdout is kept to
+// find the result.
+//
+// # Progress and budgets
+//
+// Each stdout line is read as it comes as Claude Code's stream-json (system/init, assistant
+// messages with their usage and tool uses, the result); what it shows is published as
+// session.progress events (chain.Progress), at most one per 250 ms and a last one when the output
+// ends. The running cost is priced from the token usage at list prices until the result gives
+// Claude Code's total_cost_usd. A session may spend the least of what is left of the chain's
+// max_budget_usd (-1: no limit; 0: nothing, and no session starts) and of the daily budgets the
+// lease says are left; when its running cost passes that, checked at every streamed message, its
+// process group gets SIGINT (SIGKILL after 5 s), it is recorded interrupted with reason budget and
+// its cost so far, and the chain ends budget_exceeded. Each lease also carries the daemon's current
+// limits (model, max_turns, max_budget_usd where the unit sets none), which the next session runs
+// under; the command settings.changed wakes a worker waiting for a lease.
+//
+// # Worktrees
+//
+// With git = "worktree" the chain's branch (branch, default opsvc/{chain_id}; a resumed chain's
+// parent's branch, from chain.begin's reply) gets a worktree STATE/worktrees/BRANCH, made from
+// project_dir's HEAD when the branch is new, reused when it exists (a resumed chain's). Each
+// session records the branch's last commit. The worktree is removed when the chain ends with a
+// final status; an interrupted chain keeps it for its resumption. The branch always stays.
 //
 // # Results
 //
@@ -52,8 +80,9 @@
 // (the result text); a result object or file may say "done": true instead. handoff_complete is
 // true when the handoff file exists and is not empty, unless the result file says otherwise.
 //
-// After each session the chain ends, in this order: complete when the session said done;
-// budget_exceeded when the chain's cost reached max_budget_usd; failed when
+// After each session the chain ends, in this order: budget_exceeded when the session was
+// interrupted for its budget; complete when the session said done; budget_exceeded when the
+// chain's cost reached max_budget_usd; failed when
 // max_consecutive_errors sessions in a row were errors; exhausted when 1 + max_continuations
 // sessions have run. A chain that ends ends the worker, with status 0.
 //

@@ -65,6 +65,12 @@ type desk struct {
 	failures map[string]int    // method → how many of its next requests fail with CodeUnavailable
 	refuse   map[string]string // method → the error every request gets, with CodeInvalid
 	requests map[string]int    // method → requests seen
+
+	// budgets and settings sent with each lease
+	dailyLeft *float64      // budget_left_usd, or nil
+	limits    *chain.Limits // the current limits, or nil
+	closed    bool          // refuse leases (a budget spent) until opened
+	refusals  int           // leases refused while closed
 }
 
 func newDesk() *desk {
@@ -104,7 +110,14 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 		if err := json.Unmarshal(m.Params, &p); err != nil || p.ChainID == "" {
 			return nil, fmt.Errorf("session.acquire without chain_id: %s", m.Params)
 		}
+		if d.closed {
+			d.refusals++
+			return grant{Reason: "global_budget_usd 1.00 spent today", RetryMS: int64(time.Hour / time.Millisecond)}, nil
+		}
 		id, ok := d.grant(unitName)
+		if ok {
+			return grant{Granted: true, LeaseID: id, Limits: d.limits, BudgetLeftUSD: d.dailyLeft}, nil
+		}
 		if !ok {
 			return grant{Reason: fmt.Sprintf("max_concurrent_sessions (%d) running", d.maxConcurrent), RetryMS: 20}, nil
 		}
@@ -130,7 +143,7 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 			return nil, worker.WithCode(worker.CodeInvalid, fmt.Errorf("bad chain.begin %s", m.Params))
 		}
 		if c := d.find(unitName, p.ID); c != nil { // asked again
-			return chain.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom}, nil
+			return chain.Begun{ID: c.ID, RestartedFrom: c.RestartedFrom, Branch: c.Branch}, nil
 		}
 		var out chain.Begun
 		if p.Resume {
@@ -142,12 +155,17 @@ func (d *desk) answer(unitName string, m worker.Message) (any, error) {
 				c := d.chains[i]
 				if c.Unit == unitName && (c.Status == chain.Running || c.Status == chain.Interrupted) && !resumed[c.ID] {
 					c.SetStatus(chain.Interrupted, time.Now())
-					out.RestartedFrom, out.Handoff = c.ID, c.LastHandoff()
+					out.RestartedFrom, out.Handoff, out.Branch = c.ID, c.LastHandoff(), c.Branch
 					break
 				}
 			}
 		}
-		d.chains = append(d.chains, chain.New(p.ID, unitName, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, time.Now()))
+		if out.Branch == "" {
+			out.Branch = p.Branch
+		}
+		c := chain.New(p.ID, unitName, p.Task, p.ProjectDir, p.Config, out.RestartedFrom, time.Now())
+		c.Branch = out.Branch
+		d.chains = append(d.chains, c)
 		out.ID = p.ID
 		return out, nil
 	case chain.MethodRecord:
@@ -296,6 +314,9 @@ func eventNames(msgs []worker.Message) []string {
 			continue
 		}
 		name := m.Name
+		if name == chain.EventProgress {
+			continue // see TestProgress
+		}
 		var d struct {
 			Index  *int   `json:"index"`
 			Status string `json:"status"`

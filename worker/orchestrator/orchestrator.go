@@ -78,8 +78,12 @@ func WithDefaults(cfg unit.Orchestrator) unit.Orchestrator {
 	if cfg.MaxContinuations <= 0 {
 		cfg.MaxContinuations = chain.DefaultMaxContinuations
 	}
-	if cfg.MaxBudgetUSD <= 0 {
-		cfg.MaxBudgetUSD = chain.DefaultMaxBudgetUSD
+	if cfg.MaxBudgetUSD == nil {
+		b := chain.DefaultMaxBudgetUSD
+		cfg.MaxBudgetUSD = &b
+	} else if *cfg.MaxBudgetUSD < 0 {
+		b := chain.UnlimitedBudget
+		cfg.MaxBudgetUSD = &b
 	}
 	if cfg.MaxConsecutiveErrors <= 0 {
 		cfg.MaxConsecutiveErrors = chain.DefaultMaxConsecutiveErrors
@@ -87,15 +91,24 @@ func WithDefaults(cfg unit.Orchestrator) unit.Orchestrator {
 	return cfg
 }
 
+// budgetOf is cfg's chain budget (defaults applied): UnlimitedBudget for none.
+func budgetOf(cfg unit.Orchestrator) float64 {
+	if cfg.MaxBudgetUSD == nil {
+		return chain.DefaultMaxBudgetUSD
+	}
+	return *cfg.MaxBudgetUSD
+}
+
 // Verdict is how a chain ends after a session, or "" when it goes on: complete when the session
-// said done, budget_exceeded when totalCost reached the budget, failed when consecutiveErrors
+// said done, budget_exceeded when totalCost reached the budget (never with an unlimited one),
+// failed when consecutiveErrors
 // reached the circuit breaker, exhausted when 1 + max_continuations sessions have run. cfg has its
 // defaults applied.
 func Verdict(cfg unit.Orchestrator, done bool, totalCost float64, consecutiveErrors, sessions int) chain.Status {
 	switch {
 	case done:
 		return chain.Complete
-	case totalCost >= cfg.MaxBudgetUSD:
+	case budgetOf(cfg) >= 0 && totalCost >= budgetOf(cfg):
 		return chain.BudgetExceeded
 	case consecutiveErrors >= cfg.MaxConsecutiveErrors:
 		return chain.Failed
@@ -110,13 +123,49 @@ type runner struct {
 	opts    Options
 	cfg     unit.Orchestrator
 	project string // absolute project_dir
-	stop    *stopWatch
-	chainID string
+	// worktree is the chain's git worktree (git = "worktree") in repository repo, on branch, or "".
+	worktree, repo, branch string
+	stop                   *stopWatch
+	chainID                string
 	// unleased is set once the worker learns that no daemon gives leases.
 	unleased bool
 	smu      sync.Mutex
 	// lastStatus is the last status line sent, to send each only once.
 	lastStatus string
+	// wake is signalled when the daemon's settings change (command settings.changed): a wait for
+	// a lease asks again at once.
+	wake chan struct{}
+}
+
+// CommandSettingsChanged is the command the daemon sends its orchestrator workers when its
+// settings change: a worker waiting for a session lease asks again at once, and its next session
+// runs under the new limits.
+const CommandSettingsChanged = chain.CommandSettingsChanged
+
+// commands answers the daemon's commands until done is closed.
+func (r *runner) commands(cmds <-chan *worker.Command, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-r.opts.Conn.Done():
+			return
+		case c := <-cmds:
+			var err error
+			switch c.Name {
+			case CommandSettingsChanged:
+				select {
+				case r.wake <- struct{}{}:
+				default:
+				}
+			default:
+				err = fmt.Errorf("unknown command %q (the orchestrator worker takes %s)", c.Name, CommandSettingsChanged)
+			}
+			if rerr := c.Reply(map[string]bool{"ok": err == nil}, err); rerr != nil && !r.channelGone() {
+				r.logf("reply to command %s: %v", c.Name, rerr)
+			}
+		}
+	}
 }
 
 // Run runs one chain to its end, or until the daemon stops the worker, and returns nil in both
@@ -164,7 +213,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Executable == "" {
 		opts.Executable = selfExe
 	}
-	r := &runner{opts: opts, cfg: WithDefaults(opts.Config)}
+	r := &runner{opts: opts, cfg: WithDefaults(opts.Config), wake: make(chan struct{}, 1)}
 	r.project = r.cfg.ProjectDir
 	if r.project == "" {
 		r.project = "."
@@ -180,6 +229,16 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	})
 	defer r.stop.close()
+	cmdsDone, cmdsStopped := make(chan struct{}), make(chan struct{})
+	cmds := opts.Conn.Commands() // before Ready
+	go func() {
+		defer close(cmdsStopped)
+		r.commands(cmds, cmdsDone)
+	}()
+	defer func() {
+		close(cmdsDone)
+		<-cmdsStopped
+	}()
 	err := r.run()
 	if errors.Is(err, errDaemonGone) {
 		if r.chainID == "" {
@@ -194,6 +253,9 @@ func Run(ctx context.Context, opts Options) error {
 
 func (r *runner) run() error {
 	handoff, err := r.startChain()
+	if errors.Is(err, errEnded) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -201,8 +263,11 @@ func (r *runner) run() error {
 		r.logf("ready: %v", err)
 	}
 	r.status(fmt.Sprintf("chain %s: starting", r.chainID))
+	var totals chain.Totals
+	resume := ""
 	for index := 0; ; index++ {
-		lease, ok := r.acquire(index)
+		g, ok := r.acquire(index)
+		lease := g.LeaseID
 		if !ok {
 			return r.finish(chain.Interrupted, r.stop.why())
 		}
@@ -210,13 +275,27 @@ func (r *runner) run() error {
 			r.release(lease, 0)
 			return r.finish(chain.Interrupted, r.stop.why())
 		}
-		s, done, totals, err := r.session(index, handoff)
+		r.apply(g.Limits)
+		left, which := r.budgetLeft(totals.TotalCostUSD, g.BudgetLeftUSD)
+		if left == 0 {
+			r.release(lease, 0)
+			return r.finish(chain.BudgetExceeded, fmt.Sprintf("nothing left to spend under the %s", which))
+		}
+		s, done, t, err := r.session(index, handoff, resume, budgetLimit{left, which})
+		totals = t
 		r.release(lease, s.CostUSD)
 		if err != nil {
 			return err
 		}
+		resume = ""
 		if s.HandoffComplete {
 			handoff = s.HandoffFile
+			if wantsResume(handoff) {
+				resume = s.SessionID
+			}
+		}
+		if s.Status == chain.SessionInterrupted && s.Reason == chain.ReasonBudget {
+			return r.finish(chain.BudgetExceeded, s.Error)
 		}
 		if s.Status == chain.SessionInterrupted {
 			return r.finish(chain.Interrupted, r.stop.why())
@@ -230,6 +309,44 @@ func (r *runner) run() error {
 	}
 }
 
+// apply takes the limits of the next session, as the daemon's current settings give them.
+func (r *runner) apply(l *chain.Limits) {
+	if l == nil {
+		return
+	}
+	if l.Model != "" {
+		r.cfg.Model = l.Model
+	}
+	if l.MaxTurns > 0 {
+		r.cfg.MaxTurns = l.MaxTurns
+	}
+	b := l.MaxBudgetUSD
+	if b < 0 {
+		b = chain.UnlimitedBudget
+	}
+	r.cfg.MaxBudgetUSD = &b
+}
+
+// budgetLimit is what a session may spend, and which budget sets it.
+type budgetLimit struct {
+	left  float64 // negative: no limit
+	which string
+}
+
+// budgetLeft is what the next session may spend, the least of what is left of the chain's
+// budget and of the daily budgets (daily, from the lease; nil or negative for no limit), and
+// which budget that is. It is negative when no budget limits the session.
+func (r *runner) budgetLeft(spent float64, daily *float64) (float64, string) {
+	left, which := -1.0, ""
+	if b := budgetOf(r.cfg); b >= 0 {
+		left, which = max(b-spent, 0), fmt.Sprintf("chain's max_budget_usd ($%.2f)", b)
+	}
+	if daily != nil && *daily >= 0 && (left < 0 || *daily < left) {
+		left, which = *daily, "daily budgets (per_worker_budget_usd, global_budget_usd)"
+	}
+	return left, which
+}
+
 // startChain creates the chain, or resumes the unit's newest incomplete one, and publishes it. It
 // returns the handoff file carried over, or "".
 func (r *runner) startChain() (string, error) {
@@ -241,9 +358,12 @@ func (r *runner) startChain() (string, error) {
 			Model:            r.cfg.Model,
 			MaxTurns:         r.cfg.MaxTurns,
 			MaxContinuations: r.cfg.MaxContinuations,
-			MaxBudgetUSD:     r.cfg.MaxBudgetUSD,
+			MaxBudgetUSD:     budgetOf(r.cfg),
 		},
 		Resume: r.cfg.Resume,
+	}
+	if r.cfg.Git == "worktree" {
+		p.Branch = branchFor(r.cfg.Branch, p.ID)
 	}
 	var begun chain.Begun
 	err := r.record("begin chain "+p.ID, "a new chain of unit "+r.opts.Unit, func(ctx context.Context) (err error) {
@@ -257,6 +377,16 @@ func (r *runner) startChain() (string, error) {
 		return "", fmt.Errorf("orchestrator: begin chain: the daemon's reply: %w", err)
 	}
 	r.chainID = begun.ID
+	if r.cfg.Git == "worktree" {
+		r.branch = begun.Branch
+		if r.branch == "" {
+			r.branch = branchFor(r.cfg.Branch, r.chainID)
+		}
+		if err := r.openWorktree(r.branch); err != nil {
+			return "", r.finishErr(chain.Failed, fmt.Sprintf("git worktree of %s on branch %s: %v", r.project, r.branch, err))
+		}
+		r.logf("chain %s works on branch %s in %s", r.chainID, r.branch, r.worktree)
+	}
 	if begun.RestartedFrom != "" {
 		r.publish("chain.resumed", chainEvent{ChainID: r.chainID, RestartedFrom: begun.RestartedFrom})
 		r.logf("chain %s resumes chain %s", r.chainID, begun.RestartedFrom)
@@ -272,26 +402,31 @@ type grant struct {
 	LeaseID string `json:"lease_id"`
 	Reason  string `json:"reason"`
 	RetryMS int64  `json:"retry_ms"`
+	// Limits are the current limits for the session; nil from a daemon that sends none.
+	Limits *chain.Limits `json:"limits,omitempty"`
+	// BudgetLeftUSD is what may still be spent today under the per-worker and global daily
+	// budgets; nil or negative for no limit.
+	BudgetLeftUSD *float64 `json:"budget_left_usd,omitempty"`
 }
 
 // acquire waits for a session lease. It returns false when the worker is asked to stop first.
-// Without a daemon it returns "" and true.
-func (r *runner) acquire(index int) (string, bool) {
+// Without a daemon it returns a grant with no lease id, and true.
+func (r *runner) acquire(index int) (grant, bool) {
 	for {
 		if r.stop.requested() {
-			return "", false
+			return grant{}, false
 		}
 		if r.unleased {
-			return "", true
+			return grant{}, true
 		}
 		raw, err := r.opts.Conn.Request(r.stop.ctx, MethodAcquire, map[string]any{"chain_id": r.chainID, "index": index})
 		wait := time.Second
 		switch {
 		case errors.Is(err, worker.ErrNotSupervised):
 			r.unleased = true
-			return "", true
+			return grant{}, true
 		case r.stop.requested():
-			return "", false
+			return grant{}, false
 		case err != nil:
 			r.status("waiting for a session lease: " + err.Error())
 		default:
@@ -301,7 +436,7 @@ func (r *runner) acquire(index int) (string, bool) {
 				break
 			}
 			if g.Granted {
-				return g.LeaseID, true
+				return g, true
 			}
 			r.status("waiting for a session lease: " + g.Reason)
 			if g.RetryMS > 0 {
@@ -311,9 +446,11 @@ func (r *runner) acquire(index int) (string, bool) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-r.wake:
+			t.Stop() // the settings changed: ask again at once
 		case <-r.stop.any:
 			t.Stop()
-			return "", false
+			return grant{}, false
 		}
 	}
 }
@@ -332,17 +469,20 @@ func (r *runner) release(lease string, cost float64) {
 	}
 }
 
-// session runs session index and records it. It returns the session as recorded, whether it said
-// done and the chain's totals; an error only when it could not be recorded.
-func (r *runner) session(index int, handoffIn string) (chain.Session, bool, chain.Totals, error) {
+// session runs session index and records it. resume is the agent session to continue, or "";
+// budget is what it may spend. It returns the session as recorded, whether it said done and the
+// chain's totals; an error only when it could not be recorded.
+func (r *runner) session(index int, handoffIn, resume string, budget budgetLimit) (chain.Session, bool, chain.Totals, error) {
 	dir := filepath.Join(r.opts.StateDir, HandoffDir, r.chainID)
+	call := agentArgv(r.cfg.Agent, r.cfg.ExtraArgs, r.cfg.Model, r.cfg.MaxTurns, resume)
 	spec := sessionSpec{
 		index:      index,
-		argv:       r.cfg.Agent,
-		dir:        r.project,
-		handoffIn:  handoffIn,
+		call:       call,
+		dir:        r.workDir(),
 		handoffOut: filepath.Join(dir, fmt.Sprintf("%d.md", index)),
 		resultPath: filepath.Join(dir, fmt.Sprintf("%d.result.json", index)),
+		model:      r.cfg.Model,
+		budget:     budget,
 	}
 	spec.prompt, spec.handoffIn = prompt(r.cfg.Task, handoffIn)
 	spec.env = sessionEnv(r.opts.Env, map[string]string{
@@ -365,8 +505,10 @@ func (r *runner) session(index int, handoffIn string) (chain.Session, bool, chai
 	} else {
 		out = r.runSession(spec)
 	}
-	s := out.Session
+	s := out.Session.Bounded()
 	s.Error = chain.Clip(s.Error, chain.MaxErrorBytes)
+	s.Command = chain.Clip(s.Command, chain.MaxCommandBytes)
+	s.Commit = r.commit()
 	p := chain.RecordSession{ChainID: r.chainID, Session: s}
 	var t chain.Totals
 	what := fmt.Sprintf("record session %d of chain %s", index, r.chainID)
@@ -388,8 +530,20 @@ func (r *runner) session(index int, handoffIn string) (chain.Session, bool, chai
 	return s, out.Done, t, nil
 }
 
+// errEnded is returned by startChain when the chain ended before its first session.
+var errEnded = errors.New("the chain ended before its first session")
+
+// finishErr ends the chain before its first session: errEnded, or finish's error.
+func (r *runner) finishErr(status chain.Status, reason string) error {
+	if err := r.finish(status, reason); err != nil {
+		return err
+	}
+	return errEnded
+}
+
 // finish gives the chain its final (or interrupted) status, publishes it and returns nil.
 func (r *runner) finish(status chain.Status, reason string) error {
+	defer r.closeWorktree(status.Final())
 	p := chain.Finish{ChainID: r.chainID, Status: status, Reason: chain.Clip(reason, 512)}
 	var t chain.Totals
 	err := r.record(fmt.Sprintf("end chain %s as %s", r.chainID, status), "reason: "+reason, func(ctx context.Context) (err error) {
@@ -409,7 +563,7 @@ func (r *runner) finish(status chain.Status, reason string) error {
 	default:
 		r.publish("chain.completed", ev)
 	}
-	r.status(fmt.Sprintf("chain %s: %s after %d sessions ($%.4f)", r.chainID, status, sessions, cost))
+	r.status(fmt.Sprintf("chain %s: %s after %d sessions ($%.2f)", r.chainID, status, sessions, cost))
 	return nil
 }
 
@@ -437,6 +591,9 @@ type sessionFinished struct {
 }
 
 func (r *runner) publish(name string, data any) {
+	if r.opts.Conn == nil {
+		return
+	}
 	if err := r.opts.Conn.Publish(name, data); err != nil && !r.channelGone() {
 		r.logf("publish %s: %v", name, err)
 	}

@@ -305,7 +305,7 @@ func BenchmarkSessionStart(b *testing.B) {
 		stop: &stopWatch{any: make(chan struct{}), hard: make(chan struct{})},
 	}
 	spec := sessionSpec{
-		argv: []string{agent}, dir: dir, env: []string{"PATH=/usr/bin:/bin", noRaceExitSleep}, prompt: "task\n",
+		call: agentCall{argv: []string{agent}}, budget: budgetLimit{left: -1}, dir: dir, env: []string{"PATH=/usr/bin:/bin", noRaceExitSleep}, prompt: "task\n",
 		handoffOut: filepath.Join(dir, "0.md"), resultPath: filepath.Join(dir, "0.result.json"),
 	}
 	for b.Loop() {

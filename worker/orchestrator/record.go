@@ -72,8 +72,9 @@ func (r *localRecorder) Begin(_ context.Context, p chain.Begin) (chain.Begun, er
 	}
 	if r.c == nil || r.c.ID != p.ID {
 		r.c = chain.New(p.ID, r.unit, p.Task, p.ProjectDir, p.Config, "", time.Now())
+		r.c.Branch = p.Branch
 	}
-	return chain.Begun{ID: r.c.ID}, nil
+	return chain.Begun{ID: r.c.ID, Branch: r.c.Branch}, nil
 }
 
 func (r *localRecorder) RecordSession(_ context.Context, p chain.RecordSession) (chain.Totals, error) {

@@ -16,14 +16,14 @@ import (
 
 func TestWithDefaults(t *testing.T) {
 	got := WithDefaults(unit.Orchestrator{Task: "x", MaxTurns: 7})
-	want := unit.Orchestrator{Task: "x", Model: "sonnet", MaxTurns: 7, MaxContinuations: 5, MaxBudgetUSD: 5, MaxConsecutiveErrors: 3}
+	want := unit.Orchestrator{Task: "x", Model: "sonnet", MaxTurns: 7, MaxContinuations: 5, MaxBudgetUSD: usd(5), MaxConsecutiveErrors: 3}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
 
 func TestVerdict(t *testing.T) {
-	cfg := WithDefaults(unit.Orchestrator{MaxContinuations: 2, MaxBudgetUSD: 1, MaxConsecutiveErrors: 2})
+	cfg := WithDefaults(unit.Orchestrator{MaxContinuations: 2, MaxBudgetUSD: usd(1), MaxConsecutiveErrors: 2})
 	for _, tc := range []struct {
 		done     bool
 		cost     float64
@@ -185,3 +185,5 @@ func TestSessionEnv(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+func usd(v float64) *float64 { return &v }

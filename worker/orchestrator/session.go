@@ -94,8 +94,10 @@ func prompt(task, handoff string) (string, string) {
 // sessionSpec is one session to run.
 type sessionSpec struct {
 	index      int
-	argv       []string // the agent command as configured
-	dir        string   // project_dir, absolute
+	call       agentCall // the agent command, placeholders replaced
+	model      string    // the session's model, to price a stream that gives no cost
+	budget     budgetLimit
+	dir        string // where it runs (project_dir, or the chain's worktree), absolute
 	env        []string
 	prompt     string
 	handoffIn  string
@@ -129,6 +131,9 @@ func findAgent(name string, env []string) (string, error) {
 	path := lookupEnv(env, "PATH")
 	if p, err := unit.LookPath(name, path); err == nil {
 		return p, nil
+	}
+	if name == unit.AgentPreset {
+		return "", fmt.Errorf("agent %q (Claude Code, the default agent) is not in PATH %q (install it, add its directory to the unit's PATH, or set agent to its absolute path or to another agent)", name, path)
 	}
 	return "", fmt.Errorf("agent %q: not found in PATH %q (install it, or give its absolute path in agent)", name, path)
 }
@@ -186,32 +191,46 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 	if err := checkProjectDir(spec.dir); err != nil {
 		return fail(err.Error())
 	}
-	var name string
-	if len(spec.argv) > 0 {
-		name = spec.argv[0]
-	}
-	path, err := findAgent(name, spec.env)
+	argv := spec.call.argv
+	path, err := findAgent(argv[0], spec.env)
 	if err != nil {
 		return fail(err.Error())
 	}
-	argv := append([]string{path}, spec.argv[1:]...)
+	argv = append([]string{path}, argv[1:]...)
+	out.Model, out.MaxTurns, out.Command = spec.call.model, spec.call.maxTurns, shellQuote(argv)
 	if err := os.Remove(spec.resultPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(fmt.Sprintf("remove the old result file: %v", err))
 	}
 
-	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: r.opts.Stdout}}
+	overBudget := make(chan struct{})
+	var overOnce sync.Once
+	st := newStream(spec.model, func(cost float64) {
+		if spec.budget.left >= 0 && cost > spec.budget.left {
+			overOnce.Do(func() { close(overBudget) })
+		}
+	})
+	stdout := &outputSink{tail: newTailBuffer(stdoutTail), lines: lineWriter{to: r.opts.Stdout}, feed: &lineFeed{take: st.line}}
 	stderr := &outputSink{lines: lineWriter{to: r.opts.Stderr}}
 	p, err := startGuarded(r.opts.Executable, argv, spec.dir, spec.env, strings.NewReader(spec.prompt), stdout, stderr)
 	if err != nil {
 		return fail(fmt.Sprintf("start agent %s: %v", path, err))
 	}
-	var interrupted bool
+	stopProgress := r.progress(st, spec.index)
+	var interrupted, budgetHit bool
 	select {
 	case <-p.exited:
 	case <-r.stop.hard:
 		interrupted = true
+	case <-overBudget:
+		interrupted, budgetHit = true, true
+	}
+	if interrupted {
+		grace := maxGrace
+		if !budgetHit {
+			grace = r.stop.graceTime()
+		}
 		p.signal(syscall.SIGINT)
-		t := time.NewTimer(r.stop.graceTime())
+		t := time.NewTimer(grace)
 		select {
 		case <-p.exited:
 			t.Stop()
@@ -224,6 +243,7 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 	state, waitErr := p.finish()
 	stdout.flush()
 	stderr.flush()
+	prog := stopProgress()
 	out.EndedAt = end
 	out.DurationMS = end.Sub(start).Milliseconds()
 	if waitErr != nil && state == nil {
@@ -242,13 +262,28 @@ func (r *runner) runSession(spec sessionSpec) outcome {
 			out.DurationMS = res.DurationMS
 		}
 	}
+	if !found || (interrupted && prog.CostUSD > out.CostUSD) {
+		// No result, or one cut short: what the stream showed was spent all the same.
+		if out.SessionID == "" {
+			out.SessionID = prog.SessionID
+		}
+		out.Turns = max(out.Turns, prog.Turns)
+		out.CostUSD = max(out.CostUSD, prog.CostUSD)
+		out.InputTokens = max(out.InputTokens, prog.InputTokens)
+		out.OutputTokens = max(out.OutputTokens, prog.OutputTokens)
+	}
 	out.HandoffComplete = chain.NonEmptyFile(spec.handoffOut)
 	if found && res.HandoffComplete != nil {
 		out.HandoffComplete = *res.HandoffComplete
 	}
 	switch {
+	case budgetHit:
+		out.Status = chain.SessionInterrupted
+		out.Reason = chain.ReasonBudget
+		out.Error = fmt.Sprintf("interrupted: its running cost $%.4f passed what the %s left it ($%.4f)", out.CostUSD, spec.budget.which, spec.budget.left)
 	case interrupted:
 		out.Status = chain.SessionInterrupted
+		out.Reason = chain.ReasonStop
 		out.Error = "interrupted: " + r.stop.why()
 	case !found:
 		msg := fmt.Sprintf("agent %s and gave no result", exitText(state))
@@ -309,11 +344,91 @@ func exitText(st *os.ProcessState) string {
 	return fmt.Sprintf("exited with status %d", code)
 }
 
+// maxStreamLine is the longest stdout line read as stream-json: a message with a large tool
+// input (a file written whole) is still counted. A longer line is skipped.
+const maxStreamLine = 8 << 20
+
+// lineFeed hands each whole line written to it to take, without its newline; lines over
+// maxStreamLine are skipped.
+type lineFeed struct {
+	take func([]byte)
+	buf  []byte
+	skip bool // the line under way is too long
+}
+
+func (f *lineFeed) write(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !f.skip && len(f.buf)+len(chunk) > maxStreamLine {
+			f.skip, f.buf = true, nil
+		}
+		if !f.skip {
+			f.buf = append(f.buf, chunk...)
+		}
+		if i < 0 {
+			return
+		}
+		if !f.skip {
+			f.take(f.buf)
+		}
+		f.buf, f.skip = f.buf[:0], false
+		if cap(f.buf) > maxLine {
+			f.buf = nil
+		}
+		p = p[i+1:]
+	}
+}
+
+// progressEvery is the least time between two session.progress events of a session.
+const progressEvery = 250 * time.Millisecond
+
+// progress publishes session.progress events of session index while st changes, at most one per
+// progressEvery. The function it returns stops it, publishes the last progress (Done set) and
+// returns it.
+func (r *runner) progress(st *stream, index int) func() chain.Progress {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	var sent uint64
+	send := func(done bool) chain.Progress {
+		p, seq := st.snapshot()
+		p.ChainID, p.Index, p.Done = r.chainID, index, done
+		if seq != sent || done {
+			sent = seq
+			if seq > 0 {
+				r.publish(chain.EventProgress, p)
+			}
+		}
+		return p
+	}
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				send(false)
+			}
+		}
+	}()
+	return func() chain.Progress {
+		close(quit)
+		<-stopped
+		return send(true)
+	}
+}
+
 // outputSink takes one output stream of a session: it passes whole lines on, keeps the last
-// non-blank line, and, with a tail, the last bytes.
+// non-blank line, with a tail the last bytes, and with a feed reads the lines as they come.
 type outputSink struct {
 	tail  *tailBuffer
 	lines lineWriter
+	feed  *lineFeed // stdout: the agent's stream, read as it comes; written under lines.mu
 }
 
 func (o *outputSink) Write(p []byte) (int, error) {
@@ -321,10 +436,25 @@ func (o *outputSink) Write(p []byte) (int, error) {
 		o.tail.Write(p)
 	}
 	o.lines.write(p)
+	if o.feed != nil {
+		o.lines.mu.Lock()
+		o.feed.write(p)
+		o.lines.mu.Unlock()
+	}
 	return len(p), nil
 }
 
-func (o *outputSink) flush() { o.lines.flush() }
+func (o *outputSink) flush() {
+	o.lines.flush()
+	if o.feed != nil {
+		o.lines.mu.Lock()
+		if len(o.feed.buf) > 0 && !o.feed.skip {
+			o.feed.take(o.feed.buf)
+		}
+		o.feed.buf = nil
+		o.lines.mu.Unlock()
+	}
+}
 
 func (o *outputSink) lastLine() string {
 	o.lines.mu.Lock()

@@ -1,0 +1,104 @@
+package supervisor
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/opsvc/opsvc/config"
+)
+
+// watchSettings re-reads the settings file (--config) when it changes on disk, and applies what
+// changed as PUT /v1/settings does: orchestrator workers waiting for a session lease ask again at
+// once, and each new session runs under the new limits. A file that does not load is reported and
+// the daemon keeps its settings. It returns the function that stops watching.
+func (s *Supervisor) watchSettings(ctx context.Context) (stop func()) {
+	path := s.opts.Paths.Config
+	if path == "" || !s.opts.Watch {
+		return func() {}
+	}
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		err = w.Add(filepath.Dir(path))
+	}
+	if err != nil {
+		if w != nil {
+			w.Close()
+		}
+		s.logf("watch %s: %v (settings changed in the file apply at the next daemon start; use PUT /v1/settings)", path, err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Close()
+		debounce := max(s.opts.Debounce, 50*time.Millisecond)
+		var fire <-chan time.Time
+		var t *time.Timer
+		for {
+			select {
+			case <-ctx.Done():
+				if t != nil {
+					t.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) != filepath.Clean(path) {
+					continue
+				}
+				if t != nil {
+					t.Stop()
+				}
+				t = time.NewTimer(debounce)
+				fire = t.C
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.logf("watch %s: %v", path, err)
+			case <-fire:
+				fire = nil
+				s.reloadSettings(ctx, path)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// reloadSettings loads the settings file and applies it on the loop if it differs.
+func (s *Supervisor) reloadSettings(ctx context.Context, path string) {
+	next, err := config.LoadSettings(path)
+	if err != nil {
+		s.logf("settings: %v (the daemon keeps its settings; fix the file)", err)
+		return
+	}
+	done := make(chan struct{})
+	apply := func() {
+		defer close(done)
+		if reflect.DeepEqual(s.opts.Settings, next) {
+			return // the daemon's own write, or no change
+		}
+		s.applySettings(next)
+		s.publish("config.settings", "", 0, map[string]any{"file": path})
+		s.settingsChanged()
+	}
+	select {
+	case s.reqs <- apply:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
