@@ -3,6 +3,7 @@ package unit
 import (
 	"crypto/sha256"
 	"io/fs"
+	"slices"
 	"sync"
 	"time"
 )
@@ -20,9 +21,10 @@ const racyWindow = 50 * time.Millisecond
 // Entries of files a load did not see are dropped. A Cache is safe for
 // concurrent use.
 type Cache struct {
-	mu    sync.Mutex
-	files map[string]*cached // by path as shown (Set.Dir joined with the name)
-	stats CacheStats
+	mu     sync.Mutex
+	files  map[string]*cached // by path as shown (Set.Dir joined with the name)
+	builds map[string]*built  // by unit name: a valid unit built from these very layers
+	stats  CacheStats
 }
 
 // CacheStats counts how files were found by loads through a Cache.
@@ -30,6 +32,16 @@ type CacheStats struct {
 	Parsed int // read and parsed
 	Hashed int // read, and found the same by content
 	Stat   int // found the same by size and mtime, not read
+	Built  int // units built
+	Reused int // units reused: built before from the same files, and valid then
+}
+
+// built is a unit built from layers that had no problems of its own.
+type built struct {
+	layers     []*layer
+	noTemplate bool
+	u          *Unit
+	e          *effective
 }
 
 type cached struct {
@@ -42,7 +54,9 @@ type cached struct {
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache { return &Cache{files: make(map[string]*cached)} }
+func NewCache() *Cache {
+	return &Cache{files: make(map[string]*cached), builds: make(map[string]*built)}
+}
 
 // Stats returns the counts so far.
 func (c *Cache) Stats() CacheStats {
@@ -113,7 +127,8 @@ func (c *Cache) put(src *source, fi fs.FileInfo, sum [sha256.Size]byte, lay *lay
 	c.files[src.path] = e
 }
 
-// keep drops the entries of files not in seen.
+// keep drops the entries of files not in seen, and the units built from
+// files no longer kept.
 func (c *Cache) keep(seen map[string]bool) {
 	if c == nil {
 		return
@@ -125,4 +140,42 @@ func (c *Cache) keep(seen map[string]bool) {
 			delete(c.files, p)
 		}
 	}
+	for name, b := range c.builds {
+		for _, l := range b.layers {
+			if !seen[l.src.path] {
+				delete(c.builds, name)
+				break
+			}
+		}
+	}
+}
+
+// buildOne builds a unit of s, or, through a cache, reuses the unit built
+// from the very same parsed files when that one was valid on its own (its
+// requirements and cycles are checked again by buildAll). A unit that had
+// problems is built again each time: what it lacked (an executable, for
+// example) may be there now.
+func (s *Set) buildOne(name string, layers []*layer, noTemplate bool) (*Unit, *effective, []Problem) {
+	c := s.ld.cache
+	if c == nil {
+		return s.build(name, layers, noTemplate)
+	}
+	c.mu.Lock()
+	b := c.builds[name]
+	if b != nil && b.noTemplate == noTemplate && slices.Equal(b.layers, layers) {
+		c.stats.Reused++
+		c.mu.Unlock()
+		return b.u, b.e, nil
+	}
+	c.mu.Unlock()
+	u, e, p := s.build(name, layers, noTemplate)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Built++
+	if len(p) == 0 {
+		c.builds[name] = &built{layers: slices.Clone(layers), noTemplate: noTemplate, u: u, e: e}
+	} else {
+		delete(c.builds, name)
+	}
+	return u, e, p
 }

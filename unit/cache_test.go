@@ -91,3 +91,36 @@ func TestLoadCachedRacyFile(t *testing.T) {
 		t.Fatalf("a = %q after a same-size rewrite with the same mtime, want x2", got)
 	}
 }
+
+// TestLoadCachedReusesValidUnits: an unchanged valid unit is not built
+// again; one with a problem is, so an executable that appears later makes
+// it valid without an edit of its file.
+func TestLoadCachedReusesValidUnits(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.toml"), unitText("a"))
+	prog := filepath.Join(dir, "run.sh")
+	write(t, filepath.Join(dir, "b.toml"), "[service]\nexec = [\"./run.sh\"]\n")
+	c := NewCache()
+	s, err := LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Units["b"] != nil || len(s.Problems["b"]) == 0 {
+		t.Fatalf("b without its program: units %v, problems %v", s.Units["b"], s.Problems["b"])
+	}
+	first := s.Units["a"]
+	mustDo(t, os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755))
+	s, err = LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Units["b"] == nil {
+		t.Fatalf("b still invalid after its program appeared: %v", s.Problems["b"])
+	}
+	if s.Units["a"] != first {
+		t.Error("unchanged valid unit a was built again")
+	}
+	if got := c.Stats(); got.Reused != 1 || got.Built != 3 {
+		t.Errorf("stats %+v, want a reused once, 3 builds (a, b, b)", got)
+	}
+}
