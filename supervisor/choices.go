@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/opsvc/opsvc/config/atomicfile"
 	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/unit/regfile"
 )
 
 // choicesFile, in the state directory, keeps what opsvc enable and disable
@@ -36,20 +36,13 @@ func readChoices(path string) (choicesDoc, error) {
 	if path == "" {
 		return doc, nil
 	}
-	f, err := os.Open(path)
+	// A regular file only, opened without waiting: a FIFO put in its place cannot stall the loop.
+	data, err := regfile.ReadFile(path, maxChoicesSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return doc, nil
 	}
 	if err != nil {
 		return doc, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxChoicesSize+1))
-	if err != nil {
-		return doc, err
-	}
-	if len(data) > maxChoicesSize {
-		return doc, fmt.Errorf("%s: larger than %d bytes", path, maxChoicesSize)
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return choicesDoc{Enabled: map[string]bool{}}, fmt.Errorf("%s: %v", path, err)

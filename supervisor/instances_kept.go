@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/opsvc/opsvc/config/atomicfile"
 	"github.com/opsvc/opsvc/unit"
+	"github.com/opsvc/opsvc/unit/regfile"
 )
 
 // keptInstancesFile lists, in the state directory, the template instances
@@ -41,20 +41,13 @@ func readKeptInstances(path string) ([]string, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
+	// A regular file only, opened without waiting: a FIFO put in its place cannot stall the loop.
+	data, err := regfile.ReadFile(path, maxKeptInstancesSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeptInstancesSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxKeptInstancesSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxKeptInstancesSize)
 	}
 	var doc keptInstancesDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
