@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -173,14 +172,38 @@ func (s *Supervisor) applySettings(next config.Settings) {
 }
 
 func (s *Supervisor) status(name string) UnitStatus {
+	return s.statusRow(name).status()
+}
+
+// statusRow is what a unit's status is made of, copied on the loop; the
+// status itself is made off the loop.
+type statusRow struct {
+	name  string
+	want  bool
+	unit  *unit.Unit // not changed after load
+	lc    *Lifecycle // a copy; nil without a record
+	probs []unit.Problem
+}
+
+// statusRow copies what the status of name needs. On the loop.
+func (s *Supervisor) statusRow(name string) statusRow {
 	d := s.desired[name]
-	us := UnitStatus{Name: name, State: Inactive, Sub: "dead", Wanted: d.Want, Sources: []string{}}
-	if d.Unit != nil {
-		us.Description = d.Unit.Description
-		us.Type = string(d.Unit.Service.Type)
-		us.Sources = d.Unit.Sources
-	}
+	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name]}
 	if rec := s.units[name]; rec != nil {
+		lc := rec.Lifecycle
+		r.lc = &lc
+	}
+	return r
+}
+
+func (r statusRow) status() UnitStatus {
+	us := UnitStatus{Name: r.name, State: Inactive, Sub: "dead", Wanted: r.want, Sources: []string{}}
+	if u := r.unit; u != nil {
+		us.Description = u.Description
+		us.Type = string(u.Service.Type)
+		us.Sources = u.Sources
+	}
+	if rec := r.lc; rec != nil {
 		us.State, us.Sub, us.PID, us.Since = rec.State, rec.Sub, rec.PID, rec.Since
 		us.Restarts, us.Result, us.StatusText = rec.Restarts, rec.Result, rec.StatusText
 		if rec.Exit != nil {
@@ -188,7 +211,7 @@ func (s *Supervisor) status(name string) UnitStatus {
 		}
 		us.LastError, us.Blocked = rec.LastError, rec.Blocked
 	}
-	if probs := s.errors[name]; len(probs) > 0 {
+	if probs := r.probs; len(probs) > 0 {
 		msgs := make([]string, len(probs))
 		for i, p := range probs {
 			msgs[i] = p.Error()
@@ -201,22 +224,30 @@ func (s *Supervisor) status(name string) UnitStatus {
 	return us
 }
 
+// handleList lists every unit. The loop only copies what the statuses are
+// made of; sorting and making them is done here, off the loop.
 func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
-	var out []UnitStatus
+	var rows []statusRow
 	err := s.do(r.Context(), func() {
-		names := make([]string, 0, len(s.desired))
-		for n := range s.desired {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		out = make([]UnitStatus, 0, len(names))
-		for _, n := range names {
-			out = append(out, s.status(n))
+		rows = make([]statusRow, 0, len(s.desired))
+		lcs := make([]Lifecycle, 0, len(s.units))
+		for n, d := range s.desired {
+			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n]}
+			if rec := s.units[n]; rec != nil {
+				lcs = append(lcs, rec.Lifecycle)
+				row.lc = &lcs[len(lcs)-1]
+			}
+			rows = append(rows, row)
 		}
 	})
 	if err != nil {
 		unavailable(w, err)
 		return
+	}
+	slices.SortFunc(rows, func(a, b statusRow) int { return strings.Compare(a.name, b.name) })
+	out := make([]UnitStatus, len(rows))
+	for i, row := range rows {
+		out[i] = row.status()
 	}
 	list := api.UnitList{Units: out}
 	if s.opts.Bus != nil {

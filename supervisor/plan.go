@@ -113,8 +113,9 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 	sort.Strings(names)
 
 	var (
-		acts []Action
-		wake time.Time
+		acts  []Action
+		wake  time.Time
+		rdeps map[string]string // made once, when a unit is to stop
 	)
 	at := func(t time.Time) {
 		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
@@ -165,7 +166,10 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		if !wanted {
 			if o.Running {
 				// Stop only once nothing that runs after or requires it is running.
-				if dep := runningDependent(name, desired, observed); dep != "" {
+				if rdeps == nil {
+					rdeps = runningDependents(desired, observed)
+				}
+				if dep := rdeps[name]; dep != "" {
 					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
 					continue
 				}
@@ -297,34 +301,32 @@ func stoppedRequirement(u *unit.Unit, desired map[string]Desired) string {
 	return ""
 }
 
-// runningDependent names a running unit that must stop before name does:
-// one that requires it (it is stopped too), or one ordered after it that is
-// being stopped as well (shutdown). A unit that merely runs after name and
-// stays wanted is not waited for.
-func runningDependent(name string, desired map[string]Desired, observed map[string]Lifecycle) string {
-	var deps []string
+// runningDependents maps each unit to the first (by name) running unit that
+// must stop before it does: one that requires it (it is stopped too), or one
+// ordered after it that is being stopped as well (shutdown). A unit that
+// merely runs after another and stays wanted is not waited for. One pass
+// over every unit: a stop of all of them is not a pass per unit.
+func runningDependents(desired map[string]Desired, observed map[string]Lifecycle) map[string]string {
+	out := make(map[string]string)
+	add := func(of, dep string) {
+		if cur, ok := out[of]; !ok || dep < cur {
+			out[of] = dep
+		}
+	}
 	for n, d := range desired {
-		if d.Unit == nil || !observed[n].Running {
+		if d.Unit == nil || (len(d.Unit.Requires) == 0 && len(d.Unit.After) == 0) || !observed[n].Running {
 			continue
 		}
-		if contains(d.Unit.Requires, name) || (contains(d.Unit.After, name) && !d.Want) {
-			deps = append(deps, n)
+		for _, r := range d.Unit.Requires {
+			add(r, n)
+		}
+		if !d.Want {
+			for _, a := range d.Unit.After {
+				add(a, n)
+			}
 		}
 	}
-	if len(deps) == 0 {
-		return ""
-	}
-	sort.Strings(deps)
-	return deps[0]
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return out
 }
 
 // Backoff is the delay before the n-th consecutive restart (n ≥ 1): base

@@ -74,11 +74,13 @@ type Supervisor struct {
 
 	loadGen atomic.Uint64   // numbers unit loads in the order they began
 	loaded  chan loadResult // a load done off the loop, for the loop to apply
+	parsed  *unit.Cache     // parses of unit files, reused by loads for files that did not change
 	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
 	// Loop-owned state.
 	desired   map[string]Desired
 	units     map[string]*unitRecord
+	observed  map[string]Lifecycle // each record's lifecycle, kept by record, step and forget, for Plan
 	set       *unit.Set
 	errors    map[string][]unit.Problem // current load problems by unit
 	instances map[string]bool           // template instances started by name, not by a file
@@ -162,8 +164,10 @@ func New(opts Options) (*Supervisor, error) {
 		ready:     make(chan struct{}),
 		loopCh:    make(chan struct{}),
 		loaded:    make(chan loadResult, 1),
+		parsed:    unit.NewCache(),
 		desired:   make(map[string]Desired),
 		units:     make(map[string]*unitRecord),
+		observed:  make(map[string]Lifecycle),
 		errors:    make(map[string][]unit.Problem),
 		instances: make(map[string]bool),
 		leases:    NewLeases(),
@@ -341,11 +345,9 @@ func (s *Supervisor) idle() bool {
 // then returns when to look again.
 func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
-		obs := make(map[string]Lifecycle, len(s.units))
-		for n, rec := range s.units {
-			obs[n] = rec.Lifecycle
-		}
-		acts, wake := Plan(s.desired, obs, s.now())
+		// s.observed is kept in step with the records: no copy of every
+		// lifecycle per pass.
+		acts, wake := Plan(s.desired, s.observed, s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -371,6 +373,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 	if rec == nil {
 		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
 		s.units[name] = rec
+		s.observed[name] = rec.Lifecycle
 	}
 	return rec
 }
@@ -380,6 +383,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
+		delete(s.observed, a.Unit)
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -433,6 +437,7 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 	}
 	next, effs := rec.Lifecycle.Step(ev, s.now())
 	rec.Lifecycle = next
+	s.observed[name] = next
 	for _, e := range effs {
 		switch e.Kind {
 		case EffStartProcess:
@@ -853,7 +858,7 @@ type loadResult struct {
 // result on the loop.
 func (s *Supervisor) loadUnits() loadResult {
 	gen := s.loadGen.Add(1)
-	set, err := unit.LoadWithDropins(s.opts.Paths.Units, s.instancesDir())
+	set, err := unit.LoadCached(s.parsed, s.opts.Paths.Units, s.instancesDir())
 	return loadResult{gen: gen, set: set, err: err, choices: s.choicesSnapshot()}
 }
 

@@ -126,7 +126,7 @@ func TestUnitFileThatIsNotRegular(t *testing.T) {
 	if err := mkfifo(fifo); err != nil {
 		t.Skipf("no FIFOs here: %v", err)
 	}
-	l := ld.readFile("web.toml", &source{path: fifo})
+	l := ld.readFile("web.toml", &source{path: fifo}, nil)
 	want := fifo + ":1:1: cannot read: is a named pipe (FIFO), not a regular file (a unit file is a regular file)\n"
 	if got := problemText(l.problems); got != want {
 		t.Errorf("problem = %q, want %q", got, want)

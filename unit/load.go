@@ -45,6 +45,9 @@ type loader struct {
 	stat    func(name string) (fs.FileInfo, error)
 	getenv  func(key string) string
 	timeout time.Duration // for decoding one file
+	cache   *Cache        // nil: parse every file
+	seen    map[string]bool
+	now     time.Time // when this load began
 }
 
 // source is one file of a Set.
@@ -97,10 +100,21 @@ func Load(dir string) (*Set, error) {
 // kept in the state directory, for example). A missing extra directory is
 // empty.
 func LoadWithDropins(dir string, extra ...string) (*Set, error) {
-	s, err := Load(dir)
+	return loadWithDropins(nil, dir, extra...)
+}
+
+func loadWithDropins(c *Cache, dir string, extra ...string) (*Set, error) {
+	ld, err := newLoader(os.DirFS(dir), dir)
 	if err != nil {
 		return nil, err
 	}
+	ld.open = openIn(dir)
+	ld.useCache(c)
+	s, err := ld.load()
+	if err != nil {
+		return nil, err
+	}
+	defer c.keep(ld.seen)
 	added := false
 	for _, x := range extra {
 		entries, err := os.ReadDir(x)
@@ -112,6 +126,7 @@ func LoadWithDropins(dir string, extra ...string) (*Set, error) {
 			continue
 		}
 		xl.open = openIn(x)
+		xl.cache, xl.seen, xl.now = c, ld.seen, ld.now
 		for _, e := range entries {
 			n := e.Name()
 			if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".d") || !e.IsDir() {
@@ -163,6 +178,13 @@ func LoadFS(fsys fs.FS, dir string) (*Set, error) {
 	return ld.load()
 }
 
+// useCache makes l reuse and record parses in c.
+func (l *loader) useCache(c *Cache) {
+	if c != nil {
+		l.cache, l.seen, l.now = c, make(map[string]bool), time.Now()
+	}
+}
+
 func newLoader(fsys fs.FS, dir string) (*loader, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -206,7 +228,7 @@ func (l *loader) load() (*Set, error) {
 				s.files[name] = unreadable(src, statErr)
 				continue
 			}
-			s.files[name] = l.readFile(n, src)
+			s.files[name] = l.readFile(n, src, cacheInfo(e, fi))
 		}
 	}
 	s.buildAll()
@@ -221,13 +243,43 @@ func (l *loader) entryInfo(dir string, e fs.DirEntry) (fs.FileInfo, error) {
 	return e.Info()
 }
 
-func (l *loader) readFile(name string, src *source) *layer {
+// cacheInfo is fi when the entry e is a file whose size and mtime may stand
+// for its content: not for a symbolic link, which may be pointed elsewhere.
+func cacheInfo(e fs.DirEntry, fi fs.FileInfo) fs.FileInfo {
+	if e.Type()&fs.ModeSymlink != 0 {
+		return nil
+	}
+	return fi
+}
+
+// readFile reads and parses the file name of the loader's directory; fi,
+// if not nil, is its directory entry's information.
+func (l *loader) readFile(name string, src *source, fi fs.FileInfo) *layer {
+	if l.cache != nil {
+		l.seen[src.path] = true
+		if lay := l.cache.byStat(src, fi); lay != nil {
+			return lay
+		}
+	}
 	f, err := l.open(name)
 	if err != nil {
 		return unreadable(src, err)
 	}
 	defer f.Close()
 	data, err := regfile.Read(f, maxFileSize)
+	if err == nil && l.cache != nil {
+		ofi, serr := f.Stat()
+		if serr != nil || fi == nil {
+			ofi = nil // a link, or unknown: only the content counts
+		}
+		lay, sum := l.cache.byContent(src, ofi, data, l.now)
+		if lay != nil {
+			return lay
+		}
+		lay = parseFile(src, data, l.timeout)
+		l.cache.put(src, ofi, sum, lay, l.now)
+		return lay
+	}
 	var tl *regfile.TooLargeError
 	if errors.As(err, &tl) {
 		return failedFile(src, pos{Line: 1, Col: 1}, tl.Error(), "a unit file is a short TOML file: put long environments in environment_files")
@@ -283,7 +335,7 @@ func (l *loader) readDropins(dir string) []*layer {
 		case err != nil:
 			layers = append(layers, unreadable(src, err))
 		case fi.Mode().IsRegular():
-			layers = append(layers, l.readFile(path.Join(dir, n), src))
+			layers = append(layers, l.readFile(path.Join(dir, n), src, cacheInfo(e, fi)))
 		}
 	}
 	return layers

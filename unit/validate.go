@@ -85,7 +85,7 @@ func (s *Set) buildAll() {
 			continue
 		}
 		layers, noTemplate := s.layersOf(name)
-		u, e, p := s.build(name, layers, noTemplate)
+		u, e, p := s.buildOne(name, layers, noTemplate)
 		built[name], s.effs[name], s.deps[name], probs[name] = u, e, depsOf(e), p
 	}
 	s.addInstanceDeps(s.deps)

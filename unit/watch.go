@@ -30,6 +30,7 @@ type Watcher struct {
 	debounce time.Duration
 	changes  chan struct{} // buffer 1: values coalesce
 	kick     chan struct{} // buffer 1: reader → loop, "something relevant happened"
+	kickNow  chan struct{} // buffer 1: reader → loop, "a finished change happened"
 	done     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -58,10 +59,14 @@ func (f dirFilter) match(name string) bool {
 	return !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".toml") || strings.HasSuffix(name, ".d"))
 }
 
-// NewWatcher watches the units directory dir. Changes() receives one value
-// per burst of changes, once debounce has passed without another (or at
-// most ten debounce periods after the burst began); debounce <= 0 means
-// 200ms. The error is for a directory that cannot be watched.
+// NewWatcher watches the units directory dir. A finished change (a file
+// renamed into place, created with content, or removed) that comes after a
+// quiet time of debounce is passed on to Changes() at once; the changes that
+// follow it within debounce, and writes in place (which may not be done
+// yet), are a burst: Changes() receives one value for them once debounce has
+// passed without another (or at most ten debounce periods after the burst
+// began). debounce <= 0 means 200ms. The error is for a directory that
+// cannot be watched.
 func NewWatcher(dir string, debounce time.Duration) (*Watcher, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -80,6 +85,7 @@ func NewWatcher(dir string, debounce time.Duration) (*Watcher, error) {
 		debounce: debounce,
 		changes:  make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
+		kickNow:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		filter:   make(map[string]dirFilter),
 	}
@@ -119,7 +125,11 @@ func (w *Watcher) read(events <-chan fsnotify.Event, errs <-chan error) {
 				continue
 			}
 			if w.relevant(ev) {
-				w.poke()
+				if finished(ev) {
+					w.pokeNow()
+				} else {
+					w.poke()
+				}
 			}
 		case _, ok := <-errs:
 			if !ok {
@@ -138,6 +148,27 @@ func (w *Watcher) poke() {
 	case w.kick <- struct{}{}:
 	default:
 	}
+}
+
+func (w *Watcher) pokeNow() {
+	select {
+	case w.kickNow <- struct{}{}:
+	default:
+	}
+}
+
+// finished reports whether a relevant event leaves the entry complete: a
+// removal or rename, or a creation (a rename into place shows as one) of
+// something that is not an empty file. A write may be followed by more.
+func finished(ev fsnotify.Event) bool {
+	if ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename) {
+		return true
+	}
+	if !ev.Op.Has(fsnotify.Create) || ev.Op.Has(fsnotify.Write) {
+		return false
+	}
+	fi, err := os.Stat(ev.Name)
+	return err != nil || !fi.Mode().IsRegular() || fi.Size() > 0
 }
 
 // relevant reports whether ev can change what Load reads.
@@ -161,29 +192,47 @@ func (w *Watcher) loop() {
 	timer.Stop()
 	defer timer.Stop()
 	var (
-		pending  bool
-		deadline time.Time
+		pending  bool      // a burst is being waited out
+		deadline time.Time // the latest end of that burst
+		quiet    time.Time // a finished change from then on is passed on at once
 	)
+	send := func() {
+		select {
+		case w.changes <- struct{}{}:
+		default: // a change is already waiting to be read
+		}
+	}
 	for {
+		now := false
 		select {
 		case <-w.done:
 			return
+		case <-w.kickNow:
+			now = true
 		case <-w.kick:
-			// Watch new NAME.d/ directories and re-resolve links at once, so
-			// files written into them next are seen.
-			_ = w.sync()
-			now := time.Now()
-			if !pending {
-				pending, deadline = true, now.Add(10*w.debounce)
-			}
-			timer.Reset(max(0, min(w.debounce, deadline.Sub(now))))
 		case <-timer.C:
 			pending = false
-			select {
-			case w.changes <- struct{}{}:
-			default: // a change is already waiting to be read
-			}
+			quiet = time.Now().Add(w.debounce)
+			send()
+			continue
 		}
+		t := time.Now()
+		if now && !pending && !t.Before(quiet) {
+			// The first finished change after a quiet time: at once. What
+			// follows within debounce is a burst.
+			send()
+			quiet = t.Add(w.debounce)
+			// Watch new NAME.d/ directories and re-resolve links, so files
+			// written into them next are seen.
+			_ = w.sync()
+			continue
+		}
+		_ = w.sync()
+		if !pending {
+			pending, deadline = true, t.Add(10*w.debounce)
+		}
+		timer.Reset(max(0, min(w.debounce, deadline.Sub(t))))
+		quiet = t.Add(w.debounce)
 	}
 }
 

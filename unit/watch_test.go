@@ -262,3 +262,43 @@ func TestNewWatcherMissingDir(t *testing.T) {
 		t.Fatal("NewWatcher on a missing directory succeeded")
 	}
 }
+
+// TestWatchFinishedChangeAtOnce: a file renamed into place, or removed, after
+// a quiet time is passed on without waiting for the debounce (an hour here).
+func TestWatchFinishedChangeAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.toml")
+	write(t, a, unitText("v1"))
+	w, err := NewWatcher(dir, time.Hour)
+	if err != nil {
+		t.Fatalf("NewWatcher: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	tmp := filepath.Join(dir, ".a.toml.tmp")
+	write(t, tmp, unitText("v2"))
+	mustDo(t, os.Rename(tmp, a))
+	waitFor(t, w, dir, "rename into place, debounce of an hour", described("a", "v2"))
+}
+
+func TestWatchFinished(t *testing.T) {
+	dir := t.TempDir()
+	empty, full := filepath.Join(dir, "e.toml"), filepath.Join(dir, "f.toml")
+	write(t, empty, "")
+	write(t, full, unitText("x"))
+	for _, tt := range []struct {
+		ev   fsnotify.Event
+		want bool
+	}{
+		{fsnotify.Event{Name: full, Op: fsnotify.Create}, true},
+		{fsnotify.Event{Name: empty, Op: fsnotify.Create}, false},
+		{fsnotify.Event{Name: full, Op: fsnotify.Write}, false},
+		{fsnotify.Event{Name: full, Op: fsnotify.Create | fsnotify.Write}, false},
+		{fsnotify.Event{Name: full, Op: fsnotify.Remove}, true},
+		{fsnotify.Event{Name: full, Op: fsnotify.Rename}, true},
+		{fsnotify.Event{Name: filepath.Join(dir, "gone.toml"), Op: fsnotify.Create}, true},
+	} {
+		if got := finished(tt.ev); got != tt.want {
+			t.Errorf("finished(%v) = %v, want %v", tt.ev, got, tt.want)
+		}
+	}
+}

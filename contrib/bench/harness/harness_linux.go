@@ -95,7 +95,30 @@ func (h *harness) peers() []peer {
 // prepare makes the work directory (on tmpfs when one is writable: file
 // churn on a disk slows every supervisor and drifts between repetitions),
 // copies the child there, opens the watcher and records the machine.
+// wantFiles is the open-file limit the harness asks for: every supervisor
+// holds a pipe or more per child, and the usual 1024 (or 20000) is too few
+// for 10,000 children. The supervisors inherit it.
+const wantFiles = 1 << 18
+
+// raiseFileLimit raises RLIMIT_NOFILE as a user of a large install would be
+// told to (root may raise the hard limit up to fs.nr_open).
+func raiseFileLimit() {
+	var r syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r) != nil || r.Cur >= wantFiles {
+		return
+	}
+	want := syscall.Rlimit{Cur: wantFiles, Max: max(r.Max, wantFiles)}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) != nil {
+		want = syscall.Rlimit{Cur: r.Max, Max: r.Max}
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want)
+	}
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r) == nil {
+		logf("open files limit: %d", r.Cur)
+	}
+}
+
 func (h *harness) prepare() error {
+	raiseFileLimit()
 	abs := func(p *string) {
 		if *p != "" {
 			if a, err := filepath.Abs(*p); err == nil {
@@ -315,11 +338,16 @@ func (h *harness) up(p peer, pr *peerResult, n int, mode string) (*instance, col
 	}
 	live := make(map[int]int64)
 	first := int64(0)
-	deadline := monoNow() + int64(time.Duration(60+n/2)*time.Second)
+	// At most 10 minutes: a supervisor that needs longer did not finish.
+	limit := min(60+n/2, 600)
+	deadline := monoNow() + int64(time.Duration(limit)*time.Second)
 	for len(live) < n {
-		e, err := next(sub, deadline)
+		e, err := next(sub, min(deadline, monoNow()+int64(time.Second)))
 		if err != nil {
-			return in, cs, fmt.Errorf("n=%d: %d of %d children alive after %ds", n, len(live), n, 60+n/2)
+			if h.ctx.Err() == nil && monoNow() < deadline {
+				continue
+			}
+			return in, cs, fmt.Errorf("n=%d: did not finish: %d of %d children alive after %ds", n, len(live), n, limit)
 		}
 		if e.exit {
 			delete(live, e.pid)

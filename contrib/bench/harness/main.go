@@ -16,9 +16,14 @@ import (
 	"time"
 )
 
+// maxN bounds every child count.
+const maxN = 10000
+
 // options are the harness's settings; flags set them.
 type options struct {
 	ns          []int // child counts for cold start (a) and memory (c)
+	reloadNs    []int // more unit counts for opsvc's reload latency
+	statusNs    []int // unit counts for the time of opsvc's status commands
 	detailN     int   // child count for crash (b), idle CPU (d), stop-all (e)
 	reps        int   // cold-start/memory repetitions per N
 	stopReps    int   // stop-all repetitions per child mode
@@ -51,6 +56,8 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
 	ns := fs.String("n", "100,500", "child counts for cold start and memory, comma-separated")
+	reloadNs := fs.String("reload-n", "1000", "more unit counts for opsvc's reload latency (besides -detail-n), comma-separated; empty for none")
+	statusNs := fs.String("status-n", "1000", "unit counts for the time of `opsvc status --json` and `opsvc list`, comma-separated (10000 takes about a minute more); empty for none")
 	fs.IntVar(&o.detailN, "detail-n", 100, "child count for crash, idle CPU and stop-all")
 	fs.IntVar(&o.reps, "reps", 3, "cold-start/memory repetitions per N")
 	fs.IntVar(&o.stopReps, "stop-reps", 3, "stop-all repetitions per child mode")
@@ -84,16 +91,40 @@ func parseFlags(args []string) (options, error) {
 	}
 	for f := range strings.SplitSeq(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 5000 {
-			return o, fmt.Errorf("-n: %q is not a child count in 1..5000", f)
+		if err != nil || n < 1 || n > maxN {
+			return o, fmt.Errorf("-n: %q is not a child count in 1..%d", f, maxN)
 		}
 		o.ns = append(o.ns, n)
+	}
+	for _, x := range []struct {
+		flag string
+		v    string
+		out  *[]int
+	}{{"reload-n", *reloadNs, &o.reloadNs}, {"status-n", *statusNs, &o.statusNs}} {
+		for f := range strings.SplitSeq(x.v, ",") {
+			if strings.TrimSpace(f) == "" {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > maxN {
+				return o, fmt.Errorf("-%s: %q is not a unit count in 1..%d", x.flag, f, maxN)
+			}
+			*x.out = append(*x.out, n)
+		}
 	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 	}
+	explicit := map[string]bool{}
 	if o.quick {
 		o.ns, o.reps, o.stopReps, o.crashReps, o.rapidReps, o.reloadReps = []int{100}, 1, 1, 5, 2, 5
+		fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+		if !explicit["reload-n"] {
+			o.reloadNs = nil
+		}
+		if !explicit["status-n"] {
+			o.statusNs = nil
+		}
 		o.idle = 5 * time.Second
 	}
 	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 {

@@ -26,6 +26,16 @@ func (h *harness) opsvcOnly() {
 	if !h.overBudget() {
 		h.reloadAndLoop(p, pr)
 	}
+	for _, n := range h.opt.statusNs {
+		if !h.overBudget() && h.ctx.Err() == nil {
+			h.statusCost(p, pr, n)
+		}
+	}
+	for _, n := range h.opt.reloadNs {
+		if n != h.opt.detailN && !h.overBudget() && h.ctx.Err() == nil {
+			h.reloadAt(p, pr, n)
+		}
+	}
 	if !h.overBudget() && h.ctx.Err() == nil {
 		h.stopVariants(p, pr)
 	}
@@ -120,15 +130,57 @@ func (h *harness) reloadAndLoop(p opsvcPeer, pr *peerResult) {
 	defer cancel()
 
 	// (1) reload latency
+	if !h.reloadLatency(ctx, p, pr, in, c, n, &o.ReloadS, &o.ReloadReadyS, &o.ReloadOthers, &o.ReloadEdited) {
+		return
+	}
+	cancel()
+
+	// (2) loop latency
+	if h.ctx.Err() != nil {
+		return
+	}
+	logf("opsvc: loop latency: quiet, churn, churn with a stalled subscriber")
+	phase := 3 * time.Second
+	o.LoopIdleMS = h.roundTrips(c, phase, nil)
+	churn := func(stop <-chan struct{}) { h.churn(in, stop) }
+	o.LoopChurnMS = h.roundTrips(c, phase, churn)
+	stalled, err := stallSubscriber(p.socket(in))
+	if err != nil {
+		h.problem(pr, "loop latency: stalled subscriber: %v", err)
+		return
+	}
+	before, _ := lastSeq(h.ctx, c)
+	// longer, so that more events pass than a subscriber may fall behind by
+	o.LoopStalledMS = h.roundTrips(c, 5*time.Second, churn)
+	after, _ := lastSeq(h.ctx, c)
+	o.StalledEvents = int(after - before)
+	cut := stalled.cutOff()
+	o.StalledCut = &cut
+	for _, x := range []struct {
+		name string
+		xs   []float64
+	}{{"quiet", o.LoopIdleMS}, {"churn", o.LoopChurnMS}, {"churn + stalled subscriber", o.LoopStalledMS}} {
+		a, _ := median(x.xs)
+		b, _ := p95(x.xs)
+		logf("opsvc: loop latency %s: p50 %.2f ms, p95 %.2f ms (%d round trips)", x.name, a, b, len(x.xs))
+	}
+}
+
+// reloadLatency edits one unit file at a time among the n of in the way an
+// editor saves (temp file, rename) and times edit → the changed unit's new
+// pid alive and its unit.ready event, counting unit.stopped events of the
+// units not edited. It is false when the events could not be followed.
+func (h *harness) reloadLatency(ctx context.Context, p opsvcPeer, pr *peerResult, in *instance, c *http.Client, n int,
+	reloadS, readyS *[]float64, othersOut **int, editedOut *int) bool {
 	since, err := lastSeq(ctx, c)
 	if err != nil {
 		h.problem(pr, "reload: read events: %v", err)
-		return
+		return false
 	}
 	events, err := follow(ctx, c, since)
 	if err != nil {
 		h.problem(pr, "reload: follow events: %v", err)
-		return
+		return false
 	}
 	reps := min(h.opt.reloadReps, n)
 	if reps > 0 {
@@ -175,7 +227,7 @@ func (h *harness) reloadAndLoop(p opsvcPeer, pr *peerResult) {
 			select {
 			case e = <-sub:
 				if !e.exit && e.tag == tag && e.pid != old.pid && !gotPid {
-					o.ReloadS = append(o.ReloadS, sec(e.ts-t0))
+					*reloadS = append(*reloadS, sec(e.ts-t0))
 					gotPid = true
 				}
 			case be, ok = <-events:
@@ -186,7 +238,7 @@ func (h *harness) reloadAndLoop(p opsvcPeer, pr *peerResult) {
 				}
 				count(be)
 				if be.Type == "unit.ready" && be.Unit == name && !gotReady {
-					o.ReloadReadyS = append(o.ReloadReadyS, sec(monoNow()-t0))
+					*readyS = append(*readyS, sec(monoNow()-t0))
 					gotReady = true
 				}
 			case <-t.C:
@@ -213,42 +265,65 @@ func (h *harness) reloadAndLoop(p opsvcPeer, pr *peerResult) {
 		}
 	}
 	if reps > 0 {
-		o.ReloadOthers, o.ReloadEdited = &others, editedStops
-		p50, _ := median(o.ReloadS)
-		p, _ := p95(o.ReloadS)
+		*othersOut, *editedOut = &others, editedStops
+		p50, _ := median(*reloadS)
+		p, _ := p95(*reloadS)
 		logf("opsvc: reload p50 %.1f ms, p95 %.1f ms; unit.stopped: %d edited, %d others", p50*1000, p*1000, editedStops, others)
 	}
-	cancel()
+	return true
+}
 
-	// (2) loop latency
-	if h.ctx.Err() != nil {
-		return
-	}
-	logf("opsvc: loop latency: quiet, churn, churn with a stalled subscriber")
-	phase := 3 * time.Second
-	o.LoopIdleMS = h.roundTrips(c, phase, nil)
-	churn := func(stop <-chan struct{}) { h.churn(in, stop) }
-	o.LoopChurnMS = h.roundTrips(c, phase, churn)
-	stalled, err := stallSubscriber(p.socket(in))
+// reloadAt measures reload latency with n units on their own instance.
+func (h *harness) reloadAt(p opsvcPeer, pr *peerResult, n int) {
+	in, _, err := h.up(p, pr, n, "sleep")
 	if err != nil {
-		h.problem(pr, "loop latency: stalled subscriber: %v", err)
+		h.problem(pr, "reload instance of %d: %v", n, err)
+		h.down(in, pr)
 		return
 	}
-	before, _ := lastSeq(h.ctx, c)
-	// longer, so that more events pass than a subscriber may fall behind by
-	o.LoopStalledMS = h.roundTrips(c, 5*time.Second, churn)
-	after, _ := lastSeq(h.ctx, c)
-	o.StalledEvents = int(after - before)
-	cut := stalled.cutOff()
-	o.StalledCut = &cut
-	for _, x := range []struct {
-		name string
-		xs   []float64
-	}{{"quiet", o.LoopIdleMS}, {"churn", o.LoopChurnMS}, {"churn + stalled subscriber", o.LoopStalledMS}} {
-		a, _ := median(x.xs)
-		b, _ := p95(x.xs)
-		logf("opsvc: loop latency %s: p50 %.2f ms, p95 %.2f ms (%d round trips)", x.name, a, b, len(x.xs))
+	defer h.down(in, pr)
+	h.sleep(h.opt.settle)
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	r := reloadRun{N: n}
+	if h.reloadLatency(ctx, p, pr, in, api(p.socket(in)), n, &r.S, &r.ReadyS, &r.Others, &r.Edited) && len(r.S) > 0 {
+		h.res.Opsvc.ReloadAt = append(h.res.Opsvc.ReloadAt, r)
 	}
+}
+
+// statusCost times `opsvc status --json` and `opsvc list`, each run as a
+// user would, with n units running.
+func (h *harness) statusCost(p opsvcPeer, pr *peerResult, n int) {
+	in, _, err := h.up(p, pr, n, "sleep")
+	if err != nil {
+		h.problem(pr, "status instance of %d: %v", n, err)
+		h.down(in, pr)
+		return
+	}
+	defer h.down(in, pr)
+	h.sleep(h.opt.settle)
+	r := statusRun{N: n}
+	for _, x := range []struct {
+		args []string
+		out  *[]float64
+	}{{[]string{"status", "--json"}, &r.StatusJSONS}, {[]string{"list"}, &r.ListS}} {
+		for range 10 {
+			if h.ctx.Err() != nil {
+				return
+			}
+			t0 := time.Now()
+			_, err := command(h.ctx, 60*time.Second, nil, p.bin, append([]string{"--socket", p.socket(in)}, x.args...)...)
+			if err != nil {
+				h.problem(pr, "opsvc %v with %d units: %v", x.args, n, err)
+				break
+			}
+			*x.out = append(*x.out, time.Since(t0).Seconds())
+		}
+	}
+	a, _ := median(r.StatusJSONS)
+	b, _ := median(r.ListS)
+	logf("opsvc: %d units: status --json p50 %.1f ms, list p50 %.1f ms", n, a*1000, b*1000)
+	h.res.Opsvc.StatusAt = append(h.res.Opsvc.StatusAt, r)
 }
 
 // roundTrips times GET /v1/units every 10 ms for d, with load running meanwhile.

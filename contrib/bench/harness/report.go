@@ -93,12 +93,30 @@ type stopSample struct {
 	Note      string   `json:"note,omitempty"`
 }
 
+// reloadRun is reload latency measured at one unit count.
+type reloadRun struct {
+	N      int       `json:"n"`
+	S      []float64 `json:"reload_s"`
+	ReadyS []float64 `json:"reload_ready_s"`
+	Others *int      `json:"reload_other_stopped"`
+	Edited int       `json:"reload_edited_stopped"`
+}
+
+// statusRun is the time of the status commands at one unit count.
+type statusRun struct {
+	N           int       `json:"n"`
+	StatusJSONS []float64 `json:"status_json_s"`
+	ListS       []float64 `json:"list_s"`
+}
+
 // opsvcExtra holds the figures only opsvc has.
 type opsvcExtra struct {
 	ReloadS       []float64    `json:"reload_s"`             // edit → new pid of the changed unit
 	ReloadReadyS  []float64    `json:"reload_ready_s"`       // edit → its unit.ready event received
 	ReloadOthers  *int         `json:"reload_other_stopped"` // unit.stopped of units not edited
 	ReloadEdited  int          `json:"reload_edited_stopped"`
+	ReloadAt      []reloadRun  `json:"reload_at"`       // the same at other unit counts (-reload-n)
+	StatusAt      []statusRun  `json:"status_at"`       // opsvc status --json and opsvc list (-status-n)
 	LoopIdleMS    []float64    `json:"loop_idle_ms"`    // GET /v1/units round trips, quiet daemon
 	LoopChurnMS   []float64    `json:"loop_churn_ms"`   // while children are being killed
 	LoopStalledMS []float64    `json:"loop_stalled_ms"` // the same, plus one stalled subscriber
@@ -482,6 +500,29 @@ func (r *results) writeOpsvcOnly(w io.Writer) {
 	}
 	if o.ReloadOthers != nil {
 		line("reload: unit.stopped events of units not edited (must be 0)", text(strconv.Itoa(*o.ReloadOthers)))
+	}
+	for _, rr := range o.ReloadAt {
+		p50, _ := median(rr.S)
+		p, _ := p95(rr.S)
+		others := "?"
+		if rr.Others != nil {
+			others = strconv.Itoa(*rr.Others)
+		}
+		line(fmt.Sprintf("reload: edit → changed unit's new pid alive, p50 / p95 (%d edits, %d units); other units stopped", len(rr.S), rr.N),
+			text(fmt.Sprintf("%.1f ms / %.1f ms; %s", p50*1000, p*1000, others)))
+	}
+	for _, sr := range o.StatusAt {
+		for _, x := range []struct {
+			what string
+			xs   []float64
+		}{{"opsvc status --json", sr.StatusJSONS}, {"opsvc list", sr.ListS}} {
+			if len(x.xs) == 0 {
+				continue
+			}
+			p50, _ := median(x.xs)
+			line(fmt.Sprintf("`%s` with %d units running, p50 / max (%d runs)", x.what, sr.N, len(x.xs)),
+				text(fmt.Sprintf("%.1f ms / %.1f ms", p50*1000, slices.Max(x.xs)*1000)))
+		}
 	}
 	lat := func(label string, xs []float64) {
 		if len(xs) == 0 {
