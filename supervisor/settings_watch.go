@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"path/filepath"
 	"reflect"
 	"time"
@@ -28,7 +30,11 @@ func (s *Supervisor) watchSettings(ctx context.Context) (stop func()) {
 		if w != nil {
 			w.Close()
 		}
-		s.logf("watch %s: %v (settings changed in the file apply at the next daemon start; use PUT /v1/settings)", path, err)
+		// No folder, no settings file: the daemon runs on its defaults and
+		// there is nothing to say about it.
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.logf("watch %s: %v (changes to the file apply at the next daemon start)", path, err)
+		}
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)

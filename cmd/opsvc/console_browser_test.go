@@ -428,6 +428,10 @@ func TestConsoleBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById('f-max_turns').value === '30'`)); err != nil {
 		t.Fatalf("settings not filled in: %v", err)
 	}
+	// Budgets: what the example orchestrator spent today, next to its limit.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`[...document.querySelectorAll('#budgets tbody tr')].some(tr => tr.textContent.startsWith('agent@demo$') && tr.querySelector('meter'))`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Errorf("no budget row with a meter for agent@demo: %v", err)
+	}
 	do(t, ctx, "bad setting",
 		chromedp.SetValue(chromedp.CSS(`#f-max_turns`), "0"),
 		chromedp.Click(chromedp.CSS(`#settings button[type="submit"]`)),

@@ -177,23 +177,23 @@ func Open(dir string, opts Options) (*Bus, error) {
 		opts.Coalesce = DefaultCoalesce
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("bus: create state directory: %w (check --state and its permissions)", err)
+		return nil, fmt.Errorf("create state directory: %w (check --state and its permissions)", err)
 	}
 	b := &Bus{dir: dir, opts: opts, subs: make(map[*Subscription]struct{})}
 	path := filepath.Join(dir, LogName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("bus: open event log: %w (check --state and its permissions)", err)
+		return nil, fmt.Errorf("open the event log: %w (check --state and its permissions)", err)
 	}
 	last, good, err := scanLog(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("bus: read event log %s: %w", path, err)
+		return nil, fmt.Errorf("read the event log %s: %w", path, err)
 	}
 	if st, err := f.Stat(); err == nil && st.Size() != good {
 		if err := f.Truncate(good); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("bus: cut torn tail of event log %s: %w", path, err)
+			return nil, fmt.Errorf("cut the torn tail of the event log %s: %w", path, err)
 		}
 	}
 	if last == 0 {
@@ -203,11 +203,11 @@ func Open(dir string, opts Options) (*Bus, error) {
 			old.Close()
 			if err != nil {
 				f.Close()
-				return nil, fmt.Errorf("bus: read event log %s: %w", filepath.Join(dir, RotatedName), err)
+				return nil, fmt.Errorf("read the event log %s: %w", filepath.Join(dir, RotatedName), err)
 			}
 		} else if !errors.Is(err, os.ErrNotExist) {
 			f.Close()
-			return nil, fmt.Errorf("bus: open event log: %w", err)
+			return nil, fmt.Errorf("open the event log: %w", err)
 		}
 	}
 	b.f, b.size, b.seq = f, good, last
@@ -380,7 +380,7 @@ func (b *Bus) faultLocked(component string, err error, now time.Time) {
 	case err != nil && f == nil:
 		f = &Fault{Component: component, Error: err.Error(), Since: now}
 		b.faults[component] = f
-		b.logf("bus: %s cannot be written: %v (the daemon keeps running; check free space in the state directory)", component, err)
+		b.logf("the %s log cannot be written: %v (the daemon keeps running; check free space in the state directory)", component, err)
 		f.Event = b.publishLocked(Event{Type: TypeDegraded, Data: dataOf(Degraded{
 			Component: component,
 			Error:     err.Error(),
@@ -388,7 +388,7 @@ func (b *Bus) faultLocked(component string, err error, now time.Time) {
 		})}, now)
 	case err == nil && f != nil:
 		delete(b.faults, component)
-		b.logf("bus: %s can be written again", component)
+		b.logf("the %s log can be written again", component)
 		b.publishLocked(recovered(component, f.Since), now)
 	}
 }
@@ -400,7 +400,7 @@ func (b *Bus) retryLocked() {
 	e := b.publishLocked(recovered(componentEvents, f.Since), now)
 	if !e.Unstored {
 		delete(b.faults, componentEvents)
-		b.logf("bus: %s can be written again", componentEvents)
+		b.logf("the %s log can be written again", componentEvents)
 	}
 }
 
@@ -474,12 +474,12 @@ func (b *Bus) appendLocked(line []byte) error {
 func (b *Bus) rotateLocked() {
 	cur := filepath.Join(b.dir, LogName)
 	if err := os.Rename(cur, filepath.Join(b.dir, RotatedName)); err != nil {
-		b.logf("bus: rotate event log: %v", err)
+		b.logf("rotate the event log: %v", err)
 		return
 	}
 	f, err := os.OpenFile(cur, os.O_RDWR|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o640)
 	if err != nil {
-		b.logf("bus: rotate event log: %v (keeping the rotated file open)", err)
+		b.logf("rotate the event log: %v (keeping the rotated file open)", err)
 		// Keep appending to the renamed file rather than losing events; the next rotation retries.
 		return
 	}
@@ -533,7 +533,7 @@ func (b *Bus) Close() error {
 		<-drained
 	}
 	if err != nil {
-		return fmt.Errorf("bus: close event log: %w", err)
+		return fmt.Errorf("close the event log: %w", err)
 	}
 	return nil
 }

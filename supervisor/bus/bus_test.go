@@ -565,8 +565,8 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Open(filepath.Join(file, "state"), Options{})
-	if err == nil || !strings.HasPrefix(err.Error(), "bus: ") || !strings.Contains(err.Error(), "--state") {
-		t.Fatalf("Open under a file: err = %v, want a bus: error naming --state", err)
+	if err == nil || strings.HasPrefix(err.Error(), "bus") || !strings.Contains(err.Error(), "create state directory") || !strings.Contains(err.Error(), "--state") {
+		t.Fatalf("Open under a file: err = %v, want an error that names the state directory and --state, in the user's words", err)
 	}
 }
 

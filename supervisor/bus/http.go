@@ -17,7 +17,7 @@ import (
 func (b *Bus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		httpError(w, http.StatusMethodNotAllowed, "bus: "+r.Method+" "+r.URL.Path+": method not allowed", "use GET")
+		httpError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": method not allowed", "use GET")
 		return
 	}
 	q := r.URL.Query()
@@ -31,7 +31,7 @@ func (b *Bus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.ParseUint(sinceText, 10, 64)
 		if err != nil {
 			httpError(w, http.StatusBadRequest,
-				fmt.Sprintf("bus: bad %s %q: not an event seq", sinceFrom, sinceText),
+				fmt.Sprintf("bad %s %q: not an event seq", sinceFrom, sinceText),
 				"give the seq of the last event you have, a non-negative integer (0 = from the oldest kept)")
 			return
 		}
@@ -43,7 +43,7 @@ func (b *Bus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "0", "false":
 		follow = false
 	default:
-		httpError(w, http.StatusBadRequest, fmt.Sprintf("bus: bad follow %q", f), "use follow=1 (the default) or follow=0")
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("bad follow %q", f), "use follow=1 (the default) or follow=0")
 		return
 	}
 	filter := Filter{Unit: q.Get("unit")}

@@ -49,7 +49,7 @@ func (b *Bus) Subscribe(since uint64, f Filter, follow bool) (*Subscription, err
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, errors.New("bus: subscribe: the bus is closed")
+		return nil, errors.New("subscribe to events: the daemon is shutting down")
 	}
 	upTo := b.seq
 	var srcs []replaySource
@@ -91,7 +91,7 @@ func (b *Bus) openStoredLocked() ([]replaySource, error) {
 	if old, err := os.Open(filepath.Join(b.dir, RotatedName)); err == nil {
 		srcs = append(srcs, replaySource{f: old, limit: -1})
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("bus: subscribe: open event log: %w", err)
+		return nil, fmt.Errorf("subscribe to events: open the event log: %w", err)
 	}
 	if b.f != nil {
 		cur, err := os.Open(b.f.Name())
@@ -99,7 +99,7 @@ func (b *Bus) openStoredLocked() ([]replaySource, error) {
 			for _, src := range srcs {
 				src.f.Close()
 			}
-			return nil, fmt.Errorf("bus: subscribe: open event log: %w", err)
+			return nil, fmt.Errorf("subscribe to events: open the event log: %w", err)
 		}
 		srcs = append(srcs, replaySource{f: cur, limit: b.size})
 	}

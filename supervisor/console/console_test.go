@@ -176,6 +176,11 @@ func (r *recorder) WriteHeader(code int)        { r.code = code }
 
 // dial opens the event WebSocket.
 func (s *server) dial(ctx context.Context, query, token string, hdr ...string) (*websocket.Conn, *http.Response, error) {
+	return s.dialAt(ctx, "/v1/events/ws", query, token, hdr...)
+}
+
+// dialAt is dial on another path of the feed.
+func (s *server) dialAt(ctx context.Context, path, query, token string, hdr ...string) (*websocket.Conn, *http.Response, error) {
 	h := http.Header{}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
@@ -183,7 +188,7 @@ func (s *server) dial(ctx context.Context, query, token string, hdr ...string) (
 	for i := 0; i+1 < len(hdr); i += 2 {
 		h.Set(hdr[i], hdr[i+1])
 	}
-	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/v1/events/ws"+query, &websocket.DialOptions{HTTPHeader: h})
+	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+path+query, &websocket.DialOptions{HTTPHeader: h})
 }
 
 func readEvent(ctx context.Context, t *testing.T, c *websocket.Conn) map[string]any {
@@ -316,7 +321,8 @@ func TestWebSocketOperatorCompat(t *testing.T) {
 	s := newServer(t, bus.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, _, err := s.dial(ctx, "?compat=operator", s.tokens.ReadOnly)
+	// The original operator's clients use /api/events/ws.
+	c, _, err := s.dialAt(ctx, "/api/events/ws", "?compat=operator", s.tokens.ReadOnly)
 	if err != nil {
 		t.Fatal(err)
 	}

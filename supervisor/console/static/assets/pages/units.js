@@ -64,7 +64,7 @@ export function mount(main, ctx) {
 }
 
 function row(ctx, u) {
-  const up = u.state === 'active' || u.state === 'activating' ? u.since : '';
+  const up = u.pid > 0 && (u.state === 'active' || u.state === 'activating') ? u.since : '';
   const err = u.error || u.last_error || u.blocked || '';
   return h('tr', { 'data-unit': u.name, 'data-state': u.state, class: `s-${u.state}` },
     h('th', { scope: 'row' }, unitLink(u.name), u.description ? h('div', { class: 'desc' }, u.description) : null),
