@@ -167,8 +167,17 @@ func cloneSettings(st config.Settings) config.Settings {
 
 // applySettings makes next the daemon's settings. It runs on the loop.
 func (s *Supervisor) applySettings(next config.Settings) {
+	models := !slices.Equal(s.opts.Settings.Orchestrator.ValidModels, next.Orchestrator.ValidModels)
 	s.opts.Settings = next
 	s.control.store(next.Control)
+	if models {
+		// Units naming a model are checked against valid_models: build them
+		// again under the new list (the files' parses are kept).
+		s.parsed.SetValidModels(next.Orchestrator.ValidModels)
+		if s.set != nil {
+			s.reload("settings")
+		}
+	}
 }
 
 func (s *Supervisor) status(name string) UnitStatus {

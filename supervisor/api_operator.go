@@ -409,7 +409,7 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	if !vals.empty() {
-		if !s.saveInstance(w, tmpl, name, vals) {
+		if !s.saveInstance(w, tmpl, name, vals, models) {
 			return
 		}
 	}
@@ -460,7 +460,7 @@ func (s *Supervisor) handleInstanceStart(w http.ResponseWriter, r *http.Request)
 
 // saveInstance validates the values as a drop-in of the instance and keeps
 // it in the state directory; it writes the error.
-func (s *Supervisor) saveInstance(w http.ResponseWriter, tmpl, name string, vals InstanceValues) bool {
+func (s *Supervisor) saveInstance(w http.ResponseWriter, tmpl, name string, vals InstanceValues, models []string) bool {
 	dir := s.instancesDir()
 	if dir == "" {
 		writeErr(w, http.StatusInternalServerError, "instance: the daemon has no state directory", "start the daemon with --state")
@@ -494,7 +494,9 @@ func (s *Supervisor) saveInstance(w http.ResponseWriter, tmpl, name string, vals
 	}
 	// Loaded as the daemon will load it; the new values replace the ones
 	// given before.
-	set, err := unit.LoadWithDropins(s.opts.Paths.Units, stage)
+	check := unit.NewCache()
+	check.SetValidModels(models)
+	set, err := unit.LoadCached(check, s.opts.Paths.Units, stage)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err.Error(), "")
 		return false

@@ -153,6 +153,8 @@ func New(opts Options) (*Supervisor, error) {
 	if opts.Debounce == 0 {
 		opts.Debounce = 100 * time.Millisecond
 	}
+	parsed := unit.NewCache()
+	parsed.SetValidModels(opts.Settings.Orchestrator.ValidModels)
 	return &Supervisor{
 		opts:      opts,
 		now:       opts.Now,
@@ -164,7 +166,7 @@ func New(opts Options) (*Supervisor, error) {
 		ready:     make(chan struct{}),
 		loopCh:    make(chan struct{}),
 		loaded:    make(chan loadResult, 1),
-		parsed:    unit.NewCache(),
+		parsed:    parsed,
 		desired:   make(map[string]Desired),
 		units:     make(map[string]*unitRecord),
 		observed:  make(map[string]Lifecycle),

@@ -144,13 +144,13 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 		o.Agent = e.strs("orchestrator.agent")
 		o.ExtraArgs = e.strs("orchestrator.extra_args")
 		o.Model, _ = e.str("orchestrator.model")
-		if o.Model != "" && !knownModel(o.Model) {
-			// Claude Code's models are known; another agent's are its own, but a near miss of a
+		if models := s.validModels(); o.Model != "" && !knownModel(models, o.Model) {
+			// The valid models are known; another agent's are its own, but a near miss of a
 			// known name is a typo all the same.
-			guess, near := suggest.Closest(o.Model, chain.DefaultValidModels())
+			guess, near := suggest.Closest(o.Model, models)
 			preset := len(o.Agent) == 0 || (len(o.Agent) == 1 && o.Agent[0] == AgentPreset)
 			if preset || near {
-				hint := "use one of " + strings.Join(chain.DefaultValidModels(), ", ") + ", or a full model name claude-…"
+				hint := "use one of " + strings.Join(models, ", ") + " (valid_models in opsvc.toml), or a full model name claude-…"
 				if near {
 					hint = fmt.Sprintf("did you mean %q? Or %s", guess, hint)
 				}
@@ -290,8 +290,17 @@ func hashUnit(u *Unit) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// knownModel reports whether a unit's model names a model a chain may use: one of the default
-// valid models, or a full Claude model name.
-func knownModel(m string) bool {
-	return slices.Contains(chain.DefaultValidModels(), m) || strings.HasPrefix(m, "claude-")
+// validModels is the list a unit's model is checked against: opsvc.toml's valid_models when the
+// load was given it, else the default list.
+func (s *Set) validModels() []string {
+	if s.ld != nil && len(s.ld.models) > 0 {
+		return s.ld.models
+	}
+	return chain.DefaultValidModels()
+}
+
+// knownModel reports whether a unit's model names a model a chain may use: one of the valid
+// models, or a full Claude model name.
+func knownModel(models []string, m string) bool {
+	return slices.Contains(models, m) || strings.HasPrefix(m, "claude-")
 }

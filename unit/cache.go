@@ -24,6 +24,7 @@ type Cache struct {
 	mu     sync.Mutex
 	files  map[string]*cached // by path as shown (Set.Dir joined with the name)
 	builds map[string]*built  // by unit name: a valid unit built from these very layers
+	models []string           // SetValidModels
 	stats  CacheStats
 }
 
@@ -59,6 +60,25 @@ func NewCache() *Cache {
 }
 
 // Stats returns the counts so far.
+// SetValidModels sets the models an [orchestrator] model may name in loads
+// through c: opsvc.toml's valid_models (nil: the default list). Units built
+// under another list are built again.
+func (c *Cache) SetValidModels(models []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.Equal(c.models, models) {
+		return
+	}
+	c.models = slices.Clone(models)
+	clear(c.builds)
+}
+
+func (c *Cache) validModels() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.models
+}
+
 func (c *Cache) Stats() CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -46,6 +46,7 @@ type loader struct {
 	getenv  func(key string) string
 	timeout time.Duration // for decoding one file
 	cache   *Cache        // nil: parse every file
+	models  []string      // the models [orchestrator] model may name; nil: the default list
 	seen    map[string]bool
 	now     time.Time // when this load began
 }
@@ -182,6 +183,7 @@ func LoadFS(fsys fs.FS, dir string) (*Set, error) {
 func (l *loader) useCache(c *Cache) {
 	if c != nil {
 		l.cache, l.seen, l.now = c, make(map[string]bool), time.Now()
+		l.models = c.validModels()
 	}
 }
 

@@ -3,6 +3,7 @@ package unit
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,5 +79,52 @@ func TestOrchestratorTable(t *testing.T) {
 		if !ok {
 			t.Errorf("c: no problem %q in %q", w, msgs)
 		}
+	}
+}
+
+// TestValidModelsFromSettings: with opsvc.toml's valid_models given, a unit's
+// model is checked against that list (and full claude-… names), in loads
+// through a cache as the daemon does and in validate; changing the list
+// builds the units again.
+func TestValidModelsFromSettings(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"gpt.toml":    "[orchestrator]\ntask = \"t\"\nmodel = \"gpt4\"\n",
+		"sonnet.toml": "[orchestrator]\ntask = \"t\"\nmodel = \"sonnet\"\n",
+		"full.toml":   "[orchestrator]\ntask = \"t\"\nmodel = \"claude-sonnet-4-5\"\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewCache()
+	c.SetValidModels([]string{"gpt4", "gpt5"})
+	s, err := LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUnit(t, s, "gpt")
+	mustUnit(t, s, "full")
+	if s.Units["sonnet"] != nil || len(s.Problems["sonnet"]) == 0 {
+		t.Fatalf("sonnet is not in valid_models [gpt4 gpt5] and should be refused: %v", s.Problems["sonnet"])
+	}
+	if p := s.Problems["sonnet"][0]; !strings.Contains(p.Hint, "gpt4, gpt5") {
+		t.Errorf("hint %q does not name the valid models", p.Hint)
+	}
+	if probs := ValidateWith(filepath.Join(dir, "gpt.toml"), []string{"gpt4"}); len(probs) != 0 {
+		t.Errorf("validate with valid_models [gpt4]: %v", probs)
+	}
+	if probs := Validate(filepath.Join(dir, "gpt.toml")); len(probs) == 0 {
+		t.Error("validate with the default list accepted gpt4")
+	}
+	c.SetValidModels(nil) // back to the default list: the same files, built again
+	s, err = LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUnit(t, s, "sonnet")
+	if s.Units["gpt"] != nil {
+		t.Error("gpt4 still valid after valid_models went back to the default list")
 	}
 }

@@ -14,14 +14,23 @@ import (
 // loaded from its directory (so its drop-ins apply, and requires is checked
 // against its neighbours); a file in a NAME.d/ directory stands for unit NAME.
 // It returns nil when there is nothing wrong.
-func Validate(path string) []Problem {
+func Validate(path string) []Problem { return ValidateWith(path, nil) }
+
+// ValidateWith is Validate with the models an [orchestrator] model may name
+// (opsvc.toml's valid_models; nil: the default list).
+func ValidateWith(path string, models []string) []Problem {
+	load := func(dir string) (*Set, error) {
+		c := NewCache()
+		c.SetValidModels(models)
+		return LoadCached(c, dir)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return []Problem{{File: path, Line: 1, Col: 1, Msg: "cannot read: " + unwrapPath(err).Error(),
 			Hint: "give a unit file (NAME.toml) or a units directory"}}
 	}
 	if fi.IsDir() {
-		s, err := Load(path)
+		s, err := load(path)
 		if err != nil {
 			return []Problem{{File: path, Line: 1, Col: 1, Msg: unwrapPath(err).Error()}}
 		}
@@ -42,7 +51,7 @@ func Validate(path string) []Problem {
 		name = strings.TrimSuffix(parent, ".d")
 		dir = filepath.Dir(dir)
 	}
-	s, err := Load(dir)
+	s, err := load(dir)
 	if err != nil {
 		return []Problem{{File: path, Line: 1, Col: 1, Msg: unwrapPath(err).Error()}}
 	}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/config/atomicfile"
 	"github.com/opsvc/opsvc/unit"
 )
@@ -52,7 +53,7 @@ func (c *cli) validate() error {
 	} else if _, err := os.Stat(path); err != nil {
 		return fail(exitFailure, "validate %s: %v (give a unit file or a units directory)", path, unwrapPathErr(err))
 	}
-	probs := unit.Validate(path)
+	probs := unit.ValidateWith(path, c.validModels())
 	if shown == "stdin" {
 		for i := range probs {
 			probs[i].File = "stdin"
@@ -279,7 +280,7 @@ func (c *cli) edit() error {
 		fmt.Fprintf(c.stderr, "opsvc: edit %s: no change\n", name)
 		return nil
 	}
-	probs, err := validateWith(dir, name, edited)
+	probs, err := validateWith(dir, name, edited, c.validModels())
 	if err != nil {
 		return fail(exitFailure, "edit %s: %v", name, err)
 	}
@@ -368,7 +369,7 @@ func (c *cli) runEditor(path string) error {
 
 // validateWith checks unit name as it would load with override.toml set to
 // data, on a copy of the units directory's files.
-func validateWith(dir, name string, data []byte) ([]unit.Problem, error) {
+func validateWith(dir, name string, data []byte, models []string) ([]unit.Problem, error) {
 	tmp, err := os.MkdirTemp("", "opsvc-check")
 	if err != nil {
 		return nil, err
@@ -415,7 +416,7 @@ func validateWith(dir, name string, data []byte) ([]unit.Problem, error) {
 		}
 		return false
 	}
-	for _, p := range unit.Validate(tmp) {
+	for _, p := range unit.ValidateWith(tmp, models) {
 		rel, err := filepath.Rel(tmp, p.File)
 		if err != nil || !mine(rel) {
 			continue // another unit's problem is not this edit's
@@ -432,4 +433,18 @@ func copyFile(src, dst string) {
 		return
 	}
 	os.WriteFile(dst, data, 0o600)
+}
+
+// validModels is [orchestrator] valid_models from the daemon's settings file,
+// for checking units without a daemon; nil (the default list) when the file
+// is missing or does not load.
+func (c *cli) validModels() []string {
+	if c.paths.Config == "" {
+		return nil
+	}
+	st, err := config.LoadSettings(c.paths.Config)
+	if err != nil {
+		return nil
+	}
+	return st.Orchestrator.ValidModels
 }
