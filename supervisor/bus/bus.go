@@ -136,6 +136,7 @@ type Bus struct {
 	limiter limiter
 	faults  map[string]*Fault // by component
 	stop    chan struct{}     // closed by Close: ends the ticker goroutine
+	kick    chan struct{}     // a fault began: the ticker retries at RetryInterval
 
 	wg sync.WaitGroup // subscription goroutines and the ticker goroutine
 }
@@ -214,30 +215,39 @@ func Open(dir string, opts Options) (*Bus, error) {
 	b.limiter = newLimiter(opts, opts.Now())
 	b.faults = make(map[string]*Fault)
 	b.stop = make(chan struct{})
+	b.kick = make(chan struct{}, 1)
 	b.wg.Add(1)
 	go b.tick()
 	return b, nil
 }
 
-// tick sums up suppressed and coalesced events once per interval, and tries a log that could
-// not be written again, even when no event comes.
+// tick sums up suppressed and coalesced events once per interval and, while
+// the event log cannot be written, tries it again every RetryInterval, even
+// when no event comes. An idle daemon wakes once per interval.
 func (b *Bus) tick() {
 	defer b.wg.Done()
-	t := time.NewTicker(min(b.opts.Interval, b.opts.RetryInterval))
+	t := time.NewTimer(b.opts.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.stop:
 			return
+		case <-b.kick:
+			t.Reset(min(b.opts.Interval, b.opts.RetryInterval))
 		case <-t.C:
+			next := b.opts.Interval
 			b.mu.Lock()
 			if !b.closed {
 				b.flushLocked(b.opts.Now())
 				if b.faults[componentEvents] != nil {
 					b.retryLocked()
 				}
+				if b.faults[componentEvents] != nil {
+					next = min(next, b.opts.RetryInterval)
+				}
 			}
 			b.mu.Unlock()
+			t.Reset(next)
 		}
 	}
 }
@@ -380,6 +390,10 @@ func (b *Bus) faultLocked(component string, err error, now time.Time) {
 	case err != nil && f == nil:
 		f = &Fault{Component: component, Error: err.Error(), Since: now}
 		b.faults[component] = f
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
 		b.logf("the %s log cannot be written: %v (the daemon keeps running; check free space in the state directory)", component, err)
 		f.Event = b.publishLocked(Event{Type: TypeDegraded, Data: dataOf(Degraded{
 			Component: component,
