@@ -760,7 +760,7 @@ func (r *results) writeTargets(w io.Writer) {
 	if len(ts) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nTargets (issues 3–7):\n\n| target | measured | met |\n|---|---|---|\n")
+	fmt.Fprintf(w, "\nTargets of the first release:\n\n| target | measured | met |\n|---|---|---|\n")
 	for _, t := range ts {
 		m := "not measured"
 		if t.met != nil {
