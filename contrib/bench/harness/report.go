@@ -642,7 +642,7 @@ func parseGoBench(rd io.Reader) map[string]map[string]float64 {
 
 // ---------------------------------------------------------------- targets
 
-// target is one of the targets, checked against this run.
+// target is one of the first release's targets, checked against this run.
 type target struct {
 	what     string
 	measured string
