@@ -90,6 +90,7 @@ type Logs struct {
 	sinks   []*sinkQueue // one queue and goroutine per sink: a stalled journald never holds up the files
 	stop    chan struct{}
 	stopped chan struct{} // the drop reporter has ended
+	kick    chan struct{} // a first line was dropped since the last report
 
 	dropped atomic.Uint64 // lines the sinks never got, in total
 
@@ -121,8 +122,31 @@ type sinkQueue struct {
 	index   int // in Logs.sinks, and in unitLog.queued
 	write   func(Line) error
 	fault   func(error) // told of a change between failing and working; nil: not told
-	queue   chan queued
 	stopped chan struct{}
+
+	// Guarded by Logs.mu. The queue grows as lines come and is let go once written, so an
+	// idle daemon does not hold room for QueueLen lines.
+	queue   []queued
+	pending int  // lines queued or being written, at most QueueLen
+	closed  bool // no more lines: write what is queued, then end
+	wake    chan struct{}
+}
+
+// spareQueue is the most room a written queue keeps for the next lines.
+const spareQueue = 64
+
+// pushLocked queues a line for the sink; false when the queue is full or closed.
+func (sq *sinkQueue) pushLocked(q queued, max int) bool {
+	if sq.closed || sq.pending >= max {
+		return false
+	}
+	sq.queue = append(sq.queue, q)
+	sq.pending++
+	select {
+	case sq.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // New opens the sinks: files under Dir when it is set, and journald when its socket exists and
@@ -190,6 +214,7 @@ func newLogs(opts Options, f *fileSink, j *journalSink) *Logs {
 		journal:   j,
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 		units:     make(map[string]*unitLog),
 		dropping:  make(map[*unitLog]struct{}),
 		followers: make(map[string]map[*follower]struct{}),
@@ -202,7 +227,7 @@ func newLogs(opts Options, f *fileSink, j *journalSink) *Logs {
 	}
 	for i, sq := range l.sinks {
 		sq.index = i
-		sq.queue = make(chan queued, opts.QueueLen)
+		sq.wake = make(chan struct{}, 1)
 		sq.stopped = make(chan struct{})
 		go l.run(sq)
 	}
@@ -291,10 +316,9 @@ func (l *Logs) Write(line Line) {
 			l.dropLocked(u, nil)
 			continue
 		}
-		select {
-		case sq.queue <- queued{line: line, u: u}:
+		if sq.pushLocked(queued{line: line, u: u}, l.opts.QueueLen) {
 			u.queued[sq.index]++
-		default:
+		} else {
 			l.dropLocked(u, nil)
 		}
 	}
@@ -306,6 +330,12 @@ func (l *Logs) dropLocked(u *unitLog, cause error) {
 	u.dropped++
 	if cause != nil {
 		u.lastCause = cause
+	}
+	if len(l.dropping) == 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
 	}
 	l.dropping[u] = struct{}{}
 }
@@ -534,9 +564,15 @@ func (l *Logs) Close() error {
 	}
 	l.mu.Unlock()
 	<-l.stopped // the reporter is not writing to the queues any more
+	l.mu.Lock()
 	for _, sq := range l.sinks {
-		close(sq.queue)
+		sq.closed = true
+		select {
+		case sq.wake <- struct{}{}:
+		default:
+		}
 	}
+	l.mu.Unlock()
 	deadline := time.After(closeDrain)
 	for _, sq := range l.sinks {
 		select {
@@ -563,34 +599,64 @@ func (l *Logs) Close() error {
 func (l *Logs) run(sq *sinkQueue) {
 	defer close(sq.stopped)
 	var failing error
-	for q := range sq.queue {
-		err := sq.write(q.line)
-		if sq.fault != nil && (err == nil) != (failing == nil) {
-			sq.fault(err)
-		}
-		failing = err
-		if q.u == nil {
-			continue
-		}
+	var spare []queued
+	for {
 		l.mu.Lock()
-		q.u.queued[sq.index]--
-		if err != nil {
-			l.dropLocked(q.u, err)
+		for len(sq.queue) == 0 && !sq.closed {
+			l.mu.Unlock()
+			<-sq.wake
+			l.mu.Lock()
 		}
+		batch := sq.queue
+		if len(batch) == 0 { // closed, and every line written
+			l.mu.Unlock()
+			return
+		}
+		sq.queue = spare[:0]
 		l.mu.Unlock()
+		for i := range batch {
+			q := &batch[i]
+			err := sq.write(q.line)
+			if sq.fault != nil && (err == nil) != (failing == nil) {
+				sq.fault(err)
+			}
+			failing = err
+			l.mu.Lock()
+			sq.pending--
+			if q.u != nil {
+				q.u.queued[sq.index]--
+				if err != nil {
+					l.dropLocked(q.u, err)
+				}
+			}
+			l.mu.Unlock()
+			*q = queued{}
+		}
+		spare = nil
+		if cap(batch) <= spareQueue {
+			spare = batch[:0]
+		}
 	}
 }
 
-// reportLoop reports dropped lines once per interval, until Close.
+// reportLoop reports dropped lines one interval after the first of them, until Close; while
+// nothing is dropped it sleeps.
 func (l *Logs) reportLoop() {
 	defer close(l.stopped)
-	tick := time.NewTicker(l.opts.DropReportInterval)
-	defer tick.Stop()
+	t := time.NewTimer(l.opts.DropReportInterval)
+	t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
-		case <-tick.C:
+		case <-l.kick:
+		}
+		t.Reset(l.opts.DropReportInterval)
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C:
 			l.reportDropped()
 		}
 	}
@@ -661,10 +727,8 @@ func (l *Logs) reportDropped() {
 	l.keepLocked(u, line)
 	if !l.closed {
 		for _, sq := range l.sinks {
-			select {
-			case sq.queue <- queued{line: line}:
-			default: // the next report counts again what is dropped meanwhile
-			}
+			// When it is full, the next report counts again what is dropped meanwhile.
+			sq.pushLocked(queued{line: line}, l.opts.QueueLen)
 		}
 	}
 	l.mu.Unlock()
