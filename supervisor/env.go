@@ -35,19 +35,24 @@ func BaseEnv(environ []string) []string {
 
 // unitEnv builds a worker's environment: base, then environment_files, then
 // the unit's environment table, then extra (opsvc's own variables). A later
-// value for a key replaces an earlier one.
+// value for a key replaces an earlier one. An inherited variable kept as it is
+// shares its string with base.
 func unitEnv(base []string, svc unit.Service, extra map[string]string) ([]string, error) {
-	m := make(map[string]string, len(base)+len(svc.Environment)+len(extra))
+	m := make(map[string]string, len(base)+len(svc.Environment)+len(extra)) // key -> "key=value"
 	order := make([]string, 0, len(base))
-	set := func(k, v string) {
+	put := func(k, kv string) {
 		if _, ok := m[k]; !ok {
 			order = append(order, k)
 		}
-		m[k] = v
+		m[k] = kv
 	}
+	set := func(k, v string) { put(k, k+"="+v) }
 	for _, kv := range base {
-		k, v, _ := strings.Cut(kv, "=")
-		set(k, v)
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			kv += "="
+		}
+		put(k, kv)
 	}
 	keys := make([]string, 0, len(svc.Environment))
 	for k := range svc.Environment {
@@ -76,7 +81,7 @@ func unitEnv(base []string, svc unit.Service, extra map[string]string) ([]string
 	}
 	out := make([]string, 0, len(order))
 	for _, k := range order {
-		out = append(out, k+"="+m[k])
+		out = append(out, m[k])
 	}
 	return out, nil
 }

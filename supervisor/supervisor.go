@@ -463,10 +463,13 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 
 // startPrepare prepares a unit's process; forkAll and startFinish start it.
 func (s *Supervisor) startPrepare(name string, rec *unitRecord, u *unit.Unit) *launch {
-	l := &launch{name: name, rec: rec, holder: &procHolder{}}
+	// The exit callback lives as long as the process: it holds the holder only, not the
+	// launch with its environment and argv.
+	holder := &procHolder{}
+	l := &launch{name: name, rec: rec, holder: holder}
 	l.spec, l.ch, l.ns, l.cleanup, l.err = s.prepareSpawn(name, u, rec, func() {
 		s.exitMu.Lock()
-		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: l.holder})
+		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: holder})
 		s.exitMu.Unlock()
 		select {
 		case s.exitSig <- struct{}{}:
