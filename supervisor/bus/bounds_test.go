@@ -218,3 +218,41 @@ func TestSourceOf(t *testing.T) {
 		}
 	}
 }
+
+// TestTickSleepsAndWakes: once nothing is left to sum up the ticker sleeps; a source that
+// floods afterwards still gets its bus.suppressed at the end of the interval, with no
+// event after the flood to carry it.
+func TestTickSleepsAndWakes(t *testing.T) {
+	b := openT(t, t.TempDir(), Options{SourceRate: 100, SourceBurst: 2, Interval: 20 * time.Millisecond})
+	suppressed := func() int {
+		n := 0
+		for _, e := range stored(t, b) {
+			if e.Type == TypeSuppressed {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 10s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	idle := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.limiter.idle()
+	}
+	for round := 1; round <= 2; round++ {
+		for i := range 5 {
+			b.Publish(Event{Type: "worker.spam", Unit: "loud", Data: map[string]any{"i": i}})
+		}
+		waitFor("bus.suppressed", func() bool { return suppressed() == round })
+		waitFor("idle limiter", idle) // the full bucket is forgotten: the ticker sleeps
+	}
+}

@@ -137,6 +137,7 @@ type Bus struct {
 	faults  map[string]*Fault // by component
 	stop    chan struct{}     // closed by Close: ends the ticker goroutine
 	kick    chan struct{}     // a fault began: the ticker retries at RetryInterval
+	wake    chan struct{}     // the limiter was idle and holds something now: the sleeping ticker starts
 
 	wg sync.WaitGroup // subscription goroutines and the ticker goroutine
 }
@@ -216,6 +217,7 @@ func Open(dir string, opts Options) (*Bus, error) {
 	b.faults = make(map[string]*Fault)
 	b.stop = make(chan struct{})
 	b.kick = make(chan struct{}, 1)
+	b.wake = make(chan struct{}, 1)
 	b.wg.Add(1)
 	go b.tick()
 	return b, nil
@@ -223,17 +225,25 @@ func Open(dir string, opts Options) (*Bus, error) {
 
 // tick sums up suppressed and coalesced events once per interval and, while
 // the event log cannot be written, tries it again every RetryInterval, even
-// when no event comes. An idle daemon wakes once per interval.
+// when no event comes. When there is nothing to sum up or retry it sleeps
+// until an event is limited or coalesced: an idle daemon does not wake.
 func (b *Bus) tick() {
 	defer b.wg.Done()
 	t := time.NewTimer(b.opts.Interval)
 	defer t.Stop()
+	asleep := false
 	for {
 		select {
 		case <-b.stop:
 			return
 		case <-b.kick:
+			asleep = false
 			t.Reset(min(b.opts.Interval, b.opts.RetryInterval))
+		case <-b.wake:
+			if asleep {
+				asleep = false
+				t.Reset(b.opts.Interval)
+			}
 		case <-t.C:
 			next := b.opts.Interval
 			b.mu.Lock()
@@ -246,8 +256,11 @@ func (b *Bus) tick() {
 					next = min(next, b.opts.RetryInterval)
 				}
 			}
+			asleep = b.closed || (b.faults[componentEvents] == nil && b.limiter.idle())
 			b.mu.Unlock()
-			t.Reset(next)
+			if !asleep {
+				t.Reset(next)
+			}
 		}
 	}
 }
@@ -332,7 +345,15 @@ func (b *Bus) Publish(e Event) Event {
 	now := b.opts.Now()
 	b.flushLocked(now)
 	e.Data = boundData(e.Data)
-	if !b.limiter.admit(e, now) {
+	idle := b.limiter.idle()
+	admitted := b.limiter.admit(e, now)
+	if idle && !b.limiter.idle() {
+		select {
+		case b.wake <- struct{}{}: // the tick has something to sum up or forget
+		default:
+		}
+	}
+	if !admitted {
 		return e
 	}
 	return b.publishLocked(e, now)

@@ -104,6 +104,9 @@ func cost(e Event) float64 {
 	return max(1, float64(n)/1024)
 }
 
+// idle reports whether the limiter holds nothing for flush: no source's bucket, no repeat.
+func (l *limiter) idle() bool { return len(l.buckets) == 0 && len(l.repeats) == 0 }
+
 // admit reports whether e is published now; if not, it was counted (rate limit) or kept to
 // be published as a repeat at the end of the interval (coalescing).
 func (l *limiter) admit(e Event, now time.Time) bool {
