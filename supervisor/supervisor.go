@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -816,7 +817,7 @@ func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdn
 	main := rec.PID
 	allowed := m.PID == main
 	if !allowed && d.Unit.Service.NotifyAccess == "all" {
-		allowed = sdnotify.IsDescendant(m.PID, main)
+		allowed = slices.Contains(m.Ancestors, main) || sdnotify.IsDescendant(m.PID, main)
 	}
 	if !allowed {
 		s.emit(name, m.PID, api.UnitNotifyRefused{Reason: "sender is not the main process (notify_access = \"all\" accepts its descendants)"})

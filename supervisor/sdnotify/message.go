@@ -21,6 +21,10 @@ const MaxMessageSize = 4096
 type Message struct {
 	// PID, UID and GID are the sender's credentials (SCM_CREDENTIALS). Parse leaves them zero.
 	PID, UID, GID int
+	// Ancestors are the sender's parent, grandparent, … as read from /proc when the datagram
+	// arrived (at most MaxAncestors), so that a sender that exits right after sending is still
+	// known as a descendant of a unit's main process. Parse leaves it nil.
+	Ancestors []int
 	// Fields holds every KEY=VALUE line in order, unknown keys included.
 	Fields []Field
 

@@ -20,6 +20,28 @@ func IsDescendant(pid, ancestor int) bool {
 	return isDescendant("/proc", pid, ancestor)
 }
 
+// MaxAncestors bounds Ancestors.
+const MaxAncestors = 64
+
+// Ancestors returns the parent, grandparent, … of pid up to init (not included), at most
+// MaxAncestors of them; nil when pid is gone.
+func Ancestors(pid int) []int {
+	return ancestors("/proc", pid)
+}
+
+func ancestors(procRoot string, pid int) []int {
+	var out []int
+	for len(out) < MaxAncestors && pid > 1 {
+		ppid, ok := parentPID(procRoot, pid)
+		if !ok || ppid <= 1 {
+			break
+		}
+		out = append(out, ppid)
+		pid = ppid
+	}
+	return out
+}
+
 func isDescendant(procRoot string, pid, ancestor int) bool {
 	if pid <= 0 || ancestor <= 0 || pid == ancestor {
 		return false

@@ -117,3 +117,15 @@ func TestIsDescendantFakeProc(t *testing.T) {
 		}
 	}
 }
+
+// TestAncestorsOfThisProcess: the chain of this test process reaches its parent; a gone pid has
+// none.
+func TestAncestorsOfThisProcess(t *testing.T) {
+	got := Ancestors(os.Getpid())
+	if len(got) == 0 || got[0] != os.Getppid() {
+		t.Fatalf("Ancestors(self) = %v, want it to start with the parent %d", got, os.Getppid())
+	}
+	if a := ancestors(t.TempDir(), 12345); a != nil {
+		t.Errorf("ancestors of a pid with no /proc entry = %v, want nil", a)
+	}
+}

@@ -206,6 +206,9 @@ func (s *Server) dispatch(payload, oob []byte, flags int) {
 		return // the deferred close is the answer
 	}
 	msg.PID, msg.UID, msg.GID = int(cred.Pid), int(cred.Uid), int(cred.Gid)
+	// Read now, while the sender most likely still exists (systemd-notify exits right after
+	// sending): the handler may run later.
+	msg.Ancestors = Ancestors(msg.PID)
 	s.handler(msg)
 }
 
