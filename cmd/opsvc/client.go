@@ -88,7 +88,7 @@ type apiError struct {
 
 func (e *apiError) Error() string {
 	msg := stripPackage(e.body.Message)
-	if e.body.Hint != "" && !strings.Contains(e.body.Hint, "DESIGN") {
+	if e.body.Hint != "" {
 		return msg + " (" + e.body.Hint + ")"
 	}
 	return msg

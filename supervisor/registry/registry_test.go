@@ -304,7 +304,7 @@ func TestArchive(t *testing.T) {
 	}
 }
 
-// TestJSONShape pins the field names DESIGN §7 and §8 fix.
+// TestJSONShape pins the registry's field names, which clients read.
 func TestJSONShape(t *testing.T) {
 	keys := func(v any) []string {
 		data, err := json.Marshal(v)
