@@ -37,6 +37,28 @@ type fixture struct {
 	daemons []*daemon
 }
 
+// setup makes the scenario's fixture, or records why it could not and
+// returns nil.
+func (s *suite) setup(r *result, name string) *fixture {
+	f, err := s.fixture(name)
+	if err != nil {
+		r.fail("setup: %v", err)
+		return nil
+	}
+	return f
+}
+
+// startOrFail starts the fixture's daemon, or records why it could not and
+// returns nil.
+func (f *fixture) startOrFail(ctx context.Context, r *result) *daemon {
+	d, err := f.start(ctx)
+	if err != nil {
+		r.fail("start: %v", err)
+		return nil
+	}
+	return d
+}
+
 func (s *suite) fixture(name string) (*fixture, error) {
 	dir := filepath.Join(s.root, name)
 	f := &fixture{s: s, dir: dir, units: filepath.Join(dir, "units"), state: filepath.Join(dir, "state"),

@@ -58,16 +58,14 @@ func (p *statusProbe) quantile(q float64) time.Duration {
 // scenarioHostileUnit drops unit files built to make a TOML decoder slow
 // (many dotted keys, deeply nested inline tables) into a running daemon.
 func scenarioHostileUnit(ctx context.Context, s *suite, r *result) {
-	f, err := s.fixture("hostile-unit")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "hostile-unit")
+	if f == nil {
 		return
 	}
 	defer f.close()
 	f.shellUnit("steady", "sleep 3600 & wait", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	before, err := f.waitUnits(ctx, 10*time.Second, allActive("steady"))
@@ -137,9 +135,8 @@ func scenarioHostileUnit(ctx context.Context, s *suite, r *result) {
 // scenarioFIFO points environment_files at a FIFO that nobody writes.
 func scenarioFIFO(ctx context.Context, s *suite, r *result) {
 	r.did = "a unit whose environment_files names a FIFO nobody writes, added to a running daemon"
-	f, err := s.fixture("fifo-env")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "fifo-env")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -155,9 +152,8 @@ func scenarioFIFO(ctx context.Context, s *suite, r *result) {
 		}
 	}()
 	f.shellUnit("steady", "sleep 3600 & wait", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	if _, err := f.waitUnits(ctx, 10*time.Second, allActive("steady")); err != nil {
@@ -191,9 +187,8 @@ func firstNonEmpty(s ...string) string {
 // scenarioUID gives units uids outside the real range.
 func scenarioUID(ctx context.Context, s *suite, r *result) {
 	r.did = "units with user = \"4294967296\", \"4294967295\", \"-1\": validate, then a daemon"
-	f, err := s.fixture("uid-range")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "uid-range")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -208,9 +203,8 @@ func scenarioUID(ctx context.Context, s *suite, r *result) {
 	}
 	r.check(refused == len(users), "validate refused %d/%d", refused, len(users))
 	f.shellUnit("ok", "sleep 3600 & wait", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	ran := 0
@@ -248,17 +242,15 @@ func scenarioNotifyFlood(ctx context.Context, s *suite, r *result) {
 		r.skip("systemd-notify is not installed (Debian: systemd)")
 		return
 	}
-	f, err := s.fixture("notify-flood")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "notify-flood")
+	if f == nil {
 		return
 	}
 	defer f.close()
 	f.shellUnit("target", "systemd-notify --ready --no-block; sleep 3600 & wait", "type = \"notify\"\n", "")
 	f.shellUnit("witness", "sleep 3600 & wait", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	m, err := f.waitUnits(ctx, 15*time.Second, allActive("target", "witness"))
@@ -369,17 +361,15 @@ func scenarioOutputFlood(ctx context.Context, s *suite, r *result) {
 		window = 3 * time.Second
 	}
 	r.did = fmt.Sprintf("a unit printing 500-byte lines without pause beside one printing a line every 50 ms, for %s", window)
-	f, err := s.fixture("output-flood")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "output-flood")
+	if f == nil {
 		return
 	}
 	defer f.close()
 	f.shellUnit("spew", "exec yes "+strings.Repeat("x", 500), "", "")
 	f.shellUnit("steady", "while :; do date +%%s%%N; sleep 0.05; done", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	if _, err := f.waitUnits(ctx, 10*time.Second, allActive("spew", "steady")); err != nil {
@@ -435,9 +425,8 @@ func scenarioOutputFlood(ctx context.Context, s *suite, r *result) {
 // 900 KB events and then thousands of small ones, beside a quiet unit.
 func scenarioEventSize(ctx context.Context, s *suite, r *result) {
 	const burst = 20000
-	f, err := s.fixture("event-size")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "event-size")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -459,9 +448,8 @@ touch published; sleep 3600 & wait`, big, big, burst)
 	}
 	f.write("badkeys.toml", bad.String())
 	r.did = fmt.Sprintf("an ipc worker publishing 3 events and statuses of 900 KB then %d events in a burst; a %d KB unit file of unknown keys", burst, bad.Len()>>10)
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	if _, err := f.waitUnits(ctx, 15*time.Second, allActive("witness")); err != nil {
@@ -475,7 +463,7 @@ touch published; sleep 3600 & wait`, big, big, burst)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_, err = f.waitUnits(ctx, 30*time.Second, allActive("witness"))
+	_, err := f.waitUnits(ctx, 30*time.Second, allActive("witness"))
 	r.check(err == nil, "status answered")
 	evs, err := f.storedEvents(ctx, "since=0")
 	if err != nil {

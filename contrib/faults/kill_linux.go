@@ -63,9 +63,8 @@ resume = true
 func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	n := s.opt.kills
 	r.did = fmt.Sprintf("kill -9 of the daemon ×%d at random moments under load (3 units with a setsid child, a crash loop, an output loop, an orchestrator), then restart", n)
-	f, err := s.fixture("kill9-daemon")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "kill9-daemon")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -83,6 +82,7 @@ func scenarioKillDaemon(ctx context.Context, s *suite, r *result) {
 	orphans, dups, regValid, restarted, atKill := 0, 0, 0, 0, 0
 	var escapedCmds []string
 	var d *daemon
+	var err error
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		if d, err = f.start(ctx); err != nil {
 			r.fail("round %d: start: %v", i+1, err)
@@ -229,17 +229,15 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 		n = 2
 	}
 	r.did = fmt.Sprintf("kill -9 of an orchestrator worker ×%d mid-session (stand-in agent with a child), and of a worker with a child and a setsid child", n)
-	f, err := s.fixture("kill9-worker")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "kill9-worker")
+	if f == nil {
 		return
 	}
 	defer f.close()
 	f.orchUnit("orch", slowAgent)
 	f.shellUnit("tree", treeScript, "restart = \"always\"\nrestart_delay = \"100ms\"\n", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	// A plain worker: what it started, in its group or not, goes with it.
@@ -390,9 +388,8 @@ func scenarioKillWorker(ctx context.Context, s *suite, r *result) {
 // scenarioSecondDaemon starts a second daemon on a state directory in use.
 func scenarioSecondDaemon(ctx context.Context, s *suite, r *result) {
 	r.did = "a second `opsvc daemon` on the state directory of a running one (own socket)"
-	f, err := s.fixture("second-daemon")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "second-daemon")
+	if f == nil {
 		return
 	}
 	defer f.close()

@@ -19,9 +19,8 @@ import (
 // scenarioDiskFull puts the state directory on a 2 MiB tmpfs and fills it.
 func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 	r.did = "state directory on a 2 MiB tmpfs, filled to ENOSPC while units print and restart, then space freed"
-	f, err := s.fixture("disk-full")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "disk-full")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -64,9 +63,8 @@ func scenarioDiskFull(ctx context.Context, s *suite, r *result) {
 	}()
 	f.shellUnit("chatty", "while :; do echo line $(date +%%s%%N); sleep 0.02; done", "", "")
 	f.shellUnit("blink", "sleep 0.3; exit 1", "restart = \"always\"\nrestart_delay = \"100ms\"\nstart_limit_burst = 10000\n", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	if _, err := f.waitUnits(ctx, 10*time.Second, allActive("chatty")); err != nil {
@@ -214,9 +212,8 @@ func silentGaps(stored, live []event) (silent, marked int) {
 // (run with 4096 fds) cannot take more, then asks for status.
 func scenarioFDs(ctx context.Context, s *suite, r *result) {
 	const limit = 4096
-	f, err := s.fixture("fd-exhaustion")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "fd-exhaustion")
+	if f == nil {
 		return
 	}
 	defer f.close()
@@ -291,16 +288,14 @@ func scenarioBadRequests(ctx context.Context, s *suite, r *result) {
 	if s.opt.short {
 		n = 600
 	}
-	f, err := s.fixture("bad-requests")
-	if err != nil {
-		r.fail("setup: %v", err)
+	f := s.setup(r, "bad-requests")
+	if f == nil {
 		return
 	}
 	defer f.close()
 	f.shellUnit("steady", "sleep 3600 & wait", "", "")
-	d, err := f.start(ctx)
-	if err != nil {
-		r.fail("start: %v", err)
+	d := f.startOrFail(ctx, r)
+	if d == nil {
 		return
 	}
 	if _, err := f.waitUnits(ctx, 10*time.Second, allActive("steady")); err != nil {
@@ -375,7 +370,7 @@ func scenarioBadRequests(ctx context.Context, s *suite, r *result) {
 		r.fail("%s", b)
 	}
 	r.figure("in %.1f s", took.Seconds())
-	_, err = f.waitUnits(ctx, 10*time.Second, allActive("steady"))
+	_, err := f.waitUnits(ctx, 10*time.Second, allActive("steady"))
 	r.check(err == nil && d.alive(), "daemon healthy afterwards")
 	r.figure("RSS %d → %d MB", rss0>>10, rssKB(d.pid)>>10)
 }
