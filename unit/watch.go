@@ -219,12 +219,13 @@ func (w *Watcher) loop() {
 		t := time.Now()
 		if now && !pending && !t.Before(quiet) {
 			// The first finished change after a quiet time: at once. What
-			// follows within debounce is a burst.
+			// follows within debounce is a burst. New NAME.d/ directories are
+			// watched and links re-resolved before the change is passed on, so
+			// a file written into them once the load has begun is seen, and
+			// one written before is read by that load.
+			_ = w.sync()
 			send()
 			quiet = t.Add(w.debounce)
-			// Watch new NAME.d/ directories and re-resolve links, so files
-			// written into them next are seen.
-			_ = w.sync()
 			continue
 		}
 		_ = w.sync()
