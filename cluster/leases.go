@@ -419,3 +419,6 @@ func (l *Leases) Active(ctx context.Context) (int, error) {
 }
 
 type kvT = mvccpb.KeyValue
+
+// Reachable reports whether etcd answered the last check (see Client.Reachable).
+func (l *Leases) Reachable() error { return l.c.Reachable() }

@@ -263,6 +263,9 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Bus != nil {
 		list.Degraded = s.opts.Bus.FaultText()
 	}
+	if t := s.fleetText(); t != "" {
+		list.Degraded = strings.TrimPrefix(list.Degraded+"; "+t, "; ")
+	}
 	writeJSON(w, http.StatusOK, list)
 }
 

@@ -37,6 +37,8 @@ type Options struct {
 	Bus      *bus.Bus
 	Logs     *logs.Logs
 	Registry registry.Backend
+	// Fleet, if set, grants session leases for the whole fleet instead of this daemon alone.
+	Fleet FleetLeases
 	Now      func() time.Time
 	Logf     func(format string, args ...any)
 	// Environ is the environment workers inherit (before scrubbing); nil = os.Environ().
@@ -582,6 +584,7 @@ func (s *Supervisor) release(name string, rec *unitRecord) {
 		}()
 	}
 	s.leases.ReleaseUnit(name)
+	s.fleetReleaseUnit(name)
 	s.workerGone(name)
 	rec.proc, rec.channel, rec.notify = nil, nil, nil
 }
@@ -801,7 +804,7 @@ func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker
 }
 
 func (s *Supervisor) handleRequest(name string, rec *unitRecord, m worker.Message) {
-	if rec.channel == nil || s.chainRequest(name, rec.channel, m) {
+	if rec.channel == nil || s.chainRequest(name, rec.channel, m) || s.fleetRequest(name, rec, m) {
 		return
 	}
 	data, err := s.handleSessionRequest(name, rec, m.Method, m.Params)
@@ -985,6 +988,9 @@ func (s *Supervisor) statusLine() string {
 		if t := s.opts.Bus.FaultText(); t != "" {
 			line += "; " + t
 		}
+	}
+	if t := s.fleetText(); t != "" {
+		line += "; " + t
 	}
 	return line
 }

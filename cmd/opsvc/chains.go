@@ -99,7 +99,16 @@ func dur(ms int64) string {
 
 func printChainTable(w io.Writer, chains []registry.ChainSummary, depth []int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUNIT\tSTATUS\tSESSIONS\tTURNS\tCOST\tDURATION\tSTARTED\tRESTARTED FROM")
+	// On a fleet ([cluster] in opsvc.toml) every chain names the host that ran it.
+	fleet := false
+	for _, c := range chains {
+		fleet = fleet || c.Host != ""
+	}
+	if fleet {
+		fmt.Fprintln(tw, "ID\tUNIT\tHOST\tSTATUS\tSESSIONS\tTURNS\tCOST\tDURATION\tSTARTED\tRESTARTED FROM")
+	} else {
+		fmt.Fprintln(tw, "ID\tUNIT\tSTATUS\tSESSIONS\tTURNS\tCOST\tDURATION\tSTARTED\tRESTARTED FROM")
+	}
 	for i, c := range chains {
 		id := c.ID
 		if depth != nil {
@@ -109,7 +118,15 @@ func printChainTable(w io.Writer, chains []registry.ChainSummary, depth []int) {
 		if from == "" {
 			from = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", id, c.Unit, c.Status, c.Sessions, c.TotalTurns,
+		unit := c.Unit
+		if fleet {
+			host := c.Host
+			if host == "" {
+				host = "-"
+			}
+			unit += "\t" + host
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", id, unit, c.Status, c.Sessions, c.TotalTurns,
 			money(c.TotalCostUSD), dur(c.TotalDurationMS), c.StartedAt.Local().Format("2006-01-02 15:04:05"), from)
 	}
 	tw.Flush()
@@ -121,6 +138,9 @@ func printChainTable(w io.Writer, chains []registry.ChainSummary, depth []int) {
 func printChain(w io.Writer, c *registry.Chain) {
 	fmt.Fprintf(w, "Chain %s (%s)\n", c.ID, c.Status)
 	fmt.Fprintf(w, "  Unit:     %s\n  Task:     %s\n  Project:  %s\n", c.Unit, c.Task, c.ProjectDir)
+	if c.Host != "" {
+		fmt.Fprintf(w, "  Host:     %s\n", c.Host)
+	}
 	if c.RestartedFrom != "" {
 		fmt.Fprintf(w, "  Resumed:  from %s\n", c.RestartedFrom)
 	}

@@ -28,3 +28,19 @@ func TestChainShowsBranchAndCommits(t *testing.T) {
 		t.Errorf("commit not shortened to 12 characters:\n%s", out)
 	}
 }
+
+// TestChainTableHost: the chain table has a HOST column when the chains come from a fleet,
+// and none on a single host.
+func TestChainTableHost(t *testing.T) {
+	var b strings.Builder
+	printChainTable(&b, []registry.ChainSummary{{ID: "c1", Unit: "u", Status: chain.Running}}, nil)
+	if strings.Contains(b.String(), "HOST") {
+		t.Errorf("single host table has HOST:\n%s", b.String())
+	}
+	b.Reset()
+	printChainTable(&b, []registry.ChainSummary{{ID: "c1", Unit: "u", Status: chain.Running, Host: "web-1"}, {ID: "c2", Unit: "u", Status: chain.Running}}, nil)
+	lines := strings.Split(b.String(), "\n")
+	if !strings.HasPrefix(lines[0], "ID  UNIT  HOST   STATUS") || !strings.Contains(lines[1], " u     web-1  running") || !strings.Contains(lines[2], " u     -      running") {
+		t.Errorf("fleet table:\n%s", b.String())
+	}
+}

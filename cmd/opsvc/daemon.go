@@ -86,7 +86,12 @@ func runDaemon(c *cli) error {
 	if tc != nil {
 		defer tc.stop(logf)
 	}
-	reg, err := registry.Open(p.State, registry.Options{WriteFault: func(err error) { b.ReportFault("registry", err) }})
+	var reg registry.Backend
+	if fleet != nil {
+		reg, err = fleet.registry(func(err error) { b.ReportFault("registry", err) })
+	} else {
+		reg, err = registry.Open(p.State, registry.Options{WriteFault: func(err error) { b.ReportFault("registry", err) }})
+	}
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: registry: %v", err)
@@ -121,10 +126,14 @@ func runDaemon(c *cli) error {
 		Notify:           func(state string) error { _, err := sdnotify.Notify(state); return err },
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		Watch:            !c.args.has("no-watch"),
+		Fleet:            fleet.leases(),
 	})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: %v", err)
+	}
+	if fleet != nil {
+		fleet.wakeOn(sup.FleetChanged)
 	}
 	srv := supervisor.NewServer(sup.Handler(), supervisor.Limits{}, logf)
 	serveErr := make(chan error, 1)

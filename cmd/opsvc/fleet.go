@@ -8,7 +8,9 @@ import (
 
 	"github.com/opsvc/opsvc/cluster"
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor"
 	"github.com/opsvc/opsvc/supervisor/bus"
+	"github.com/opsvc/opsvc/supervisor/registry"
 )
 
 // Events about the daemon's link to the fleet's etcd.
@@ -81,6 +83,32 @@ func (f *fleetLink) health(h cluster.Health) {
 	for _, w := range wake {
 		w()
 	}
+}
+
+// wakeOn calls w after each health change from now on.
+func (f *fleetLink) wakeOn(w func()) {
+	f.mu.Lock()
+	f.notify = append(f.notify, w)
+	f.mu.Unlock()
+}
+
+// registry returns the fleet's registry in etcd.
+func (f *fleetLink) registry(fault func(error)) (registry.Backend, error) {
+	return registry.OpenEtcd(registry.EtcdOptions{
+		Client:     f.client.Etcd(),
+		Prefix:     f.client.Prefix(),
+		Node:       f.client.Node(),
+		Timeout:    f.client.Timeout(),
+		WriteFault: fault,
+	})
+}
+
+// leases returns the fleet's session leases, or nil (a nil interface) for a single host.
+func (f *fleetLink) leases() supervisor.FleetLeases {
+	if f == nil {
+		return nil
+	}
+	return cluster.NewLeases(f.client)
 }
 
 func (f *fleetLink) close() {
