@@ -39,8 +39,8 @@ type Options struct {
 	Registry registry.Backend
 	// Fleet, if set, grants session leases for the whole fleet instead of this daemon alone.
 	Fleet FleetLeases
-	Now      func() time.Time
-	Logf     func(format string, args ...any)
+	Now   func() time.Time
+	Logf  func(format string, args ...any)
 	// Environ is the environment workers inherit (before scrubbing); nil = os.Environ().
 	Environ []string
 	// Executable is the opsvc binary, re-executed for orchestrator units.
