@@ -229,7 +229,9 @@ func (c *Client) watch(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, max(every, time.Second))
+		// A loaded machine or a leader election can slow one answer down: etcd
+		// counts as unreachable only when it does not answer within dial_timeout.
+		ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 		_, err := c.cli.Get(ctx, c.prefix+"/health", clientv3.WithCountOnly())
 		cancel()
 		if c.ctx.Err() != nil {
