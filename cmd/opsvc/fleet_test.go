@@ -39,7 +39,6 @@ type fleetHost struct {
 	stderr          *syncBuffer
 }
 
-
 // startFleetHost runs `opsvc daemon` as host name of the fleet on endpoints, with three
 // orchestrator units, agent@a, agent@b and agent@c.
 func startFleetHost(t *testing.T, name string, endpoints []string, logPath, agent string) *fleetHost {
