@@ -108,3 +108,21 @@ func sendWithFDs(state string, fds []int) (bool, error) {
 	}
 	return true, nil
 }
+
+// DupFile returns a second descriptor of the notify socket, close-on-exec; the server goes on reading
+// it. It is for keeping the socket in a service manager's file store.
+func (s *Server) DupFile() (*os.File, error) {
+	raw, err := s.conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("sdnotify: duplicate %s: %w", s.addr, err)
+	}
+	nfd := -1
+	var derr error
+	if err := raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, fmt.Errorf("sdnotify: duplicate %s: %w", s.addr, err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("sdnotify: duplicate %s: %w", s.addr, derr)
+	}
+	return os.NewFile(uintptr(nfd), "opsvc-notify"), nil
+}
