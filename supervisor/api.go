@@ -96,6 +96,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/units/{name}/{verb}", s.handleVerb)
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
+	mux.HandleFunc("POST /v1/daemon/reexec", s.handleReexec)
 	s.chainRoutes(mux)
 	s.operatorRoutes(mux)
 	s.registerCLIRoutes(mux)

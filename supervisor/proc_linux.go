@@ -46,6 +46,11 @@ type ExecRunner struct {
 	devnull int // every worker's stdin
 	stop    chan struct{}
 	done    chan struct{}
+
+	// Exits of children reaped before they were adopted after a
+	// handover, until adoption is over (adoptDone); under mu.
+	adopting bool
+	exits    map[int]unix.WaitStatus
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
@@ -59,7 +64,7 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func())}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func()), adopting: true}
 	for range forkThreads {
 		r.forkers.Add(1)
 		go r.forker()
@@ -94,7 +99,9 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 }
 
 // forkThreads is how many locked threads fork; Start calls beyond that wait.
-const forkThreads = 4
+// One: a re-exec runs on it (Exec), and execve ends every other thread,
+// which would send the parent-death signal to the workers they forked.
+const forkThreads = 1
 
 // forker runs forks on a thread locked until the runner closes.
 func (r *ExecRunner) forker() {
@@ -201,6 +208,9 @@ func (r *ExecRunner) reap() {
 		r.mu.Lock()
 		p := r.procs[pid]
 		delete(r.procs, pid)
+		if p == nil {
+			r.unclaimed(pid, ws)
+		}
 		r.mu.Unlock()
 		if p != nil {
 			p.exited(ws)
@@ -223,11 +233,11 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	outW, err := r.out.pipe(spec.Stdout)
+	outR, outW, err := r.out.pipe(spec.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	errW, err := r.out.pipe(spec.Stderr)
+	errR, errW, err := r.out.pipe(spec.Stderr)
 	if err != nil {
 		unix.Close(outW)
 		return nil, err
@@ -259,7 +269,7 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		sys.UseCgroupFD, sys.CgroupFD = true, run.CgroupFD()
 	}
 	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
-	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run}
+	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run, stdout: outR, stderr: errR}
 	var pid int
 	fork := func() {
 		r.forkMu.RLock()
@@ -332,6 +342,8 @@ type execProc struct {
 	exit   ExitStatus
 	onExit func()
 	run    *proctrack.Run // nil = not tracked
+
+	stdout, stderr *outPipe // read ends of its output, for a handover
 }
 
 func (p *execProc) PID() int              { return p.pid }

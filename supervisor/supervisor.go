@@ -22,6 +22,7 @@ import (
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
+	"github.com/opsvc/opsvc/supervisor/handover"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/supervisor/sdnotify"
@@ -54,6 +55,14 @@ type Options struct {
 	// Watch enables the fsnotify watcher on the units directory.
 	Watch    bool
 	Debounce time.Duration
+	// Handover, when set, is the state of the daemon this one takes over
+	// from, and HandoverFiles its files (see package handover): Run takes
+	// over its workers instead of starting afresh, and closes the files it
+	// does not use.
+	Handover      *handover.Record
+	HandoverFiles handover.Files
+	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
+	Reexec ReexecFunc
 }
 
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
@@ -213,9 +222,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 	defer s.watchSettings(ctx)()
-	s.loadSpend()
-	s.restoreInstances()
-	s.reload("start")
+	if s.opts.Handover != nil {
+		s.restoreHandover(s.opts.Handover, s.opts.HandoverFiles)
+	} else {
+		s.loadSpend()
+		s.restoreInstances()
+		s.reload("start")
+		s.adoptNone()
+	}
 	// Unit files changed on disk are parsed off the loop, one load at a time;
 	// changes seen during a load start one more when it is done.
 	loading, again := false, false

@@ -58,6 +58,7 @@ func verbTable() []verbSpec {
 			flags: []flagSpec{
 				{name: "no-watch", help: "do not watch the units directory (reload by hand)"},
 				{name: "listen", value: "ADDR", help: "serve the API and web console on a TCP address"},
+				{name: "check-state", value: "FILE", help: "check that this binary can take over the state in FILE, then exit", comp: "files"},
 			}, run: runDaemon},
 		{name: "status", args: "[UNIT...]", summary: "show units in full (exit 3 if a named one is not active)",
 			example: "opsvc status web", comp: "units", run: (*cli).status},
@@ -78,6 +79,8 @@ func verbTable() []verbSpec {
 			example: "opsvc restart --all", comp: "units",
 			flags: []flagSpec{fNoWait, fAll}, run: func(c *cli) error { return c.verb("restart") }},
 		{name: "reload", summary: "re-read the unit files now", example: "opsvc reload", run: (*cli).reload},
+		{name: "daemon-reexec", summary: "re-execute the daemon's binary in place; workers keep running",
+			example: "opsvc daemon-reexec", run: (*cli).reexecVerb},
 		{name: "enable", args: "UNIT...", summary: "start units with the daemon, across reloads and restarts",
 			example: "opsvc enable web", comp: "units", run: func(c *cli) error { return c.choice("enable") }},
 		{name: "disable", args: "UNIT...", summary: "keep units from starting with the daemon",

@@ -509,6 +509,14 @@ func ForType(typ string) EventData {
 		return &DaemonDegraded{}
 	case TypeDaemonRecovered:
 		return &DaemonRecovered{}
+	case TypeDaemonReexec:
+		return &DaemonReexec{}
+	case TypeDaemonReexecRefused:
+		return &DaemonReexecRefused{}
+	case TypeDaemonResumed:
+		return &DaemonResumed{}
+	case TypeUnitAdoptFailed:
+		return &UnitAdoptFailed{}
 	}
 	if len(typ) > len(TypeWorkerPrefix) && typ[:len(TypeWorkerPrefix)] == TypeWorkerPrefix {
 		return &WorkerEvent{}

@@ -45,6 +45,9 @@ type Options struct {
 	// NoCgroup uses process groups and the record even where a cgroup
 	// could be created.
 	NoCgroup bool
+	// Keep are runs handed over by the daemon before this one: tracked
+	// again as they are, and left alone by Sweep (see Adopted).
+	Keep []Keep
 }
 
 // Tracker tracks the processes of every run of every unit.
@@ -113,6 +116,7 @@ func Open(opts Options) (*Tracker, error) {
 	} else {
 		t.base = base
 	}
+	t.keep(opts.Keep)
 	go t.flusher()
 	go t.scanner()
 	return t, nil
@@ -580,6 +584,9 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	for _, g := range groups {
+		if t.keptCgroup(g) {
+			continue
+		}
 		name := cgUnit[g]
 		if name == "" {
 			name = strings.TrimPrefix(filepath.Base(g), "u-")
@@ -602,10 +609,13 @@ func (t *Tracker) Sweep() []Leftover {
 			}
 			name := ""
 			if m := markerOf(pid); strings.HasPrefix(m, prefix) {
+				if t.kept(m) {
+					continue
+				}
 				name = unitOfMarker(m)
 			} else {
 				for _, run := range rec.Runs {
-					if run.PID <= 0 || info.pgid != run.PID {
+					if run.PID <= 0 || info.pgid != run.PID || t.kept(run.Marker) {
 						continue
 					}
 					// The leader itself must be the recorded process; a member
@@ -636,6 +646,9 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	for _, g := range groups {
+		if t.keptCgroup(g) {
+			continue
+		}
 		if err := removeCgroup(g, deadline); err != nil {
 			t.opts.Logf("leftovers: %v", err)
 		}
