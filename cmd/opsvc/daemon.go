@@ -150,6 +150,14 @@ func runDaemon(c *cli) error {
 			}
 		}
 	}()
+	if addr := pprofAddr(); addr != "" {
+		stopPprof, err := startPprof(addr, logf)
+		if err != nil {
+			logf("%v", err)
+		} else {
+			defer stopPprof()
+		}
+	}
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
 	runErr := sup.Run(runCtx)
 	cancel()
