@@ -692,7 +692,11 @@ func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rec *unitRecord, on
 		rec.fields.Store(nil)
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rec.fields, now: s.now}
 		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rec.fields, now: s.now}
+		if svc.StderrToStdout {
+			spec.Stderr = spec.Stdout
+		}
 	}
+	spec.StderrToStdout = svc.StderrToStdout
 	// The runner closes the extra files whether or not the fork works.
 	return spec, ch, ns, func() {
 		if ch != nil {
