@@ -94,6 +94,7 @@ type Supervisor struct {
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
+	order     planOrder // the sorted names Plan walks
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -350,7 +351,7 @@ func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
 		// lifecycle per pass.
-		acts, wake := Plan(s.desired, s.observed, s.now())
+		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -377,6 +378,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
+		s.order.invalidate()
 	}
 	return rec
 }
@@ -387,6 +389,7 @@ func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
+		s.order.invalidate()
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -885,6 +888,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	s.order.invalidate()
 	s.applied = r.gen
 	set, err := r.set, r.err
 	if err != nil {
@@ -1088,6 +1092,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	}
 	s.desired[name] = d
+	s.order.invalidate()
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }
