@@ -263,7 +263,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Bus != nil {
 		list.Degraded = s.opts.Bus.FaultText()
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeUnitList(w, http.StatusOK, &list)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.

@@ -101,6 +101,12 @@ type Action struct {
 // when to look again (zero time: no timer needed). It is pure: no I/O, no
 // clock, no mutation of its arguments.
 func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
+	return PlanNames(PlanOrder(desired, observed), desired, observed, now)
+}
+
+// PlanOrder is every unit of desired and observed, sorted: the order Plan
+// takes them in.
+func PlanOrder(desired map[string]Desired, observed map[string]Lifecycle) []string {
 	names := make([]string, 0, len(desired)+len(observed))
 	for n := range desired {
 		names = append(names, n)
@@ -111,7 +117,12 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		}
 	}
 	sort.Strings(names)
+	return names
+}
 
+// PlanNames is Plan given PlanOrder(desired, observed), which a caller that
+// plans again and again may keep while no unit comes or goes.
+func PlanNames(names []string, desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
 	var (
 		acts  []Action
 		wake  time.Time

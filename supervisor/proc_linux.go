@@ -237,10 +237,13 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := r.out.pipe(spec.Stderr)
-	if err != nil {
-		unix.Close(outW)
-		return nil, err
+	var errR *outPipe
+	errW := outW
+	if !spec.StderrToStdout {
+		if errR, errW, err = r.out.pipe(spec.Stderr); err != nil {
+			unix.Close(outW)
+			return nil, err
+		}
 	}
 	files := []uintptr{uintptr(r.devnull), uintptr(outW), uintptr(errW)}
 	for _, f := range spec.ExtraFiles {
@@ -309,7 +312,9 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	}
 	// The read ends see EOF once the whole group has closed these.
 	unix.Close(outW)
-	unix.Close(errW)
+	if errW != outW {
+		unix.Close(errW)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
 	}

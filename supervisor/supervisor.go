@@ -103,6 +103,7 @@ type Supervisor struct {
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
+	order     planOrder // the sorted names Plan walks
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -364,7 +365,7 @@ func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
 		// lifecycle per pass.
-		acts, wake := Plan(s.desired, s.observed, s.now())
+		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -391,6 +392,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
+		s.order.invalidate()
 	}
 	return rec
 }
@@ -401,6 +403,7 @@ func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
+		s.order.invalidate()
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -706,7 +709,11 @@ func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rec *unitRecord, on
 		rec.fields.Store(nil)
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rec.fields, now: s.now}
 		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rec.fields, now: s.now}
+		if svc.StderrToStdout {
+			spec.Stderr = spec.Stdout
+		}
 	}
+	spec.StderrToStdout = svc.StderrToStdout
 	// The runner closes the extra files whether or not the fork works.
 	return spec, ch, ns, func() {
 		if ch != nil {
@@ -895,6 +902,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	s.order.invalidate()
 	s.applied = r.gen
 	set, err := r.set, r.err
 	if err != nil {
@@ -1098,6 +1106,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	}
 	s.desired[name] = d
+	s.order.invalidate()
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }

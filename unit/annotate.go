@@ -128,6 +128,11 @@ func defaultValue(id string) (string, bool) {
 		return formatValue(d.Watchdog), true
 	case "service.notify_access":
 		return formatValue(d.NotifyAccess), true
+	case "service.stderr":
+		if d.StderrToStdout {
+			return formatValue("stdout"), true
+		}
+		return formatValue("stderr"), true
 	case "service.success_exit_status":
 		items := make([]string, len(d.SuccessExitStatus))
 		for i, n := range d.SuccessExitStatus {

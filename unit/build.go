@@ -121,6 +121,9 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	if na, ok := e.str("service.notify_access"); ok {
 		svc.NotifyAccess = na
 	}
+	if se, ok := e.str("service.stderr"); ok {
+		svc.StderrToStdout = se == "stdout"
+	}
 	for _, v := range e.list["service.success_exit_status"] { // 0 always counts; the list adds to it
 		if n := int(v.v.(int64)); !slices.Contains(svc.SuccessExitStatus, n) {
 			svc.SuccessExitStatus = append(svc.SuccessExitStatus, n)

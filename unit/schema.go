@@ -63,6 +63,7 @@ var (
 	restartNames      = []string{string(RestartNo), string(RestartOnFailure), string(RestartAlways)}
 	notifyAccessNames = []string{"main", "all"}
 	gitNames          = []string{"off", "worktree"}
+	stderrNames       = []string{"stderr", "stdout"}
 )
 
 // signalNames are the signals stop_signal may name.
@@ -97,6 +98,7 @@ var fields = []field{
 	{table: tService, key: "stop_signal", kind: kSignal},
 	{table: tService, key: "watchdog", kind: kDuration},
 	{table: tService, key: "notify_access", kind: kEnum, enum: notifyAccessNames},
+	{table: tService, key: "stderr", kind: kEnum, enum: stderrNames},
 	{table: tService, key: "success_exit_status", kind: kInts, lo: 0, hi: 255},
 
 	{table: tOrchestrator, key: "project_dir", kind: kString, spec: true, path: pathResolve},

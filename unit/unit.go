@@ -72,6 +72,9 @@ type Service struct {
 	Watchdog           time.Duration
 	NotifyAccess       string // "main" | "all"
 	SuccessExitStatus  []int
+	// StderrToStdout sends stderr down stdout's pipe (stderr = "stdout"):
+	// one pipe per process instead of two, its lines logged as stdout.
+	StderrToStdout bool `json:",omitempty"`
 }
 
 // Orchestrator is the [orchestrator] table. Zero numeric values, and a nil

@@ -188,6 +188,14 @@ func runDaemon(c *cli) error {
 	if hrec != nil {
 		logf("daemon re-executed: taking over %d units from pid %d", len(hrec.Units), hrec.PID)
 	}
+	if addr := pprofAddr(); addr != "" {
+		stopPprof, err := startPprof(addr, logf)
+		if err != nil {
+			logf("%v", err)
+		} else {
+			defer stopPprof()
+		}
+	}
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
 	runErr := sup.Run(runCtx)
 	cancel()
