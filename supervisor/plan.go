@@ -20,6 +20,9 @@ type Desired struct {
 	RestartGen uint64
 	// Drain asks a stop to let an orchestrator finish its session.
 	Drain bool
+	// Away says why a fleet unit may not run on this host now (another
+	// host holds it, say); "" when it may.
+	Away string
 }
 
 // StopReason says why a unit is being stopped; it decides what happens after.
@@ -128,7 +131,7 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		if !seen {
 			o = Lifecycle{State: Inactive}
 		}
-		wanted := inDesired && d.Want && d.Unit != nil
+		wanted := inDesired && d.Want && d.Unit != nil && d.Away == ""
 
 		// Deadlines first: they apply whatever is wanted.
 		if o.Running {
@@ -173,7 +176,7 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
 					continue
 				}
-				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "not wanted", Stop: StopManual})
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: notWanted(d), Stop: StopManual})
 				continue
 			}
 			if ph := o.Phase(); ph == PhaseAutoRestart || ph == PhaseExited {
@@ -232,6 +235,14 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		acts = append(acts, Action{Kind: ActStart, Unit: name, Reason: startReason(o, d)})
 	}
 	return acts, wake
+}
+
+// notWanted is why a unit that runs is stopped when it is not wanted.
+func notWanted(d Desired) string {
+	if d.Away != "" && d.Want {
+		return d.Away
+	}
+	return "not wanted"
 }
 
 func startReason(o Lifecycle, d Desired) string {

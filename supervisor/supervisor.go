@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
@@ -54,6 +55,10 @@ type Options struct {
 	// Watch enables the fsnotify watcher on the units directory.
 	Watch    bool
 	Debounce time.Duration
+	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
+	Placer Placer
+	// FleetEvents follows every host's events ([cluster]); nil = no fleet.
+	FleetEvents FleetEvents
 }
 
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
@@ -94,6 +99,11 @@ type Supervisor struct {
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
+
+	// Fleet placement ([cluster]), on the loop too.
+	fleet     []string                   // the fleet units, as of the last placeUnits
+	holds     map[string]placement.Hold  // where fleet units run, as the placer last said
+	fleetSent map[string]placement.Local // what the placer was last told
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -242,6 +252,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		watchdog = t.C
 	}
 	var extend <-chan time.Time
+	var placed <-chan struct{}
+	if s.opts.Placer != nil {
+		placed = s.opts.Placer.Changed()
+	}
 	first := true
 	done := ctx.Done()
 	woke := time.Now()
@@ -254,6 +268,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.syncPlacement()
 		s.keepInstances()
 		s.stepDone(woke)
 		if s.shutdown && s.idle() {
@@ -292,6 +307,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				again = false
 				load()
 			}
+		case <-placed:
+			s.takeHolds()
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-extend:
@@ -925,6 +942,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 			res.Removed = append(res.Removed, name)
 		}
 	}
+	s.placeUnits()
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
@@ -1130,6 +1148,8 @@ func startDone(rec *unitRecord, d Desired) (bool, error) {
 		return true, fmt.Errorf("unit failed (result: %s)", rec.Result)
 	case rec.Settled && rec.State == Inactive:
 		return true, nil
+	case d.Away != "" && !rec.Running:
+		return true, nil // a fleet unit another host runs
 	case rec.Blocked != "" && !strings.HasPrefix(rec.Blocked, "waiting") && !strings.HasPrefix(rec.Blocked, "after"):
 		return true, errors.New(rec.Blocked)
 	}
