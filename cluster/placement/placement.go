@@ -171,12 +171,12 @@ func (p *Placement) signal() {
 
 // unitState is the session's record of one unit.
 type unitState struct {
-	campaign  context.CancelFunc      // a campaign runs; nil when none
-	elect     *concurrency.Election   // held: the election won
-	active    bool                    // what the candidate key says
-	resigning bool                    // a resign runs
-	proclaim  bool                    // a proclaim runs
-	gen       int                     // numbers campaigns, so a stale result is known
+	campaign  context.CancelFunc    // a campaign runs; nil when none
+	elect     *concurrency.Election // held: the election won
+	active    bool                  // what the candidate key says
+	resigning bool                  // a resign runs
+	proclaim  bool                  // a proclaim runs
+	gen       int                   // numbers campaigns, so a stale result is known
 }
 
 type campaignResult struct {
@@ -187,9 +187,9 @@ type campaignResult struct {
 }
 
 type opResult struct {
-	unit string
-	kind string // "resign" or "proclaim"
-	err  error
+	unit   string
+	kind   string // "resign" or "proclaim"
+	err    error
 	active bool
 }
 

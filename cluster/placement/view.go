@@ -20,7 +20,7 @@ const maxValue = 1024
 // election, and what it says of itself.
 type candidate struct {
 	key    string
-	rev    int64 // create revision: the first one holds the unit
+	rev    int64  // create revision: the first one holds the unit
 	Node   string `json:"node"`
 	Active bool   `json:"active"` // the unit is active on that host
 }
