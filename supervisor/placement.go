@@ -42,7 +42,11 @@ func (s *Supervisor) placeUnits() {
 			s.fleet = append(s.fleet, name)
 			away = s.awayFor(name)
 		}
-		if away == d.Away {
+		stopBy := time.Time{}
+		if away != "" {
+			stopBy = s.holds[name].StopBy
+		}
+		if away == d.Away && stopBy.Equal(d.StopBy) {
 			continue
 		}
 		if away == "" {
@@ -50,7 +54,7 @@ func (s *Supervisor) placeUnits() {
 				d.StartGen++
 			}
 		}
-		d.Away = away
+		d.Away, d.StopBy = away, stopBy
 		s.desired[name] = d
 	}
 }

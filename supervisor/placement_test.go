@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/cluster/placement"
+	"github.com/opsvc/opsvc/unit"
 )
 
 // fakePlacer stands in for etcd: the test says what this host holds.
@@ -126,4 +127,18 @@ func TestFleetUnitRunsOnlyWhileHeld(t *testing.T) {
 	// Held again: a new run, whatever the last one left.
 	fp.set("f", placement.Hold{Held: true, Holder: "here"})
 	h.waitEvent("unit.ready", "f")
+}
+
+func TestStopByBoundsTheStopDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	svc := unit.DefaultService()
+	l := Lifecycle{State: Active, Sub: "running", Running: true, PID: 7}
+	n, _ := l.Step(Event{Kind: EvStop, Svc: svc, Stop: StopManual, StopBy: now.Add(time.Second)}, now)
+	if !n.StopDeadline.Equal(now.Add(time.Second)) {
+		t.Errorf("stop deadline %v, want StopBy %v (before stop_timeout)", n.StopDeadline, now.Add(time.Second))
+	}
+	n, _ = l.Step(Event{Kind: EvStop, Svc: svc, Stop: StopManual, StopBy: now.Add(time.Hour)}, now)
+	if !n.StopDeadline.Equal(now.Add(svc.StopTimeout)) {
+		t.Errorf("stop deadline %v, want stop_timeout's %v (before StopBy)", n.StopDeadline, now.Add(svc.StopTimeout))
+	}
 }

@@ -23,6 +23,9 @@ type Desired struct {
 	// Away says why a fleet unit may not run on this host now (another
 	// host holds it, say); "" when it may.
 	Away string
+	// StopBy is when a fleet unit that may no longer run here must be gone
+	// (its lease may expire then, and another host start it); zero = no bound.
+	StopBy time.Time
 }
 
 // StopReason says why a unit is being stopped; it decides what happens after.

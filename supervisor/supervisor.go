@@ -416,7 +416,7 @@ func (s *Supervisor) apply(a Action) bool {
 	case ActStart:
 		ev.Kind, ev.Gen, ev.RestartGen, ev.Hash = EvStart, d.StartGen, d.RestartGen, d.Unit.Hash
 	case ActStop:
-		ev.Kind, ev.Stop, ev.Drain = EvStop, a.Stop, d.Drain
+		ev.Kind, ev.Stop, ev.Drain, ev.StopBy = EvStop, a.Stop, d.Drain, d.StopBy
 	case ActKill:
 		switch {
 		case rec.Stopping:

@@ -39,6 +39,9 @@ type Hold struct {
 	Holder       string // the host that holds it; "" when none is known
 	HolderActive bool   // the holder says the unit is active there
 	Note         string // when not held: why, in a few words ("running on web-2")
+	// StopBy is, for a unit this host held when it lost its etcd session,
+	// when the lease may expire: the unit must be gone by then.
+	StopBy time.Time
 }
 
 // Options configure a Placement.
@@ -136,8 +139,8 @@ func (p *Placement) Run(ctx context.Context) {
 	wg.Go(func() { p.watch(wctx) })
 	defer wg.Wait()
 	for ctx.Err() == nil {
-		why := p.session(ctx)
-		p.lost(why)
+		why, stopBy := p.session(ctx)
+		p.lost(why, stopBy)
 		if ctx.Err() != nil {
 			return
 		}
@@ -150,11 +153,15 @@ func (p *Placement) Run(ctx context.Context) {
 	}
 }
 
-// lost records that this host holds nothing.
-func (p *Placement) lost(why string) {
+// lost records that this host holds nothing; what it held must be gone by
+// stopBy.
+func (p *Placement) lost(why string, stopBy time.Time) {
 	p.mu.Lock()
 	p.problem = why
 	for u, h := range p.holds {
+		if h.Held {
+			h.StopBy = stopBy
+		}
 		h.Held, h.Note = false, "no etcd session here: "+why
 		p.holds[u] = h
 	}
@@ -193,30 +200,33 @@ type opResult struct {
 	active bool
 }
 
-// session holds one etcd session until it ends, and says why it ended.
-func (p *Placement) session(ctx context.Context) string {
+// session holds one etcd session until it ends, and says why it ended and
+// by when what it held must be gone: before its lease may expire.
+func (p *Placement) session(ctx context.Context) (string, time.Time) {
 	ttlSec := int64((p.ttl + time.Second - 1) / time.Second)
 	start := time.Now()
 	gctx, gcancel := context.WithTimeout(ctx, p.ttl)
 	lease, err := p.cli.Grant(gctx, ttlSec)
 	gcancel()
 	if err != nil {
-		return "cannot reach etcd: " + err.Error()
+		return "cannot reach etcd: " + err.Error(), time.Time{}
 	}
 	ttl := time.Duration(lease.TTL) * time.Second
 	fenceAfter := ttl * 3 / 4
+	renewed := start
+	stopBy := func() time.Time { return renewed.Add(ttl * 7 / 8) }
 
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	sess, err := concurrency.NewSession(p.cli, concurrency.WithLease(lease.ID), concurrency.WithTTL(int(lease.TTL)), concurrency.WithContext(sctx))
 	if err != nil {
-		return "cannot keep an etcd lease: " + err.Error()
+		return "cannot keep an etcd lease: " + err.Error(), stopBy()
 	}
 	// A second listener on the same lease: the time of each renewal, for
 	// fencing before the lease can expire.
 	renewals, err := p.cli.KeepAlive(sctx, lease.ID)
 	if err != nil {
-		return "cannot keep an etcd lease: " + err.Error()
+		return "cannot keep an etcd lease: " + err.Error(), stopBy()
 	}
 	fence := time.NewTimer(fenceAfter - time.Since(start))
 	defer fence.Stop()
@@ -246,16 +256,17 @@ func (p *Placement) session(ctx context.Context) string {
 		p.step(sctx, sess, units, results, ops, &bg)
 		select {
 		case <-ctx.Done():
-			return "the daemon is stopping"
+			return "the daemon is stopping", stopBy()
 		case <-sess.Done():
-			return "the etcd lease of this host expired"
+			return "the etcd lease of this host expired", stopBy()
 		case _, ok := <-renewals:
 			if !ok {
-				return "the etcd lease of this host could not be renewed"
+				return "the etcd lease of this host could not be renewed", stopBy()
 			}
+			renewed = time.Now()
 			resetTimer(fence, fenceAfter)
 		case <-fence.C:
-			return fmt.Sprintf("etcd did not renew this host's lease for %v", fenceAfter)
+			return fmt.Sprintf("etcd did not renew this host's lease for %v", fenceAfter), stopBy()
 		case <-p.localCh:
 		case <-p.view.wake:
 		case r := <-results:
