@@ -101,6 +101,7 @@ func runDaemon(c *cli) error {
 	if err != nil {
 		exe = os.Args[0]
 	}
+	fleetUnits := newFleetUnits(nil, logf) // no [cluster] yet: a single host
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,
@@ -113,6 +114,8 @@ func runDaemon(c *cli) error {
 		Notify:           func(state string) error { _, err := sdnotify.Notify(state); return err },
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		Watch:            !c.args.has("no-watch"),
+		Placer:           fleetUnits.placerOpt(),
+		FleetEvents:      fleetUnits.eventsOpt(),
 	})
 	if err != nil {
 		ln.Close()
@@ -151,7 +154,9 @@ func runDaemon(c *cli) error {
 		}
 	}()
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
+	fleetUnits.start(b, logf)
 	runErr := sup.Run(runCtx)
+	fleetUnits.stop() // the units have stopped: others may take the fleet units now
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	srv.Shutdown(sctx)
