@@ -462,13 +462,14 @@ func (p *Placement) Move(ctx context.Context, unit, host string) error {
 		return fmt.Errorf("cannot write the move to etcd: %w", err)
 	}
 	for {
+		changed := p.view.changed()
 		if c, ok := p.view.leader(unit); ok && c.Node == host && c.Active {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
 		}
 	}
 }

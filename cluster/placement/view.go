@@ -33,15 +33,15 @@ func value(node string, active bool) string {
 
 // view is the placement keys of every unit, kept current by a watch.
 type view struct {
-	mu     sync.Mutex
-	cands  map[string][]candidate // by unit, first created first
-	moves  map[string]string      // unit -> the host it is to move to
-	synced bool                   // the keys were read at least once
-	wake   chan struct{}          // capacity 1: the view changed
+	mu    sync.Mutex
+	cands map[string][]candidate // by unit, first created first
+	moves map[string]string      // unit -> the host it is to move to
+	wake  chan struct{}          // capacity 1: the view changed (for the session)
+	bcast chan struct{}          // closed when the view changes (for anyone), then replaced
 }
 
 func newView() *view {
-	return &view{cands: map[string][]candidate{}, moves: map[string]string{}, wake: make(chan struct{}, 1)}
+	return &view{cands: map[string][]candidate{}, moves: map[string]string{}, wake: make(chan struct{}, 1), bcast: make(chan struct{})}
 }
 
 func (v *view) signal() {
@@ -49,6 +49,17 @@ func (v *view) signal() {
 	case v.wake <- struct{}{}:
 	default:
 	}
+	v.mu.Lock()
+	close(v.bcast)
+	v.bcast = make(chan struct{})
+	v.mu.Unlock()
+}
+
+// changed returns a channel closed at the next change of the view.
+func (v *view) changed() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.bcast
 }
 
 // leader returns the host that holds unit, if any.
@@ -171,7 +182,6 @@ func (p *Placement) watchOnce(ctx context.Context) error {
 			v.applyLocked(kv, false, pd, md)
 		}
 	}
-	v.synced = true
 	v.mu.Unlock()
 	v.signal()
 
