@@ -178,7 +178,8 @@ func (p *Placement) signal() {
 
 // unitState is the session's record of one unit.
 type unitState struct {
-	campaign  context.CancelFunc    // a campaign runs; nil when none
+	campaign  context.CancelFunc    // a campaign runs and is wanted; nil when none
+	inflight  bool                  // a campaign's goroutine has not returned (its key is in use)
 	elect     *concurrency.Election // held: the election won
 	active    bool                  // what the candidate key says
 	resigning bool                  // a resign runs
@@ -195,7 +196,8 @@ type campaignResult struct {
 
 type opResult struct {
 	unit   string
-	kind   string // "resign" or "proclaim"
+	elect  *concurrency.Election // resign: the election given up
+	kind   string                // "resign" or "proclaim"
 	err    error
 	active bool
 }
@@ -271,9 +273,18 @@ func (p *Placement) session(ctx context.Context) (string, time.Time) {
 		case <-p.view.wake:
 		case r := <-results:
 			st := units[r.unit]
+			if st != nil {
+				st.inflight = false
+			}
 			if st == nil || st.gen != r.gen || st.campaign == nil {
 				if r.err == nil {
-					// Won after it was called off: give it back.
+					// Won after it was called off: give it back before
+					// campaigning again (a campaign uses the same key).
+					if st == nil {
+						st = &unitState{}
+						units[r.unit] = st
+					}
+					st.resigning = true
 					p.resign(sctx, r.unit, r.elect, ops, &bg)
 				}
 				continue
@@ -297,6 +308,9 @@ func (p *Placement) session(ctx context.Context) (string, time.Time) {
 				st.resigning = false
 				if r.err != nil {
 					p.logf("placement: give up %s: %v (trying again)", r.unit, r.err)
+					if st.elect == nil {
+						st.elect = r.elect // still the leader: held, until given up
+					}
 					continue
 				}
 				st.elect = nil
@@ -364,8 +378,9 @@ func (p *Placement) step(ctx context.Context, sess *concurrency.Session, units m
 				st.campaign()
 				st.campaign = nil
 			}
-		case !st.resigning && l.Want && !l.Running && !movingAway:
+		case !st.resigning && !st.inflight && l.Want && !l.Running && !movingAway:
 			st.gen++
+			st.inflight = true
 			cctx, cancel := context.WithCancel(ctx)
 			st.campaign = cancel
 			gen, e := st.gen, concurrency.NewElection(sess, p.placementDir()+u)
@@ -402,7 +417,7 @@ func (p *Placement) step(ctx context.Context, sess *concurrency.Session, units m
 			h.Note = "waiting for its election"
 		}
 		holds[u] = h
-		if st.elect == nil && st.campaign == nil && !st.resigning && !l.Want {
+		if st.elect == nil && st.campaign == nil && !st.inflight && !st.resigning && !l.Want {
 			delete(units, u)
 		}
 	}
@@ -422,7 +437,7 @@ func (p *Placement) resign(ctx context.Context, unit string, e *concurrency.Elec
 		err := e.Resign(rctx)
 		cancel()
 		select {
-		case ops <- opResult{unit: unit, kind: "resign", err: err}:
+		case ops <- opResult{unit: unit, kind: "resign", err: err, elect: e}:
 		case <-ctx.Done():
 		}
 	})
