@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
@@ -63,6 +64,10 @@ type Options struct {
 	HandoverFiles handover.Files
 	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
 	Reexec ReexecFunc
+	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
+	Placer Placer
+	// FleetEvents follows every host's events ([cluster]); nil = no fleet.
+	FleetEvents FleetEvents
 }
 
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
@@ -104,6 +109,11 @@ type Supervisor struct {
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
 	order     planOrder // the sorted names Plan walks
+
+	// Fleet placement ([cluster]), on the loop too.
+	fleet     []string                   // the fleet units, as of the last placeUnits
+	holds     map[string]placement.Hold  // where fleet units run, as the placer last said
+	fleetSent map[string]placement.Local // what the placer was last told
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -257,6 +267,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		watchdog = t.C
 	}
 	var extend <-chan time.Time
+	var placed <-chan struct{}
+	if s.opts.Placer != nil {
+		placed = s.opts.Placer.Changed()
+	}
 	first := true
 	done := ctx.Done()
 	woke := time.Now()
@@ -269,6 +283,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.syncPlacement()
 		s.keepInstances()
 		s.stepDone(woke)
 		if s.shutdown && s.idle() {
@@ -307,6 +322,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				again = false
 				load()
 			}
+		case <-placed:
+			s.takeHolds()
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-extend:
@@ -416,7 +433,7 @@ func (s *Supervisor) apply(a Action) bool {
 	case ActStart:
 		ev.Kind, ev.Gen, ev.RestartGen, ev.Hash = EvStart, d.StartGen, d.RestartGen, d.Unit.Hash
 	case ActStop:
-		ev.Kind, ev.Stop, ev.Drain = EvStop, a.Stop, d.Drain
+		ev.Kind, ev.Stop, ev.Drain, ev.StopBy = EvStop, a.Stop, d.Drain, d.StopBy
 	case ActKill:
 		switch {
 		case rec.Stopping:
@@ -947,6 +964,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 			res.Removed = append(res.Removed, name)
 		}
 	}
+	s.placeUnits()
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
@@ -1153,6 +1171,8 @@ func startDone(rec *unitRecord, d Desired) (bool, error) {
 		return true, fmt.Errorf("unit failed (result: %s)", rec.Result)
 	case rec.Settled && rec.State == Inactive:
 		return true, nil
+	case d.Away != "" && !rec.Running:
+		return true, nil // a fleet unit another host runs
 	case rec.Blocked != "" && !strings.HasPrefix(rec.Blocked, "waiting") && !strings.HasPrefix(rec.Blocked, "after"):
 		return true, errors.New(rec.Blocked)
 	}

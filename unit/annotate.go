@@ -106,6 +106,8 @@ func defaultValue(id string) (string, bool) {
 	switch id {
 	case "unit.enabled":
 		return "true", true
+	case "unit.placement":
+		return formatValue(string(PlacementLocal)), true
 	case "service.type":
 		return formatValue(string(d.Type)), true
 	case "service.restart":

@@ -62,6 +62,7 @@ var (
 	typeNames         = []string{string(TypeSimple), string(TypeNotify), string(TypeIPC), string(TypeOneshot), string(TypeOrchestrator)}
 	restartNames      = []string{string(RestartNo), string(RestartOnFailure), string(RestartAlways)}
 	notifyAccessNames = []string{"main", "all"}
+	placementNames    = []string{string(PlacementLocal), string(PlacementFleet)}
 	gitNames          = []string{"off", "worktree"}
 	stderrNames       = []string{"stderr", "stdout"}
 )
@@ -80,6 +81,7 @@ var fields = []field{
 	{table: tUnit, key: "after", kind: kStrings, spec: true, names: true},
 	{table: tUnit, key: "requires", kind: kStrings, spec: true, names: true},
 	{table: tUnit, key: "enabled", kind: kBool},
+	{table: tUnit, key: "placement", kind: kEnum, enum: placementNames},
 
 	{table: tService, key: "type", kind: kEnum, enum: typeNames},
 	{table: tService, key: "exec", kind: kStrings, spec: true, path: pathFirst},

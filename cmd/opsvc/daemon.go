@@ -123,6 +123,7 @@ func runDaemon(c *cli) error {
 	}
 	notify := func(state string) error { _, err := sdnotify.Notify(state); return err }
 	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify}
+	fleetUnits := newFleetUnits(nil, logf) // no [cluster] yet: a single host
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,
@@ -140,6 +141,8 @@ func runDaemon(c *cli) error {
 		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
 			return x.prepare(r.Context())
 		},
+		Placer:      fleetUnits.placerOpt(),
+		FleetEvents: fleetUnits.eventsOpt(),
 	})
 	if err != nil {
 		ln.Close()
@@ -197,7 +200,9 @@ func runDaemon(c *cli) error {
 		}
 	}
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
+	fleetUnits.start(b, logf)
 	runErr := sup.Run(runCtx)
+	fleetUnits.stop() // the units have stopped: others may take the fleet units now
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	ctl.shutdown(sctx)

@@ -483,6 +483,8 @@ func ForType(typ string) EventData {
 		return &APIEnable{}
 	case TypeAPIDisable:
 		return &APIDisable{}
+	case TypeAPIMove:
+		return &APIMove{}
 	case TypeChainCreated:
 		return &ChainCreated{}
 	case TypeChainResumed:
