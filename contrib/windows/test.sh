@@ -3,6 +3,7 @@
 #
 #   contrib/windows/test.sh              every package in the table
 #   contrib/windows/test.sh ./config     the named packages only (all their tests)
+#   contrib/windows/test.sh './config|Paths'   ... only the tests -test.run Paths picks
 #
 # Needs wine64 and x86_64-w64-mingw32-gcc (Debian: wine64, gcc-mingw-w64-x86-64).
 # Wine's prefix, the ProcessPrng stand-in and the test binaries live in .run/
@@ -19,6 +20,7 @@ root=$PWD
 read -r -d '' table <<'TABLE' || true
 ./config|Paths
 ./supervisor/npipe|
+./supervisor|PipePeer
 ./cmd/opsvc|Windows
 TABLE
 
@@ -80,7 +82,7 @@ else
 fi
 
 if [ $# -gt 0 ]; then
-  table=$(printf '%s|\n' "$@")
+  table=$(for a in "$@"; do case $a in *'|'*) echo "$a" ;; *) echo "$a|" ;; esac; done)
 fi
 
 failed=()
