@@ -49,29 +49,37 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer unlock()
-	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
-		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
-	}
 	logger := log.New(c.stderr, "opsvc: ", 0)
 	if herr != nil {
 		logger.Printf("%v; starting afresh (workers left by the daemon before are ended)", herr)
 	}
 	var ln net.Listener
-	if f := hfiles.Take(handover.NameControl); f != nil {
+	switch f := hfiles.Take(handover.NameControl); {
+	case f != nil:
 		ln, err = net.FileListener(f)
 		f.Close()
 		if err != nil {
 			hfiles.Close()
 			return fail(exitFailure, "daemon: control socket handed over: %v", err)
 		}
-	} else {
-		ln, err = listenControl(p.Socket)
-		if err != nil {
+	case isPipe(p.Socket):
+		if ln, err = listenPipe(p.Socket); err != nil {
+			hfiles.Close()
+			return fail(exitFailure, "daemon: %v", err)
+		}
+	default:
+		if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
+			hfiles.Close()
+			return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
+		}
+		if ln, err = listenControl(p.Socket); err != nil {
 			hfiles.Close()
 			return fail(exitFailure, "daemon: %v", err)
 		}
 	}
-	defer os.Remove(p.Socket)
+	if !isPipe(p.Socket) {
+		defer os.Remove(p.Socket)
+	}
 
 	b, err := bus.Open(p.State, bus.Options{Logf: logger.Printf})
 	if err != nil {
