@@ -28,10 +28,13 @@ type peerKey struct{}
 
 // Peer is the process on the other end of a control connection.
 type Peer struct {
-	PID int `json:"pid"`
-	UID int `json:"uid"`
-	GID int `json:"gid"`
+	PID int    `json:"pid"`
+	UID int    `json:"uid"`
+	GID int    `json:"gid"`
+	SID string `json:"sid,omitempty"` // Windows: the user SID of a named pipe's client
 }
+
+func (p Peer) caller() api.Caller { return api.Caller{UID: p.UID, PID: p.PID, SID: p.SID} }
 
 // ConnContext records the peer's credentials (SO_PEERCRED) for handlers; give
 // it to http.Server.ConnContext.
@@ -42,6 +45,9 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 			break
 		}
 		c = u.Unwrap()
+	}
+	if p, ok := pipePeer(c); ok {
+		return context.WithValue(ctx, peerKey{}, p)
 	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -123,6 +129,9 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 }
 
 func (s *Supervisor) allowed(p Peer) bool {
+	if p.SID != "" {
+		return true // a named pipe's client: the pipe's DACL let it in
+	}
 	if p.UID == 0 || p.UID == os.Geteuid() {
 		return true
 	}
@@ -427,7 +436,7 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 			return
 		}
 		ch = rec.channel
-		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: peer.caller()})
 	})
 	if err != nil {
 		unavailable(w, err)

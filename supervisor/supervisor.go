@@ -1054,7 +1054,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	if d.Unit == nil && verb != "stop" {
 		return http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
 	}
-	caller := api.Caller{UID: peer.UID, PID: peer.PID}
+	caller := peer.caller()
 	switch verb {
 	case "start":
 		s.emit(name, 0, api.APIStart{Caller: caller})

@@ -43,15 +43,21 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer unlock()
-	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
-		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
+	var ln net.Listener
+	if isPipe(p.Socket) {
+		if ln, err = listenPipe(p.Socket); err != nil {
+			return fail(exitFailure, "daemon: %v", err)
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
+			return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
+		}
+		if ln, err = listenControl(p.Socket); err != nil {
+			return fail(exitFailure, "daemon: %v", err)
+		}
+		defer os.Remove(p.Socket)
 	}
 	logger := log.New(c.stderr, "opsvc: ", 0)
-	ln, err := listenControl(p.Socket)
-	if err != nil {
-		return fail(exitFailure, "daemon: %v", err)
-	}
-	defer os.Remove(p.Socket)
 
 	b, err := bus.Open(p.State, bus.Options{Logf: logger.Printf})
 	if err != nil {
