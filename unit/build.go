@@ -132,6 +132,7 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 			svc.SuccessExitStatus = append(svc.SuccessExitStatus, n)
 		}
 	}
+	platformChecks(e, svc, add)
 	if svc.Type == TypeOneshot && svc.Restart == RestartAlways {
 		add(e.one["service.restart"].origin, `restart = "always" is not allowed for a oneshot unit`, `use "on-failure" or "no"`)
 	}
@@ -261,7 +262,7 @@ func (s *Set) resolvePaths(e *effective, add func(origin, string, string)) {
 				add(vs[0].origin, label+" is empty", "give the program to run: an absolute path, ./relative to the unit file, or a command name in PATH")
 				continue
 			}
-			if !strings.Contains(raw, "/") {
+			if !isPath(raw) {
 				if f.key == "exec" {
 					s.ld.checkInPath(vs[0].origin, label, raw, e, add)
 				}
