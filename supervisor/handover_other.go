@@ -35,8 +35,12 @@ func (s *Supervisor) adoptNone() {}
 
 // TrackKeeping fails on this system.
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return "", errNoRunner()
+	return "", errNoHandover()
 }
 
 // Exec fails on this system.
-func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoRunner() }
+func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoHandover() }
+
+func errNoHandover() error {
+	return errors.New("supervisor: handover: only supported on Linux (stop and start the daemon instead)")
+}
