@@ -33,10 +33,15 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 
 func (s *Supervisor) adoptNone() {}
 
-// TrackKeeping fails on this system.
+// TrackKeeping is Track on this system (no handover here).
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return "", errNoRunner()
+	return r.Track(stateDir, publish, logf)
 }
 
 // Exec fails on this system.
 func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoRunner() }
+
+// NewExecRunnerOnMain is NewExecRunner on this system (no re-exec here).
+func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
+	return NewExecRunner(reapAll)
+}

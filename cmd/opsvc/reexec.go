@@ -202,7 +202,7 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		resumeServing()
 		return refuse(err)
 	}
-	if err := checkState(ctx, x.exe, fr.Record); err != nil {
+	if err := checkState(ctx, x.exe, x.argv[0], fr.Record); err != nil {
 		fr.Thaw()
 		resumeServing()
 		return refuse(err)
@@ -253,8 +253,9 @@ func (x *reexecer) exec(fr *supervisor.Frozen, lf *os.File) error {
 	return err
 }
 
-// checkState runs `EXE daemon --check-state` on the record, bounded in time.
-func checkState(ctx context.Context, exe string, rec *handover.Record) error {
+// checkState runs `EXE daemon --check-state` on the record, bounded in time;
+// argv0 is the name the daemon was started under.
+func checkState(ctx context.Context, exe, argv0 string, rec *handover.Record) error {
 	mf, err := handover.WriteMemfd(rec)
 	if err != nil {
 		return err
@@ -263,6 +264,7 @@ func checkState(ctx context.Context, exe string, rec *handover.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, checkStateTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "daemon", "--check-state", "/dev/fd/3")
+	cmd.Args[0] = argv0
 	cmd.ExtraFiles = []*os.File{mf}
 	cmd.Env = os.Environ()
 	out, err := cmd.CombinedOutput()
