@@ -278,6 +278,15 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 			s.logf("%s: handover: %v", u.Name, err)
 			continue
 		}
+		// The deadlines a worker must meet (ready, heartbeat, exit) do not
+		// run while nobody could hear it: the handover's pause is added.
+		if pause := now.Sub(rec.Written); pause > 0 {
+			for _, t := range []*time.Time{&l.StartDeadline, &l.StopDeadline, &l.WatchdogDeadline, &l.EOFDeadline} {
+				if !t.IsZero() {
+					*t = t.Add(pause)
+				}
+			}
+		}
 		ur.Lifecycle = l
 		s.observed[u.Name] = l
 		if !l.Running {

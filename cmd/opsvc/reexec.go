@@ -23,8 +23,9 @@ import (
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
 
-// checkStateTimeout bounds the new binary's check of the state record.
-const checkStateTimeout = 5 * time.Second
+// checkStateTimeout bounds the new binary's check of the state record. It
+// runs before the daemon pauses.
+const checkStateTimeout = 30 * time.Second
 
 // drainTimeout bounds the wait for control requests under way before a
 // re-exec.
@@ -185,6 +186,12 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		x.mu.Unlock()
 		return api.ReexecReply{}, nil, err
 	}
+	// The new binary checks it reads this binary's records before anything
+	// stops: a refusal costs no pause.
+	probe := &handover.Record{Written: time.Now(), PID: os.Getpid(), Units: []handover.Unit{}}
+	if err := checkState(ctx, x.exe, x.argv[0], probe); err != nil {
+		return refuse(err)
+	}
 	lf, err := x.ctl.pause()
 	if err != nil {
 		return refuse(err)
@@ -199,11 +206,6 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	}
 	fr, err := x.sup.Freeze(ctx)
 	if err != nil {
-		resumeServing()
-		return refuse(err)
-	}
-	if err := checkState(ctx, x.exe, x.argv[0], fr.Record); err != nil {
-		fr.Thaw()
 		resumeServing()
 		return refuse(err)
 	}

@@ -38,7 +38,7 @@ exec = ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; echo err $i
 	}
 	write("echo.toml", `[service]
 type = "ipc"
-watchdog = "1s"
+watchdog = "3s"
 exec = ["./echo.sh"]
 `, 0o644)
 	write("echo.sh", `#!/bin/sh
@@ -56,8 +56,7 @@ done
 	if _, err := exec.LookPath("systemd-notify"); err == nil {
 		write("nt.toml", `[service]
 type = "notify"
-watchdog = "1s"
-exec = ["/bin/sh", "-c", "systemd-notify --ready; while :; do systemd-notify WATCHDOG=1; sleep 0.1; done"]
+exec = ["/bin/sh", "-c", "systemd-notify --ready; i=0; while :; do i=$((i+1)); systemd-notify STATUS=tick-$i; sleep 0.2; done"]
 `, 0o644)
 	}
 }
@@ -79,10 +78,11 @@ func cliRun(t *testing.T, sock string, args ...string) (string, string, error) {
 }
 
 type unitRow struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Sub   string `json:"sub"`
-	PID   int    `json:"pid"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Sub    string `json:"sub"`
+	PID    int    `json:"pid"`
+	Status string `json:"status_text"`
 }
 
 func unitRows(t *testing.T, sock string) map[string]unitRow {
@@ -261,14 +261,21 @@ func TestReexecKeepsWorkers(t *testing.T) {
 	if !strings.Contains(out, strconv.Itoa(before["echo"].PID)) {
 		t.Errorf("send answered %q, want the pid %d", out, before["echo"].PID)
 	}
-	// Heartbeats and watchdog pings are read by the new process: a second
-	// and a half later (past the 1 s watchdogs) nothing was killed.
-	time.Sleep(1500 * time.Millisecond) // lets the watchdogs run out if nobody reads the heartbeats
+	// Heartbeats and watchdog pings are read by the new process: past the
+	// 3 s watchdogs, nothing was killed.
+	time.Sleep(3500 * time.Millisecond) // lets the watchdogs run out if nobody reads the heartbeats
 	now := waitUnits(t, sock, "units active", allActive(n))
 	for name, u := range before {
 		if now[name].PID != u.PID {
 			t.Errorf("%s: pid %d became %d after the re-exec", name, u.PID, now[name].PID)
 		}
+	}
+	// The notify socket is read by the new process: the status moves on.
+	if _, ok := before["nt"]; ok {
+		seen := now["nt"].Status
+		waitUnits(t, sock, "nt status after "+seen, func(m map[string]unitRow) bool {
+			return strings.HasPrefix(m["nt"].Status, "tick-") && m["nt"].Status != seen
+		})
 	}
 	// A crash after the switch restarts as usual.
 	syscall.Kill(before["p0"].PID, syscall.SIGKILL)
@@ -402,7 +409,7 @@ func TestReexecRefused(t *testing.T) {
 	if out, stderr, err := cliRun(t, sock, "daemon-reexec"); err != nil {
 		t.Fatalf("daemon-reexec: %v %s %s", err, out, stderr)
 	}
-	time.Sleep(1500 * time.Millisecond) // lets the 1 s watchdogs run out if nobody reads the heartbeats
+	time.Sleep(3500 * time.Millisecond) // lets the 3 s watchdogs run out if nobody reads the heartbeats
 	after := waitUnits(t, sock, "units active", allActive(n))
 	for name, u := range before {
 		if after[name].PID != u.PID {
