@@ -161,6 +161,7 @@ func Routes() []Route {
 		{"POST", "/v1/units/{name}/command", "CommandRequest", "CommandResult"},
 		{"GET", "/v1/units/{name}/logs", "", "LogLine"},
 		{"POST", "/v1/reload", "", "ReloadResult"},
+		{"POST", "/v1/daemon/reexec", "", "ReexecReply"},
 		{"GET", "/v1/events", "", "Event"},
 		{"GET", "/v1/chains", "", "{chains: [registry.ChainSummary]}"},
 		{"GET", "/v1/chains/{id}", "", "registry.Chain"},
