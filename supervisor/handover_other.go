@@ -45,3 +45,6 @@ func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoR
 func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
 	return NewExecRunner(reapAll)
 }
+
+// HoldReaping does nothing on this system.
+func (r *ExecRunner) HoldReaping() (release func()) { return func() {} }

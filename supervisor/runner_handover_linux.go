@@ -221,3 +221,11 @@ func (r *ExecRunner) Exec(path string, argv, env []string) error {
 	}
 	return nil
 }
+
+// HoldReaping keeps the reaper from reaping any child until release: a
+// child the caller starts itself (os/exec) can then be waited for by pid.
+// Starts wait meanwhile.
+func (r *ExecRunner) HoldReaping() (release func()) {
+	r.forkMu.RLock()
+	return r.forkMu.RUnlock
+}

@@ -189,7 +189,10 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	// The new binary checks it reads this binary's records before anything
 	// stops: a refusal costs no pause.
 	probe := &handover.Record{Written: time.Now(), PID: os.Getpid(), Units: []handover.Unit{}}
-	if err := checkState(ctx, x.exe, x.argv[0], probe); err != nil {
+	release := x.runner.HoldReaping() // the daemon reaps every child; this one is waited for here
+	err := checkState(ctx, x.exe, x.argv[0], probe)
+	release()
+	if err != nil {
 		return refuse(err)
 	}
 	lf, err := x.ctl.pause()
