@@ -28,11 +28,16 @@ func (r *ExecRunner) unclaimed(pid int, ws unix.WaitStatus) {
 	r.exits[pid] = ws
 }
 
-// adoptDone ends adoption: exits of children nobody claimed are forgotten.
+// adoptDone ends adoption: exits of children nobody claimed are forgotten,
+// and a worker that exited during the handover (a zombie whose SIGCHLD went
+// to the process before) is reaped now.
 func (r *ExecRunner) adoptDone() {
 	r.mu.Lock()
 	r.adopting, r.exits = false, nil
 	r.mu.Unlock()
+	if r.reapAll {
+		r.reap()
+	}
 }
 
 // freeze stops reaping and reading output, for a handover: a worker's exit
