@@ -5,7 +5,7 @@ BIN     := bin/opsvc
 RUNDIR  := $(CURDIR)/.run
 export CGO_ENABLED = 0
 
-.PHONY: all build run test lint vet fmt-check staticcheck cross fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
+.PHONY: all build run test test-windows dist lint vet fmt-check staticcheck cross fuzz fuzz-short faults faults-short bench bench-go bench-deps clean
 
 all: build
 
@@ -27,6 +27,16 @@ test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory faults-short
+	@if command -v wine64 >/dev/null 2>&1 || [ -x /usr/lib/wine/wine64 ]; then \
+		$(MAKE) --no-print-directory test-windows; \
+	else \
+		echo "make test: SKIP test-windows: wine64 is not installed (Debian: apt-get install wine64 gcc-mingw-w64-x86-64)"; \
+	fi
+
+# The Windows test binaries of the packages listed in contrib/windows/test.sh,
+# run under wine (wine64 and gcc-mingw-w64-x86-64; the wine prefix is kept in .run/wine).
+test-windows:
+	GO=$(GO) ./contrib/windows/test.sh
 
 # Every fuzz target for a few seconds (make test) or a minute each (make fuzz).
 fuzz-short:

@@ -23,7 +23,9 @@ type Env func(key string) string
 // defaults. Flags, when given, override the result field by field.
 func DefaultPaths(euid int, getenv Env) Paths {
 	var p Paths
-	if euid == 0 {
+	if base, ok := platformPaths(euid, getenv); ok {
+		p = base
+	} else if euid == 0 {
 		p = Paths{
 			Units:  "/etc/opsvc/units",
 			State:  "/var/lib/opsvc",

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
@@ -28,10 +29,13 @@ type peerKey struct{}
 
 // Peer is the process on the other end of a control connection.
 type Peer struct {
-	PID int `json:"pid"`
-	UID int `json:"uid"`
-	GID int `json:"gid"`
+	PID int    `json:"pid"`
+	UID int    `json:"uid"`
+	GID int    `json:"gid"`
+	SID string `json:"sid,omitempty"` // Windows: the user SID of a named pipe's client
 }
+
+func (p Peer) caller() api.Caller { return api.Caller{UID: p.UID, PID: p.PID, SID: p.SID} }
 
 // ConnContext records the peer's credentials (SO_PEERCRED) for handlers; give
 // it to http.Server.ConnContext.
@@ -42,6 +46,9 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 			break
 		}
 		c = u.Unwrap()
+	}
+	if p, ok := pipePeer(c); ok {
+		return context.WithValue(ctx, peerKey{}, p)
 	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -101,7 +108,7 @@ func (s *Supervisor) Handler() http.Handler {
 	s.operatorRoutes(mux)
 	s.registerCLIRoutes(mux)
 	if s.opts.Bus != nil {
-		mux.Handle("GET /v1/events", streaming(s.opts.Bus))
+		mux.Handle("GET /v1/events", s.fleetEvents(streaming(s.opts.Bus)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "the routes are under /v1/units, /v1/events, /v1/reload, /v1/chains and /v1/settings")
@@ -124,6 +131,9 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 }
 
 func (s *Supervisor) allowed(p Peer) bool {
+	if p.SID != "" {
+		return true // a named pipe's client: the pipe's DACL let it in
+	}
 	if p.UID == 0 || p.UID == os.Geteuid() {
 		return true
 	}
@@ -193,12 +203,14 @@ type statusRow struct {
 	unit  *unit.Unit // not changed after load
 	lc    *Lifecycle // a copy; nil without a record
 	probs []unit.Problem
+	away  string         // Desired.Away
+	hold  placement.Hold // a fleet unit's hold
 }
 
 // statusRow copies what the status of name needs. On the loop.
 func (s *Supervisor) statusRow(name string) statusRow {
 	d := s.desired[name]
-	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name]}
+	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name], away: d.Away, hold: s.holds[name]}
 	if rec := s.units[name]; rec != nil {
 		lc := rec.Lifecycle
 		r.lc = &lc
@@ -231,6 +243,7 @@ func (r statusRow) status() UnitStatus {
 			us.Sources = []string{probs[0].File}
 		}
 	}
+	r.placementStatus(&us)
 	return us
 }
 
@@ -242,7 +255,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 		rows = make([]statusRow, 0, len(s.desired))
 		lcs := make([]Lifecycle, 0, len(s.units))
 		for n, d := range s.desired {
-			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n]}
+			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n], away: d.Away, hold: s.holds[n]}
 			if rec := s.units[n]; rec != nil {
 				lcs = append(lcs, rec.Lifecycle)
 				row.lc = &lcs[len(lcs)-1]
@@ -263,7 +276,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Bus != nil {
 		list.Degraded = s.opts.Bus.FaultText()
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeUnitList(w, http.StatusOK, &list)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.
@@ -343,6 +356,9 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	case "start", "stop", "restart":
 	case "command":
 		s.handleCommand(w, r, name)
+		return
+	case "move":
+		s.handleMove(w, r, name)
 		return
 	default:
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q", verb), "use start, stop, restart or command")
@@ -428,7 +444,7 @@ func (s *Supervisor) handleCommand(w http.ResponseWriter, r *http.Request, name 
 			return
 		}
 		ch = rec.channel
-		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+		s.emit(name, rec.PID, api.APICommand{Command: body.Name, Caller: peer.caller()})
 	})
 	if err != nil {
 		unavailable(w, err)

@@ -234,7 +234,7 @@ func (s *Supervisor) handleKill(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusConflict, fmt.Sprintf("unit %q has no process to signal", name)
 			return
 		}
-		s.emit(name, rt.PID, api.APIKill{Signal: killSignalName(sig), Main: mainOnly, Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+		s.emit(name, rt.PID, api.APIKill{Signal: killSignalName(sig), Main: mainOnly, Caller: peer.caller()})
 		if mainOnly {
 			err = killMain(rt.PID, sig)
 		} else {
@@ -279,7 +279,7 @@ func (s *Supervisor) handleResetFailed(w http.ResponseWriter, r *http.Request) {
 			failed := rec.Phase() == PhaseFailed
 			s.step(n, rec, Event{Kind: EvResetFailed})
 			if failed {
-				s.emit(n, 0, api.APIResetFailed{Caller: api.Caller{UID: peer.UID, PID: peer.PID}})
+				s.emit(n, 0, api.APIResetFailed{Caller: peer.caller()})
 			}
 		}
 	}); err != nil {
@@ -311,7 +311,7 @@ func (s *Supervisor) handleChoice(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err = s.setChoice(name, enable); err == nil {
-			caller := api.Caller{UID: peer.UID, PID: peer.PID}
+			caller := peer.caller()
 			if enable {
 				s.emit(name, 0, api.APIEnable{Caller: caller})
 			} else {

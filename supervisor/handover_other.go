@@ -18,7 +18,7 @@ type Frozen struct {
 
 // Freeze fails on this system.
 func (s *Supervisor) Freeze(ctx context.Context) (*Frozen, error) {
-	return nil, errors.New("supervisor: handover: only supported on Linux (stop and start the daemon instead)")
+	return nil, errNoHandover()
 }
 
 // Thaw does nothing on this system.
@@ -39,7 +39,11 @@ func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish
 }
 
 // Exec fails on this system.
-func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoRunner() }
+func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoHandover() }
+
+func errNoHandover() error {
+	return errors.New("supervisor: handover: only supported on Linux (stop and start the daemon instead)")
+}
 
 // NewExecRunnerOnMain is NewExecRunner on this system (no re-exec here).
 func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {

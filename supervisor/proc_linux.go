@@ -24,9 +24,13 @@ import (
 // (tests, libraries). After Track, every process a worker starts is tracked
 // (a cgroup per run, or its process group and a record) and ended with it.
 //
-// Forks happen on OS threads locked for the runner's life: the parent-death
-// signal every worker gets is tied to the thread that forked it, not to the
-// process, and a thread that exited would kill its workers.
+// Forks happen on OS threads locked for the runner's life. A runner that does
+// not track gives its workers SIGKILL as their parent-death signal, which
+// Linux ties to the thread that forked, not to the process: a thread that
+// exited would kill its workers. A tracking runner gives none: its workers
+// survive an execve of the daemon (which ends every thread but the caller)
+// and a crash of it under systemd's fd store, and the tracker, the next
+// daemon on the state directory or systemd ends what is left otherwise.
 type ExecRunner struct {
 	reapAll bool
 	track   *proctrack.Tracker
@@ -118,6 +122,28 @@ func (r *ExecRunner) forker() {
 		case <-r.stop:
 			return
 		}
+	}
+}
+
+// RunOnForker runs f on one of the locked threads that fork workers, while no
+// fork is in flight and no child is reaped; starts wait until f returns. It
+// is for replacing the process image (execve) at a point where every started
+// worker is registered and every exit not yet reaped stays with the kernel
+// for the next image to collect. f must not start processes.
+func (r *ExecRunner) RunOnForker(f func()) error {
+	done := make(chan struct{})
+	run := func() {
+		defer close(done)
+		r.forkMu.Lock()
+		defer r.forkMu.Unlock()
+		f()
+	}
+	select {
+	case r.forks <- run:
+		<-done
+		return nil
+	case <-r.stop:
+		return errors.New("supervisor: run on the fork thread: the runner is closed")
 	}
 }
 
@@ -218,10 +244,13 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := r.out.pipe(spec.Stderr)
-	if err != nil {
-		unix.Close(outW)
-		return nil, err
+	var errR *outPipe
+	errW := outW
+	if !spec.StderrToStdout {
+		if errR, errW, err = r.out.pipe(spec.Stderr); err != nil {
+			unix.Close(outW)
+			return nil, err
+		}
 	}
 	files := []uintptr{uintptr(r.devnull), uintptr(outW), uintptr(errW)}
 	for _, f := range spec.ExtraFiles {
@@ -241,8 +270,10 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	}
 	sys := &syscall.SysProcAttr{
 		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
 		Credential: spec.Credential,
+	}
+	if run == nil {
+		sys.Pdeathsig = syscall.SIGKILL
 	}
 	if run != nil && run.CgroupFD() >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, run.CgroupFD()
@@ -288,7 +319,9 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	}
 	// The read ends see EOF once the whole group has closed these.
 	unix.Close(outW)
-	unix.Close(errW)
+	if errW != outW {
+		unix.Close(errW)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
 	}

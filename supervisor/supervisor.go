@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
@@ -63,6 +64,10 @@ type Options struct {
 	HandoverFiles handover.Files
 	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
 	Reexec ReexecFunc
+	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
+	Placer Placer
+	// FleetEvents follows every host's events ([cluster]); nil = no fleet.
+	FleetEvents FleetEvents
 }
 
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
@@ -103,6 +108,12 @@ type Supervisor struct {
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
+	order     planOrder // the sorted names Plan walks
+
+	// Fleet placement ([cluster]), on the loop too.
+	fleet     []string                   // the fleet units, as of the last placeUnits
+	holds     map[string]placement.Hold  // where fleet units run, as the placer last said
+	fleetSent map[string]placement.Local // what the placer was last told
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -256,6 +267,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		watchdog = t.C
 	}
 	var extend <-chan time.Time
+	var placed <-chan struct{}
+	if s.opts.Placer != nil {
+		placed = s.opts.Placer.Changed()
+	}
 	first := true
 	done := ctx.Done()
 	woke := time.Now()
@@ -268,6 +283,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.syncPlacement()
 		s.keepInstances()
 		s.stepDone(woke)
 		if s.shutdown && s.idle() {
@@ -306,6 +322,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				again = false
 				load()
 			}
+		case <-placed:
+			s.takeHolds()
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-extend:
@@ -364,7 +382,7 @@ func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
 		// lifecycle per pass.
-		acts, wake := Plan(s.desired, s.observed, s.now())
+		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -391,6 +409,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
+		s.order.invalidate()
 	}
 	return rec
 }
@@ -401,6 +420,7 @@ func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
+		s.order.invalidate()
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -413,7 +433,7 @@ func (s *Supervisor) apply(a Action) bool {
 	case ActStart:
 		ev.Kind, ev.Gen, ev.RestartGen, ev.Hash = EvStart, d.StartGen, d.RestartGen, d.Unit.Hash
 	case ActStop:
-		ev.Kind, ev.Stop, ev.Drain = EvStop, a.Stop, d.Drain
+		ev.Kind, ev.Stop, ev.Drain, ev.StopBy = EvStop, a.Stop, d.Drain, d.StopBy
 	case ActKill:
 		switch {
 		case rec.Stopping:
@@ -706,7 +726,11 @@ func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rec *unitRecord, on
 		rec.fields.Store(nil)
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rec.fields, now: s.now}
 		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rec.fields, now: s.now}
+		if svc.StderrToStdout {
+			spec.Stderr = spec.Stdout
+		}
 	}
+	spec.StderrToStdout = svc.StderrToStdout
 	// The runner closes the extra files whether or not the fork works.
 	return spec, ch, ns, func() {
 		if ch != nil {
@@ -895,6 +919,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	s.order.invalidate()
 	s.applied = r.gen
 	set, err := r.set, r.err
 	if err != nil {
@@ -939,6 +964,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 			res.Removed = append(res.Removed, name)
 		}
 	}
+	s.placeUnits()
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
@@ -1068,7 +1094,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	if d.Unit == nil && verb != "stop" {
 		return http.StatusConflict, fmt.Sprintf("unit %q has no valid definition: %s", name, s.status(name).Error)
 	}
-	caller := api.Caller{UID: peer.UID, PID: peer.PID}
+	caller := peer.caller()
 	switch verb {
 	case "start":
 		s.emit(name, 0, api.APIStart{Caller: caller})
@@ -1098,6 +1124,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	}
 	s.desired[name] = d
+	s.order.invalidate()
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }
@@ -1144,6 +1171,8 @@ func startDone(rec *unitRecord, d Desired) (bool, error) {
 		return true, fmt.Errorf("unit failed (result: %s)", rec.Result)
 	case rec.Settled && rec.State == Inactive:
 		return true, nil
+	case d.Away != "" && !rec.Running:
+		return true, nil // a fleet unit another host runs
 	case rec.Blocked != "" && !strings.HasPrefix(rec.Blocked, "waiting") && !strings.HasPrefix(rec.Blocked, "after"):
 		return true, errors.New(rec.Blocked)
 	}

@@ -15,15 +15,17 @@ import (
 const sendTimeout = time.Second
 
 // ChildEnv is the environment an IPC worker needs beside its own: the channel descriptor for Go
-// workers (OPSVC_IPC_FD) and for Node.js (NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE=json), the
-// unit name, and OPSVC_HEARTBEAT_USEC when heartbeat (the unit's watchdog) is above zero.
+// workers (OPSVC_IPC_FD) and for Node.js (NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE=json; not
+// on Windows), the unit name, and OPSVC_HEARTBEAT_USEC when heartbeat (the unit's watchdog) is above
+// zero. On Windows the runner replaces the descriptor number with the handle the worker inherits.
 func ChildEnv(unit string, heartbeat time.Duration) []string {
 	fd := strconv.Itoa(ChildFD)
 	env := []string{
 		EnvIPCFD + "=" + fd,
 		EnvUnit + "=" + unit,
-		EnvNodeChannelFD + "=" + fd,
-		EnvNodeSerialization + "=json",
+	}
+	if nodeChannel {
+		env = append(env, EnvNodeChannelFD+"="+fd, EnvNodeSerialization+"=json")
 	}
 	if us := heartbeat.Microseconds(); us > 0 {
 		env = append(env, EnvHeartbeatUSEC+"="+strconv.FormatInt(us, 10))

@@ -64,10 +64,9 @@ type peerConfig struct {
 	stopped func()
 }
 
-// newPeer takes over f, a connected stream socket. start begins reading.
+// newPeer takes over f, a connected stream socket (a pipe on Windows). start begins reading.
 func newPeer(f *os.File, cfg peerConfig) (*peer, error) {
-	conn, err := net.FileConn(f)
-	f.Close()
+	conn, err := fileConn(f)
 	if err != nil {
 		return nil, err
 	}

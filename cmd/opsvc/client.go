@@ -35,8 +35,7 @@ func (c *cli) http() *http.Client {
 		sock := c.paths.Socket
 		c.client = &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
+				return dialControl(ctx, sock)
 			},
 			DisableCompression: true,
 		}}

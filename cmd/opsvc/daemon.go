@@ -70,29 +70,37 @@ func daemonMain(c *cli, forks chan func()) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer unlock()
-	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
-		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
-	}
 	logger := log.New(c.stderr, "opsvc: ", 0)
 	if herr != nil {
 		logger.Printf("%v; starting afresh (workers left by the daemon before are ended)", herr)
 	}
 	var ln net.Listener
-	if f := hfiles.Take(handover.NameControl); f != nil {
+	switch f := hfiles.Take(handover.NameControl); {
+	case f != nil:
 		ln, err = net.FileListener(f)
 		f.Close()
 		if err != nil {
 			hfiles.Close()
 			return fail(exitFailure, "daemon: control socket handed over: %v", err)
 		}
-	} else {
-		ln, err = listenControl(p.Socket)
-		if err != nil {
+	case isPipe(p.Socket):
+		if ln, err = listenPipe(p.Socket); err != nil {
+			hfiles.Close()
+			return fail(exitFailure, "daemon: %v", err)
+		}
+	default:
+		if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
+			hfiles.Close()
+			return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
+		}
+		if ln, err = listenControl(p.Socket); err != nil {
 			hfiles.Close()
 			return fail(exitFailure, "daemon: %v", err)
 		}
 	}
-	defer os.Remove(p.Socket)
+	if !isPipe(p.Socket) {
+		defer os.Remove(p.Socket)
+	}
 
 	b, err := bus.Open(p.State, bus.Options{Logf: logger.Printf})
 	if err != nil {
@@ -144,6 +152,7 @@ func daemonMain(c *cli, forks chan func()) error {
 	}
 	notify := func(state string) error { _, err := sdnotify.Notify(state); return err }
 	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify}
+	fleetUnits := newFleetUnits(nil, logf) // no [cluster] yet: a single host
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,
@@ -161,6 +170,8 @@ func daemonMain(c *cli, forks chan func()) error {
 		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
 			return x.prepare(r.Context())
 		},
+		Placer:      fleetUnits.placerOpt(),
+		FleetEvents: fleetUnits.eventsOpt(),
 	})
 	if err != nil {
 		ln.Close()
@@ -209,8 +220,18 @@ func daemonMain(c *cli, forks chan func()) error {
 	if hrec != nil {
 		logf("daemon re-executed: taking over %d units from pid %d", len(hrec.Units), hrec.PID)
 	}
+	if addr := pprofAddr(); addr != "" {
+		stopPprof, err := startPprof(addr, logf)
+		if err != nil {
+			logf("%v", err)
+		} else {
+			defer stopPprof()
+		}
+	}
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
+	fleetUnits.start(b, logf)
 	runErr := sup.Run(runCtx)
+	fleetUnits.stop() // the units have stopped: others may take the fleet units now
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	ctl.shutdown(sctx)

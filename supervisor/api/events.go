@@ -111,10 +111,12 @@ func Decode(data map[string]any, d EventData) error {
 }
 
 // Caller is the local process whose request caused an event (SO_PEERCRED of
-// the control socket).
+// the control socket; on Windows, the named pipe's client process and the
+// user SID of its token).
 type Caller struct {
-	UID int `json:"uid"` // user id of the caller
-	PID int `json:"pid"` // process id of the caller
+	UID int    `json:"uid"`           // user id of the caller (-1 on Windows)
+	PID int    `json:"pid"`           // process id of the caller
+	SID string `json:"sid,omitempty"` // Windows: user SID of the caller
 }
 
 // UnitStarting: the daemon is about to start a unit's process.
@@ -483,6 +485,8 @@ func ForType(typ string) EventData {
 		return &APIEnable{}
 	case TypeAPIDisable:
 		return &APIDisable{}
+	case TypeAPIMove:
+		return &APIMove{}
 	case TypeChainCreated:
 		return &ChainCreated{}
 	case TypeChainResumed:

@@ -307,9 +307,17 @@ func (t *Tracker) queueScan(q scanReq) {
 	}
 }
 
+// scanPace spaces passes over /proc: after a pass that took d, the next
+// begins no sooner than scanPace×d later, and the requests queued meanwhile
+// share it. A pass reads every process's environment, so with thousands of
+// processes and units restarting all the time, back-to-back passes would
+// take a CPU; paced, they take at most 1/(1+scanPace) of one.
+const scanPace = 9
+
 // scanner serves queued scans, all of a burst in one pass over /proc.
 func (t *Tracker) scanner() {
 	defer close(t.scanDone)
+	var next time.Time // the earliest start of the next pass
 	for {
 		select {
 		case <-t.scanWake:
@@ -317,6 +325,15 @@ func (t *Tracker) scanner() {
 			return
 		}
 		for {
+			if d := time.Until(next); d > 0 {
+				pause := time.NewTimer(d)
+				select {
+				case <-pause.C:
+				case <-t.stop:
+					pause.Stop()
+					return
+				}
+			}
 			t.scanMu.Lock()
 			batch := t.pending
 			t.pending = nil
@@ -324,6 +341,7 @@ func (t *Tracker) scanner() {
 			if len(batch) == 0 {
 				break
 			}
+			began := time.Now()
 			want := make(map[string]bool, len(batch))
 			for _, q := range batch {
 				want[q.run.marker] = true
@@ -332,6 +350,7 @@ func (t *Tracker) scanner() {
 			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
 				found[p.marker] = append(found[p.marker], p.procInfo)
 			}
+			next = time.Now().Add(scanPace * time.Since(began))
 			for _, q := range batch {
 				t.serveScan(q, found[q.run.marker])
 			}
