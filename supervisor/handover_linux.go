@@ -99,9 +99,15 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 		rec  *unitRecord
 	}
 	var chans, socks []det
+	pumping := make(map[Process]bool) // their pump sends one eof once the reader stops
 	for name, rec := range s.units {
 		if rec.channel != nil {
 			chans = append(chans, det{name, rec})
+			select {
+			case <-rec.channel.Done():
+			default:
+				pumping[rec.proc] = true
+			}
 		}
 		if rec.notify != nil {
 			socks = append(socks, det{name, rec})
@@ -122,12 +128,11 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 			}
 		}
 	}()
-	eofs := 0
-	for done := false; !done || eofs < len(chans); {
+	for done := false; !done || len(pumping) > 0; {
 		select {
 		case m := <-s.msgs:
-			if m.eof {
-				eofs++
+			if m.eof && pumping[m.proc] {
+				delete(pumping, m.proc)
 				continue
 			}
 			s.handleMsg(m)
@@ -139,9 +144,7 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 	for {
 		select {
 		case m := <-s.msgs:
-			if !m.eof {
-				s.handleMsg(m)
-			}
+			s.handleMsg(m)
 			continue
 		default:
 		}
@@ -188,7 +191,9 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 			if ur.proc != nil {
 				hp, outF, errF, err := r.detach(ur.proc)
 				if err != nil {
-					s.logf("%s: handover: %v", name, err)
+					// Not to be left running unknown to the next process.
+					s.logf("%s: handover: %v; it is ended", name, err)
+					ur.proc.Signal(syscall.SIGKILL)
 				} else {
 					if outF != nil {
 						files[handover.FDName(name, handover.KindStdout)] = outF
@@ -277,6 +282,15 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		if err := json.Unmarshal(u.Lifecycle, &l); err != nil {
 			s.logf("%s: handover: %v", u.Name, err)
 			continue
+		}
+		// The deadlines a worker must meet (ready, heartbeat, exit) do not
+		// run while nobody could hear it: the handover's pause is added.
+		if pause := now.Sub(rec.Written); pause > 0 {
+			for _, t := range []*time.Time{&l.StartDeadline, &l.StopDeadline, &l.WatchdogDeadline, &l.EOFDeadline} {
+				if !t.IsZero() {
+					*t = t.Add(pause)
+				}
+			}
 		}
 		ur.Lifecycle = l
 		s.observed[u.Name] = l

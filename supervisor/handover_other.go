@@ -18,7 +18,7 @@ type Frozen struct {
 
 // Freeze fails on this system.
 func (s *Supervisor) Freeze(ctx context.Context) (*Frozen, error) {
-	return nil, errors.New("supervisor: handover: only supported on Linux (stop and start the daemon instead)")
+	return nil, errNoHandover()
 }
 
 // Thaw does nothing on this system.
@@ -33,9 +33,9 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 
 func (s *Supervisor) adoptNone() {}
 
-// TrackKeeping fails on this system.
+// TrackKeeping is Track on this system (no handover here).
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return "", errNoHandover()
+	return r.Track(stateDir, publish, logf)
 }
 
 // Exec fails on this system.
@@ -44,3 +44,11 @@ func (r *ExecRunner) Exec(path string, argv, env []string) error { return errNoH
 func errNoHandover() error {
 	return errors.New("supervisor: handover: only supported on Linux (stop and start the daemon instead)")
 }
+
+// NewExecRunnerOnMain is NewExecRunner on this system (no re-exec here).
+func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
+	return NewExecRunner(reapAll)
+}
+
+// HoldReaping does nothing on this system.
+func (r *ExecRunner) HoldReaping() (release func()) { return func() {} }

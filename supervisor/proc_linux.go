@@ -51,10 +51,16 @@ type ExecRunner struct {
 	// handover, until adoption is over (adoptDone); under mu.
 	adopting bool
 	exits    map[int]unix.WaitStatus
+
+	mainForks bool // forks run on the process's main thread (NewExecRunnerOnMain)
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
-func NewExecRunner(reapAll bool) (*ExecRunner, error) {
+func NewExecRunner(reapAll bool) (*ExecRunner, error) { return newExecRunner(reapAll, nil) }
+
+// newExecRunner forks on its own locked threads, or, with forks set, by
+// sending each fork to forks, whose reader runs it on its thread.
+func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 	out, err := newOutputPoller()
 	if err != nil {
 		return nil, err
@@ -64,10 +70,13 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func()), adopting: true}
-	for range forkThreads {
-		r.forkers.Add(1)
-		go r.forker()
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
+	if forks == nil {
+		r.forks = make(chan func())
+		for range forkThreads {
+			r.forkers.Add(1)
+			go r.forker()
+		}
 	}
 	if !reapAll {
 		close(r.done)
@@ -99,9 +108,7 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 }
 
 // forkThreads is how many locked threads fork; Start calls beyond that wait.
-// One: a re-exec runs on it (Exec), and execve ends every other thread,
-// which would send the parent-death signal to the workers they forked.
-const forkThreads = 1
+const forkThreads = 4
 
 // forker runs forks on a thread locked until the runner closes.
 func (r *ExecRunner) forker() {

@@ -28,11 +28,16 @@ func (r *ExecRunner) unclaimed(pid int, ws unix.WaitStatus) {
 	r.exits[pid] = ws
 }
 
-// adoptDone ends adoption: exits of children nobody claimed are forgotten.
+// adoptDone ends adoption: exits of children nobody claimed are forgotten,
+// and a worker that exited during the handover (a zombie whose SIGCHLD went
+// to the process before) is reaped now.
 func (r *ExecRunner) adoptDone() {
 	r.mu.Lock()
 	r.adopting, r.exits = false, nil
 	r.mu.Unlock()
+	if r.reapAll {
+		r.reap()
+	}
 }
 
 // freeze stops reaping and reading output, for a handover: a worker's exit
@@ -180,14 +185,39 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	return p, nil
 }
 
-// Exec replaces this process with path (a re-exec), from the thread every
-// worker was forked on: execve ends every other thread, and the parent-death
-// signal of a worker follows the thread that forked it. It returns only on
+// NewExecRunnerOnMain is NewExecRunner for a daemon that may re-exec
+// itself: every fork, and the exec, is sent to forks, which the caller
+// serves on the process's main thread (the main goroutine, locked to it from
+// an init function) for as long as the runner lives. The parent-death
+// signal a worker gets follows the thread that forked it, and execve ends
+// every thread but the one that calls it, which becomes the new program's
+// main thread: forking and exec'ing from that one thread keeps every worker
+// alive across any number of re-execs.
+func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
+	if forks == nil {
+		return nil, errors.New("supervisor: new runner: no fork channel")
+	}
+	return newExecRunner(reapAll, forks)
+}
+
+// Exec replaces this process with path (a re-exec), from the main thread
+// every worker was forked on (NewExecRunnerOnMain). It returns only on
 // failure.
 func (r *ExecRunner) Exec(path string, argv, env []string) error {
+	if !r.mainForks {
+		return errors.New("supervisor: exec: this runner does not fork on the main thread, its workers would not survive an exec")
+	}
 	errc := make(chan error, 1)
 	select {
-	case r.forks <- func() { errc <- syscall.Exec(path, argv, env) }:
+	case r.forks <- func() {
+		// The new program starts with this thread's signal mask: none
+		// blocked, as at a first start.
+		var none, old unix.Sigset_t
+		unix.PthreadSigmask(unix.SIG_SETMASK, &none, &old)
+		err := syscall.Exec(path, argv, env)
+		unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+		errc <- err
+	}:
 	case <-r.stop:
 		return errors.New("supervisor: exec: the runner is closed")
 	}
@@ -195,4 +225,12 @@ func (r *ExecRunner) Exec(path string, argv, env []string) error {
 		return fmt.Errorf("supervisor: exec %s: %w", path, err)
 	}
 	return nil
+}
+
+// HoldReaping keeps the reaper from reaping any child until release: a
+// child the caller starts itself (os/exec) can then be waited for by pid.
+// Starts wait meanwhile.
+func (r *ExecRunner) HoldReaping() (release func()) {
+	r.forkMu.RLock()
+	return r.forkMu.RUnlock
 }

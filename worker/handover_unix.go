@@ -67,3 +67,7 @@ func AdoptChannel(f *os.File, unread []byte) (*Channel, error) {
 	}
 	return c, nil
 }
+
+// Done is closed once the channel's reader has stopped: the worker closed
+// its end, reading failed, or Close, Detach or StopReading.
+func (c *Channel) Done() <-chan struct{} { return c.p.done }

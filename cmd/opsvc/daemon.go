@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"syscall"
 	"time"
 
@@ -28,6 +29,26 @@ func runDaemon(c *cli) error {
 	if c.args.has("check-state") {
 		return runCheckState(c, c.args.get("check-state"))
 	}
+	// Workers are forked, and a re-exec runs, on this goroutine's thread:
+	// the main thread when called from main (see init), which survives an
+	// exec (see supervisor.NewExecRunnerOnMain).
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	forks := make(chan func())
+	errc := make(chan error, 1)
+	go func() { errc <- daemonMain(c, forks) }()
+	for {
+		select {
+		case f := <-forks:
+			f()
+		case err := <-errc:
+			return err
+		}
+	}
+}
+
+// daemonMain is the daemon; forks are run by runDaemon.
+func daemonMain(c *cli, forks chan func()) error {
 	// A re-exec hands over its state and files: take them before anything
 	// else (no worker must inherit them).
 	hrec, hfiles, herr := handover.FromEnv()
@@ -124,7 +145,7 @@ func runDaemon(c *cli) error {
 		ln.Close()
 		return fail(exitFailure, "daemon: registry: %v", err)
 	}
-	runner, err := supervisor.NewExecRunner(true)
+	runner, err := supervisor.NewExecRunnerOnMain(true, forks)
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: %v", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,10 @@ func (e *exitError) Error() string { return e.msg }
 func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
 }
+
+// init keeps the main goroutine on the main thread: the daemon forks its
+// workers there, and a re-exec runs there (see runDaemon).
+func init() { goruntime.LockOSThread() }
 
 func main() {
 	ctx, stop := signalContext()

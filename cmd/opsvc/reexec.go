@@ -23,8 +23,9 @@ import (
 	"github.com/opsvc/opsvc/supervisor/logs"
 )
 
-// checkStateTimeout bounds the new binary's check of the state record.
-const checkStateTimeout = 5 * time.Second
+// checkStateTimeout bounds the new binary's check of the state record. It
+// runs before the daemon pauses.
+const checkStateTimeout = 30 * time.Second
 
 // drainTimeout bounds the wait for control requests under way before a
 // re-exec.
@@ -185,6 +186,15 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		x.mu.Unlock()
 		return api.ReexecReply{}, nil, err
 	}
+	// The new binary checks it reads this binary's records before anything
+	// stops: a refusal costs no pause.
+	probe := &handover.Record{Written: time.Now(), PID: os.Getpid(), Units: []handover.Unit{}}
+	release := x.runner.HoldReaping() // the daemon reaps every child; this one is waited for here
+	err := checkState(ctx, x.exe, x.argv[0], probe)
+	release()
+	if err != nil {
+		return refuse(err)
+	}
 	lf, err := x.ctl.pause()
 	if err != nil {
 		return refuse(err)
@@ -199,11 +209,6 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	}
 	fr, err := x.sup.Freeze(ctx)
 	if err != nil {
-		resumeServing()
-		return refuse(err)
-	}
-	if err := checkState(ctx, x.exe, fr.Record); err != nil {
-		fr.Thaw()
 		resumeServing()
 		return refuse(err)
 	}
@@ -253,8 +258,9 @@ func (x *reexecer) exec(fr *supervisor.Frozen, lf *os.File) error {
 	return err
 }
 
-// checkState runs `EXE daemon --check-state` on the record, bounded in time.
-func checkState(ctx context.Context, exe string, rec *handover.Record) error {
+// checkState runs `EXE daemon --check-state` on the record, bounded in time;
+// argv0 is the name the daemon was started under.
+func checkState(ctx context.Context, exe, argv0 string, rec *handover.Record) error {
 	mf, err := handover.WriteMemfd(rec)
 	if err != nil {
 		return err
@@ -263,6 +269,7 @@ func checkState(ctx context.Context, exe string, rec *handover.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, checkStateTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "daemon", "--check-state", "/dev/fd/3")
+	cmd.Args[0] = argv0
 	cmd.ExtraFiles = []*os.File{mf}
 	cmd.Env = os.Environ()
 	out, err := cmd.CombinedOutput()

@@ -167,6 +167,7 @@ func Routes() []Route {
 		{"POST", "/v1/units/{name}/move", "", "UnitStatus"},
 		{"GET", "/v1/units/{name}/logs", "", "LogLine"},
 		{"POST", "/v1/reload", "", "ReloadResult"},
+		{"POST", "/v1/daemon/reexec", "", "ReexecReply"},
 		{"GET", "/v1/events", "", "Event"},
 		{"GET", "/v1/chains", "", "{chains: [registry.ChainSummary]}"},
 		{"GET", "/v1/chains/{id}", "", "registry.Chain"},
