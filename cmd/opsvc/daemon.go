@@ -37,6 +37,11 @@ func runDaemon(c *cli) error {
 			*d = abs
 		}
 	}
+	if hrec == nil && herr == nil {
+		// Restarted by a service manager after a crash: the workers' files
+		// from its store, the state record from the state directory.
+		hrec, hfiles, herr = supervisor.FromFDStore(p.State)
+	}
 	settings, err := config.LoadSettings(p.Config)
 	if err != nil {
 		return fail(exitFailure, "daemon: %v", err)
@@ -137,6 +142,7 @@ func runDaemon(c *cli) error {
 		Watch:            !c.args.has("no-watch"),
 		Handover:         hrec,
 		HandoverFiles:    hfiles,
+		FDStore:          fdStore(p.State, logf),
 		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
 			return x.prepare(r.Context())
 		},
