@@ -230,6 +230,19 @@ func (s *Supervisor) fdStarted(name string, rec *unitRecord) {
 	fs.started(name, files)
 }
 
+// fdChanged is called on the loop when a unit's state changed: the record
+// is written again.
+func (s *Supervisor) fdChanged() {
+	fs := s.opts.FDStore
+	if fs == nil {
+		return
+	}
+	fs.mu.Lock()
+	fs.dirty = true
+	fs.mu.Unlock()
+	fs.poke()
+}
+
 // fdEnded is called on the loop when a unit's worker is released.
 func (s *Supervisor) fdEnded(name string) {
 	if fs := s.opts.FDStore; fs != nil {

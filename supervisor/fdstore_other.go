@@ -14,6 +14,7 @@ func NewFDStore(string, func(string, ...any)) *FDStore { return nil }
 func (s *Supervisor) startFDStore() func()          { return func() {} }
 func (s *Supervisor) fdStarted(string, *unitRecord) {}
 func (s *Supervisor) fdEnded(string)                {}
+func (s *Supervisor) fdChanged()                    {}
 
 // FromFDStore finds nothing on this system.
 func FromFDStore(string) (*handover.Record, handover.Files, error) { return nil, nil, nil }

@@ -458,6 +458,9 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 		ev.RestartGen = d.RestartGen
 	}
 	next, effs := rec.Lifecycle.Step(ev, s.now())
+	if next.State != rec.State || next.Sub != rec.Sub || next.PID != rec.PID {
+		s.fdChanged()
+	}
 	rec.Lifecycle = next
 	s.observed[name] = next
 	for _, e := range effs {
