@@ -338,14 +338,14 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 600"]
 	if out, err := send.CombinedOutput(); err != nil || !strings.Contains(string(out), strconv.Itoa(before["ipcw"])) {
 		t.Errorf("opsvc send ipcw after the takeover: %v\n%s", err, out)
 	}
-	// Output goes on: 40 more lines each (2 s, the watchdog of ipcw).
+	// Output goes on: 60 more lines each (2.4 s, past the watchdog of ipcw).
 	deadline = time.Now().Add(60 * time.Second)
 	for u, m := range marks {
-		for lastNumber(t, filepath.Join(dir, "state", "logs", u+".log")) < m+40 {
+		for lastNumber(t, filepath.Join(dir, "state", "logs", u+".log")) < m+60 {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s printed nothing new after the takeover", u)
 			}
-			time.Sleep(50 * time.Millisecond) // the workers print every 50 ms; bounded
+			time.Sleep(50 * time.Millisecond) // the workers print every 200 ms; bounded
 		}
 	}
 	final := pids("2 s after the takeover", func(map[string]int) bool { return true })
