@@ -307,6 +307,14 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 			continue
 		}
 		adopted++
+		// The worker could not reach this daemon while it took over: one
+		// full watchdog interval from now.
+		if w := d.Unit; ok && w != nil && w.Service.Watchdog > 0 && !ur.WatchdogDeadline.IsZero() {
+			if dl := now.Add(w.Service.Watchdog); dl.After(ur.WatchdogDeadline) {
+				ur.WatchdogDeadline = dl
+				s.observed[u.Name] = ur.Lifecycle
+			}
+		}
 	}
 	if r != nil {
 		r.adoptDone()

@@ -47,6 +47,10 @@ type ExecRunner struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	// Adopted processes that are not children, waited for by pidfd.
+	pidfds   map[*os.File]bool // under mu
+	watchers sync.WaitGroup
+
 	// Exits of children reaped before they were adopted after a
 	// handover, until adoption is over (adoptDone); under mu.
 	adopting bool
@@ -108,6 +112,10 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 }
 
 // forkThreads is how many locked threads fork; Start calls beyond that wait.
+// Several, so that forks overlap: a tracked worker has no parent-death
+// signal, so an execve (which ends every thread but the caller) keeps the
+// workers every thread forked. An untracked runner's workers have one and
+// do not survive an exec of the process.
 const forkThreads = 4
 
 // forker runs forks on a thread locked until the runner closes.
@@ -196,6 +204,7 @@ func (r *ExecRunner) Close() error {
 	}
 	r.forkers.Wait()
 	<-r.done
+	r.stopWatching()
 	unix.Close(r.devnull)
 	return r.out.Close()
 }

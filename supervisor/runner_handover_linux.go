@@ -130,6 +130,7 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	ws, reaped := r.exits[pid]
 	delete(r.exits, pid)
 	r.mu.Unlock()
+	notChild := false
 	if !reaped {
 		start, ppid, ok := proctrack.StartTime(pid)
 		switch {
@@ -139,9 +140,9 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		case start != a.Proc.Start:
 			closeFiles()
 			return nil, fmt.Errorf("pid %d is another process now (started at %d, not %d)", pid, start, a.Proc.Start)
-		case ppid != os.Getpid() && r.reapAll:
-			closeFiles()
-			return nil, fmt.Errorf("process %d is not this daemon's child (its parent is %d)", pid, ppid)
+		case ppid != os.Getpid():
+			// Left by a daemon that died: its end is seen through a pidfd.
+			notChild = true
 		}
 	}
 	if r.track != nil && a.Proc.Marker != "" {
@@ -173,6 +174,12 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	}
 	if reaped {
 		go p.exited(ws)
+		return p, nil
+	}
+	if notChild {
+		if err := r.watchExit(p); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	if r.reapAll {

@@ -64,6 +64,10 @@ type Options struct {
 	// does not use.
 	Handover      *handover.Record
 	HandoverFiles handover.Files
+	// FDStore, when set, keeps every worker's files in the service
+	// manager's file descriptor store and the state record current (see
+	// NewFDStore).
+	FDStore *FDStore
 	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
 	Reexec ReexecFunc
 	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
@@ -222,6 +226,7 @@ func (s *Supervisor) notify(state string) {
 // unit (reverse dependency order, each with its own stop timeout) and returns
 // once no worker is left.
 func (s *Supervisor) Run(ctx context.Context) error {
+	defer s.startFDStore()()
 	defer close(s.loopCh)
 	defer s.bg.Wait()
 	var changes <-chan struct{}
@@ -475,6 +480,9 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 		ev.RestartGen = d.RestartGen
 	}
 	next, effs := rec.Lifecycle.Step(ev, s.now())
+	if next.State != rec.State || next.Sub != rec.Sub || next.PID != rec.PID {
+		s.fdChanged()
+	}
 	rec.Lifecycle = next
 	s.observed[name] = next
 	for _, e := range effs {
@@ -566,6 +574,7 @@ func (s *Supervisor) startFinish(l *launch) {
 	}
 	l.holder.proc = l.proc
 	rec.proc, rec.channel, rec.notify = l.proc, l.ch, l.ns
+	s.fdStarted(name, rec)
 	s.step(name, rec, Event{Kind: EvStarted, PID: l.proc.PID()})
 	if l.ch != nil {
 		go s.pumpIPC(name, l.proc, l.ch)
@@ -620,6 +629,7 @@ func (s *Supervisor) release(name string, rec *unitRecord) {
 	s.leases.ReleaseUnit(name)
 	s.fleetReleaseUnit(name)
 	s.workerGone(name)
+	s.fdEnded(name)
 	rec.proc, rec.channel, rec.notify = nil, nil, nil
 }
 

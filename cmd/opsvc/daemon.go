@@ -58,6 +58,11 @@ func daemonMain(c *cli, forks chan func()) error {
 			*d = abs
 		}
 	}
+	if hrec == nil && herr == nil {
+		// Restarted by a service manager after a crash: the workers' files
+		// from its store, the state record from the state directory.
+		hrec, hfiles, herr = supervisor.FromFDStore(p.State)
+	}
 	settings, err := config.LoadSettings(p.Config)
 	if err != nil {
 		return fail(exitFailure, "daemon: %v", err)
@@ -185,6 +190,7 @@ func daemonMain(c *cli, forks chan func()) error {
 		Fleet:            fleet.leases(),
 		Handover:         hrec,
 		HandoverFiles:    hfiles,
+		FDStore:          fdStore(p.State, logf),
 		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
 			return x.prepare(r.Context())
 		},
