@@ -17,6 +17,7 @@ import (
 type Settings struct {
 	Orchestrator OrchestratorSettings `json:"orchestrator" toml:"orchestrator"`
 	Control      ControlSettings      `json:"control" toml:"control"`
+	Cluster      ClusterSettings      `json:"cluster" toml:"cluster"`
 }
 
 // OrchestratorSettings is the [orchestrator] table: the defaults of every
@@ -78,6 +79,7 @@ func DefaultSettings() Settings {
 			PerWorkerBudgetUSD:    10.0,
 		},
 		Control: ControlSettings{AllowUIDs: []int{}},
+		Cluster: defaultCluster(),
 	}
 }
 
@@ -195,6 +197,7 @@ func (s Settings) check() []valueProblem {
 	case c.TLSCert == "" && c.TLSKey != "":
 		add("control.tls_key", "control.tls_key is set without control.tls_cert", "set both to PEM files, or neither")
 	}
+	s.Cluster.check(add)
 	return ps
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -27,10 +28,11 @@ const (
 	kindInts
 	kindFloat
 	kindBool
+	kindDuration
 )
 
 func (k kind) String() string {
-	return [...]string{"a string", "an array of strings", "an integer", "an array of integers", "a number", "a boolean"}[k]
+	return [...]string{"a string", "an array of strings", "an integer", "an array of integers", "a number", "a boolean", "a duration"}[k]
 }
 
 // field is one key of opsvc.toml. The table below is immutable.
@@ -41,7 +43,7 @@ type field struct {
 	set        func(s *Settings, v any)
 }
 
-var tables = []string{"orchestrator", "control"}
+var tables = []string{"orchestrator", "control", "cluster"}
 
 var fields = []field{
 	{"orchestrator", "model", kindString, `model = "sonnet"`, func(s *Settings, v any) { s.Orchestrator.Model = v.(string) }},
@@ -59,6 +61,16 @@ var fields = []field{
 	{"control", "tls_cert", kindString, `tls_cert = "cert.pem"`, func(s *Settings, v any) { s.Control.TLSCert = v.(string) }},
 	{"control", "tls_key", kindString, `tls_key = "key.pem"`, func(s *Settings, v any) { s.Control.TLSKey = v.(string) }},
 	{"control", "allow_plaintext", kindBool, `allow_plaintext = true`, func(s *Settings, v any) { s.Control.AllowPlaintext = v.(bool) }},
+	{"cluster", "etcd", kindStrings, `etcd = ["http://127.0.0.1:2379"]`, func(s *Settings, v any) { s.Cluster.Etcd = v.([]string) }},
+	{"cluster", "prefix", kindString, `prefix = "/opsvc"`, func(s *Settings, v any) { s.Cluster.Prefix = v.(string) }},
+	{"cluster", "node", kindString, `node = "%H"`, func(s *Settings, v any) { s.Cluster.Node = v.(string) }},
+	{"cluster", "tls_ca", kindString, `tls_ca = "etcd-ca.pem"`, func(s *Settings, v any) { s.Cluster.TLSCA = v.(string) }},
+	{"cluster", "tls_cert", kindString, `tls_cert = "etcd-client.pem"`, func(s *Settings, v any) { s.Cluster.TLSCert = v.(string) }},
+	{"cluster", "tls_key", kindString, `tls_key = "etcd-client-key.pem"`, func(s *Settings, v any) { s.Cluster.TLSKey = v.(string) }},
+	{"cluster", "username", kindString, `username = "opsvc"`, func(s *Settings, v any) { s.Cluster.Username = v.(string) }},
+	{"cluster", "password_file", kindString, `password_file = "etcd-password"`, func(s *Settings, v any) { s.Cluster.PasswordFile = v.(string) }},
+	{"cluster", "lease_ttl", kindDuration, `lease_ttl = "10s"`, func(s *Settings, v any) { s.Cluster.LeaseTTL = Duration(v.(time.Duration)) }},
+	{"cluster", "dial_timeout", kindDuration, `dial_timeout = "5s"`, func(s *Settings, v any) { s.Cluster.DialTimeout = Duration(v.(time.Duration)) }},
 }
 
 func lookupField(table, key string) (field, bool) {
@@ -215,6 +227,14 @@ func convert(v any, k kind) (any, string) {
 		if b, ok := v.(bool); ok {
 			return b, ""
 		}
+	case kindDuration:
+		if s, ok := v.(string); ok {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return nil, fmt.Sprintf("the string %q", s)
+			}
+			return d, ""
+		}
 	case kindFloat:
 		switch n := v.(type) {
 		case float64:
@@ -282,5 +302,5 @@ func hintTopLevel(key string) string {
 			}
 		}
 	}
-	return "opsvc.toml has the tables [orchestrator] and [control]"
+	return "opsvc.toml has the tables [orchestrator], [control] and [cluster]"
 }

@@ -220,7 +220,9 @@ func TestSettingsJSON(t *testing.T) {
 	}
 	want := `{"orchestrator":{"model":"sonnet","valid_models":["haiku","sonnet","opus"],"max_turns":30,"max_continuations":5,` +
 		`"max_budget_usd":5,"max_concurrent_sessions":0,"max_sessions_per_minute":60,"global_budget_usd":50,"per_worker_budget_usd":10},` +
-		`"control":{"group":"","allow_uids":[],"listen":"","tls_cert":"","tls_key":"","allow_plaintext":false}}`
+		`"control":{"group":"","allow_uids":[],"listen":"","tls_cert":"","tls_key":"","allow_plaintext":false},` +
+		`"cluster":{"etcd":[],"prefix":"/opsvc","node":"%H","tls_ca":"","tls_cert":"","tls_key":"","username":"","password_file":"",` +
+		`"lease_ttl":"10s","dial_timeout":"5s"}}`
 	if diff := cmp.Diff(want, string(data)); diff != "" {
 		t.Errorf("JSON (-want +got):\n%s", diff)
 	}

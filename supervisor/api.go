@@ -163,6 +163,7 @@ func (c *controlSnapshot) store(ctl config.ControlSettings) {
 func cloneSettings(st config.Settings) config.Settings {
 	st.Orchestrator.ValidModels = slices.Clone(st.Orchestrator.ValidModels)
 	st.Control.AllowUIDs = slices.Clone(st.Control.AllowUIDs)
+	st.Cluster.Etcd = slices.Clone(st.Cluster.Etcd)
 	return st
 }
 

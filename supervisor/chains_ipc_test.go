@@ -93,7 +93,7 @@ func (h *harness) waitEventWhere(typ, unit string, match func(map[string]any) bo
 }
 
 // chainsOf returns the registry's chains of unit, oldest first.
-func chainsOf(t *testing.T, reg *registry.Store, unit string) []registry.Chain {
+func chainsOf(t *testing.T, reg registry.Backend, unit string) []registry.Chain {
 	t.Helper()
 	var out []registry.Chain
 	err := reg.View(func(r *registry.Registry) error {

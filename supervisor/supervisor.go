@@ -37,7 +37,7 @@ type Options struct {
 	Runner   Runner
 	Bus      *bus.Bus
 	Logs     *logs.Logs
-	Registry *registry.Store
+	Registry registry.Backend
 	Now      func() time.Time
 	Logf     func(format string, args ...any)
 	// Environ is the environment workers inherit (before scrubbing); nil = os.Environ().

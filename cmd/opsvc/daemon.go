@@ -43,6 +43,11 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer unlock()
+	fleet, err := joinFleet(c.ctx, p, settings)
+	if err != nil {
+		return fail(exitFailure, "%v", err)
+	}
+	defer fleet.close()
 	if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
 		return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
 	}
@@ -69,6 +74,9 @@ func runDaemon(c *cli) error {
 		msg := fmt.Sprintf(format, args...)
 		logger.Print(msg)
 		lg.Logf("%s", msg)
+	}
+	if fleet != nil {
+		fleet.attach(b, logf)
 	}
 	tc, err := listenConsole(c, p, settings, logf)
 	if err != nil {
@@ -101,7 +109,7 @@ func runDaemon(c *cli) error {
 	if err != nil {
 		exe = os.Args[0]
 	}
-	fleetUnits := newFleetUnits(nil, logf) // no [cluster] yet: a single host
+	fleetUnits := newFleetUnits(placementClient(fleet), logf)
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,

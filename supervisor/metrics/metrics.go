@@ -78,7 +78,7 @@ type Metrics struct {
 	reconcile prometheus.Histogram
 	events    *prometheus.CounterVec
 	bus       Events
-	store     *registry.Store
+	store     registry.Backend
 	handler   http.Handler
 
 	mu       sync.Mutex
@@ -89,7 +89,7 @@ type Metrics struct {
 // Options are the sources of the metrics; each may be nil.
 type Options struct {
 	Events   Events
-	Registry *registry.Store
+	Registry registry.Backend
 }
 
 // New returns the metrics, with the Go and process collectors.

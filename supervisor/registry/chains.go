@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	rec "github.com/opsvc/opsvc/worker/chain"
@@ -71,7 +72,7 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 	}
 	var out rec.Begun
 	if p.Resume {
-		if inc := r.FindIncomplete(unit); len(inc) > 0 {
+		if inc := r.resumable(unit); len(inc) > 0 {
 			old := inc[len(inc)-1]
 			if err := r.SetStatus(old.ID, ChainInterrupted, now); err != nil {
 				return rec.Begun{}, err
@@ -94,6 +95,16 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 	c.Branch = out.Branch
 	out.ID = c.ID
 	return out, nil
+}
+
+// resumable returns the unit's incomplete chains that this host may resume: on a fleet
+// (r.Host set), a chain another host still runs is that host's.
+func (r *Registry) resumable(unit string) []*Chain {
+	inc := r.FindIncomplete(unit)
+	if r.Host == "" {
+		return inc
+	}
+	return slices.DeleteFunc(inc, func(c *Chain) bool { return c.Status == ChainRunning && c.Host != r.Host })
 }
 
 // RecordFor records p.Session in chain p.ChainID, which must be unit's, and returns the chain's

@@ -15,12 +15,11 @@ import (
 // TestBeginResume: begin with resume interrupts the unit's newest incomplete chain, makes it the
 // new chain's restarted_from and carries its newest non-empty handoff over, in one change; asked
 // again (its reply lost), begin answers the same and changes nothing.
-func TestBeginResume(t *testing.T) {
+func TestBeginResume(t *testing.T) { forEachBackend(t, testBeginResume) }
+
+func testBeginResume(t *testing.T, open opener) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open(t, Options{}, "h1")
 	now := time.Unix(1_800_000_000, 0)
 	h0 := filepath.Join(dir, "h0.md")
 	os.WriteFile(h0, []byte("handoff\n"), 0o644)
@@ -55,11 +54,10 @@ func TestBeginResume(t *testing.T) {
 
 // TestRecordAndFinishForUnit: a unit touches its own chains only, and a chain that has ended
 // keeps its status.
-func TestRecordAndFinishForUnit(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestRecordAndFinishForUnit(t *testing.T) { forEachBackend(t, testRecordAndFinishForUnit) }
+
+func testRecordAndFinishForUnit(t *testing.T, open opener) {
+	s := open(t, Options{}, "h1")
 	now := time.Unix(1_800_000_000, 0)
 	if _, err := s.BeginChain("u", rec.Begin{ID: "c-1", Task: "t"}, now); err != nil {
 		t.Fatal(err)
@@ -89,11 +87,10 @@ func TestRecordAndFinishForUnit(t *testing.T) {
 
 // TestConcurrentResumes: workers of one unit resuming at once each get a chain of their own, and
 // one chain is never resumed twice.
-func TestConcurrentResumes(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestConcurrentResumes(t *testing.T) { forEachBackend(t, testConcurrentResumes) }
+
+func testConcurrentResumes(t *testing.T, open opener) {
+	s := open(t, Options{}, "h1")
 	now := time.Unix(1_800_000_000, 0)
 	if _, err := s.BeginChain("u", rec.Begin{ID: "c-0", Task: "t"}, now); err != nil {
 		t.Fatal(err)

@@ -67,6 +67,8 @@ type ChainSummary struct {
 	TotalCostUSD    float64     `json:"total_cost_usd"`
 	TotalTurns      int         `json:"total_turns"`
 	TotalDurationMS int64       `json:"total_duration_ms"`
+	// Host is the daemon of the fleet that ran the chain; absent on a single host.
+	Host string `json:"host,omitempty"`
 }
 
 // LineageEntry is one chain of a lineage: its summary and its distance from
@@ -96,6 +98,9 @@ type Registry struct {
 	// NewID returns a fresh chain id; nil means NewChainID. Tests set it to
 	// get deterministic ids.
 	NewID func(now time.Time) string
+	// Host is the daemon of a fleet making the change ("" on a single host):
+	// Begin resumes no chain that another host still runs.
+	Host string
 }
 
 // NewChainID returns a chain id that is unique without coordination:
@@ -193,6 +198,7 @@ func (r *Registry) Summary(c *Chain) ChainSummary {
 		TotalCostUSD:    c.TotalCostUSD,
 		TotalTurns:      c.TotalTurns,
 		TotalDurationMS: c.TotalDurationMS,
+		Host:            c.Host,
 	}
 }
 

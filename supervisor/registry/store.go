@@ -334,7 +334,8 @@ func sameChain(a, b *Chain) bool {
 		a.StartedAt == b.StartedAt && a.UpdatedAt == b.UpdatedAt && a.ProjectDir == b.ProjectDir &&
 		a.RestartedFrom == b.RestartedFrom && a.Config == b.Config && a.TotalCostUSD == b.TotalCostUSD &&
 		a.TotalTurns == b.TotalTurns && a.TotalDurationMS == b.TotalDurationMS &&
-		a.ConsecutiveErrors == b.ConsecutiveErrors
+		a.ConsecutiveErrors == b.ConsecutiveErrors && a.Branch == b.Branch && a.Reason == b.Reason &&
+		a.EndedAt == b.EndedAt && a.Host == b.Host
 }
 
 // remember puts freshly written lines in the cache.

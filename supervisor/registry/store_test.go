@@ -223,7 +223,7 @@ func (w *writer) wait(t *testing.T) error {
 	}
 }
 
-func view(t *testing.T, s *Store) *Registry {
+func view(t *testing.T, s Backend) *Registry {
 	t.Helper()
 	var got *Registry
 	if err := s.View(func(r *Registry) error { got = r; return nil }); err != nil {

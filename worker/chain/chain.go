@@ -124,6 +124,8 @@ type Chain struct {
 	Reason string `json:"reason,omitempty"`
 	// EndedAt is when the chain ended or was interrupted; zero while it runs.
 	EndedAt time.Time `json:"ended_at,omitzero"`
+	// Host is the daemon of a fleet that ran the chain ([cluster] node); "" on a single host.
+	Host string `json:"host,omitempty"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that
