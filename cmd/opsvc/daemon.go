@@ -170,11 +170,7 @@ func daemonMain(c *cli, forks chan func()) error {
 	}
 	notify := func(state string) error { _, err := sdnotify.Notify(state); return err }
 	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify}
-	var fc fleetClient // nil for a single host
-	if fleet != nil {
-		fc = fleet.client
-	}
-	fleetUnits := newFleetUnits(fc, logf)
+	fleetUnits := newFleetUnits(placementClient(fleet), logf)
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,

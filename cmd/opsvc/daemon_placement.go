@@ -31,6 +31,14 @@ type fleetClient interface {
 	LeaseTTL() time.Duration
 }
 
+// placementClient is the fleet's etcd client, or nil for a single host.
+func placementClient(f *fleetLink) fleetClient {
+	if f == nil {
+		return nil
+	}
+	return f.client
+}
+
 func newFleetUnits(cl fleetClient, logf func(string, ...any)) *fleetUnits {
 	if cl == nil {
 		return nil

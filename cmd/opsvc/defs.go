@@ -69,6 +69,9 @@ func (c *cli) validate() error {
 			fmt.Fprintln(c.stdout, p.Error())
 		}
 	}
+	if shown != "stdin" {
+		c.warnFleetWithoutCluster(path)
+	}
 	if len(probs) > 0 {
 		return fail(exitFailure, "validate %s: %d problem(s)", shown, len(probs))
 	}

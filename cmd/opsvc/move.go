@@ -4,10 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opsvc/opsvc/cluster/fleetevents"
+	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/unit"
 )
 
 // move is `opsvc move UNIT HOST [--timeout D]`: the fleet unit stops where
@@ -75,4 +81,35 @@ func (c *cli) fleetEvents() error {
 		_, err := fmt.Fprintf(c.stdout, "%-12s %s\n", escapeControl(e.Node), escapeControl(eventLine(e.Event)))
 		return err
 	})
+}
+
+// warnFleetWithoutCluster warns, on stderr, of fleet units that the daemon
+// of these settings would not start: it has no [cluster]. A warning only: the
+// units directory may be shared with daemons that have one.
+func (c *cli) warnFleetWithoutCluster(path string) {
+	if c.paths.Config == "" {
+		return
+	}
+	st, err := config.LoadSettings(c.paths.Config) // a missing file: the defaults, no [cluster]
+	if err != nil || st.Cluster.Enabled() {
+		return
+	}
+	dir, only := path, ""
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		dir, only = filepath.Dir(path), strings.TrimSuffix(filepath.Base(path), ".toml")
+	}
+	set, err := unit.Load(dir)
+	if err != nil {
+		return
+	}
+	names := make([]string, 0, len(set.Units))
+	for name, u := range set.Units {
+		if u.Placement == unit.PlacementFleet && (only == "" || name == only) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(c.stderr, "opsvc: validate: warning: %s: placement = \"fleet\" needs [cluster] etcd in %s; a daemon without it does not start the unit\n", name, c.paths.Config)
+	}
 }
