@@ -50,6 +50,7 @@ type options struct {
 	workBase string
 	command  string // the command line to print with the results
 	keepWork bool
+	scale    scaleOpts
 }
 
 func parseFlags(args []string) (options, error) {
@@ -83,6 +84,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.workBase, "workdir-base", "", "where the work directory is made (default: /dev/shm when writable, else the temp dir)")
 	fs.StringVar(&o.command, "command", "", "the command line to print with the results")
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
+	scaleFlags(fs, &o.scale)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,6 +129,7 @@ func parseFlags(args []string) (options, error) {
 		}
 		o.idle = 5 * time.Second
 	}
+	o.applyScale(fs)
 	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 {
 		return o, fmt.Errorf("counts must be positive")
 	}

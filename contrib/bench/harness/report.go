@@ -48,16 +48,18 @@ type meta struct {
 }
 
 type peerResult struct {
-	Name     string       `json:"name"`
-	Version  string       `json:"version,omitempty"`
-	Skipped  string       `json:"skipped,omitempty"`
-	Cold     []coldSample `json:"cold_start"`
-	Mem      []memSample  `json:"memory"`
-	Crash    []float64    `json:"crash_restart_s"`
-	Recrash  []float64    `json:"recrash_s"`
-	Idle     *idleSample  `json:"idle_cpu,omitempty"`
-	Stop     []stopSample `json:"stop_all"`
-	Problems []string     `json:"problems"`
+	Name     string        `json:"name"`
+	Version  string        `json:"version,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"`
+	Cold     []coldSample  `json:"cold_start"`
+	Mem      []memSample   `json:"memory"`
+	Crash    []float64     `json:"crash_restart_s"`
+	Recrash  []float64     `json:"recrash_s"`
+	Idle     *idleSample   `json:"idle_cpu,omitempty"`
+	Stop     []stopSample  `json:"stop_all"`
+	Scale    []scaleSample `json:"scale,omitempty"`     // -scale: figures at each N
+	NotRun   []int         `json:"not_run_n,omitempty"` // N left out (-peer-max-n)
+	Problems []string      `json:"problems"`
 }
 
 type coldSample struct {
@@ -570,6 +572,8 @@ func text(s string) value { return value{note: s} }
 var goBenchRows = []struct{ name, label string }{
 	{"BenchmarkPlan/1000-steady", "supervisor.Plan, 1000 units, all running (nothing to do)"},
 	{"BenchmarkPlan/1000-cold", "supervisor.Plan, 1000 units, none running (1000 starts)"},
+	{"BenchmarkPlan/10000-steady", "supervisor.Plan, 10,000 units, all running, names sorted on the pass"},
+	{"BenchmarkPlanKeptOrder", "supervisor.PlanNames, 10,000 units, all running, the loop's kept order"},
 	{"BenchmarkRoundTrip", "worker: IPC command and reply over a socketpair"},
 	{"BenchmarkFanout", "bus: one event published, delivered to 10 subscribers"},
 	{"BenchmarkUpdate", "registry: one locked Update (100 chains), one process"},
