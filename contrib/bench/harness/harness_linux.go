@@ -287,6 +287,9 @@ func (h *harness) finish() error {
 	if err := os.WriteFile(filepath.Join(h.opt.out, "latest.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
+	if err := h.res.plotScale(h.opt.out); err != nil {
+		logf("plot: %v", err)
+	}
 	logf("done in %.0f s; results in %s", m.DurationS, h.opt.out)
 	return nil
 }

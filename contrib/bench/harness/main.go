@@ -51,6 +51,7 @@ type options struct {
 	command  string // the command line to print with the results
 	keepWork bool
 	scale    scaleOpts
+	reportOf string // render the table and plot of this results file, measure nothing
 }
 
 func parseFlags(args []string) (options, error) {
@@ -85,6 +86,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.command, "command", "", "the command line to print with the results")
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
 	scaleFlags(fs, &o.scale)
+	fs.StringVar(&o.reportOf, "report", "", "render latest.md and the plot again from this latest.json into -out; measure nothing")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -148,6 +150,13 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
 		os.Exit(2)
+	}
+	if o.reportOf != "" {
+		if err := report(o.reportOf, o.out); err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
