@@ -44,6 +44,15 @@ func (r *results) scaleNs() []int {
 			}
 		}
 	}
+	if len(ns) == 0 {
+		return nil
+	}
+	// an N where nobody got as far as the scale figures still has a row
+	for _, n := range r.Meta.NList {
+		if !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
 	slices.Sort(ns)
 	return ns
 }
@@ -179,6 +188,9 @@ func (r *results) writeScale(w io.Writer) {
 func (r *results) writeScaleGoals(w io.Writer, ns []int) {
 	ops, floor := r.peer("opsvc"), r.peer("floor")
 	top := ns[len(ns)-1]
+	for i := len(ns) - 1; i >= 0 && ops.scaleAt(top) == nil; i-- {
+		top = ns[i] // the largest N opsvc got through
+	}
 	type goal struct{ what, measured, met string }
 	var gs []goal
 	yes := func(ok bool) string {
@@ -203,7 +215,11 @@ func (r *results) writeScaleGoals(w io.Writer, ns []int) {
 		if floor != nil {
 			b = floor.cold(n, func(c coldSample) *float64 { return ptr(c.AllS) })
 		}
-		add(fmt.Sprintf("cold start of %d ≤ 1.1× the floor", n), fmt.Sprintf("opsvc %s, floor %s: %s", a, b, ratio(a, b)), a.ok && b.ok && a.v <= 1.1*b.v, a.ok && b.ok)
+		m := fmt.Sprintf("opsvc %s, floor %s: %s", a, b, ratio(a, b))
+		if !a.ok || !b.ok {
+			m = fmt.Sprintf("opsvc %s, floor %s", ops.notRun(n), floor.notRun(n))
+		}
+		add(fmt.Sprintf("cold start of %d ≤ 1.1× the floor", n), m, a.ok && b.ok && a.v <= 1.1*b.v, a.ok && b.ok)
 	}
 	for _, x := range []struct {
 		n     int
