@@ -8,6 +8,7 @@
 #   sleep     exec sleep (as TAG)
 #   graceful  on SIGTERM or SIGINT: wait 0.2 s, then exit 0
 #   ignore    SIGTERM and SIGINT are ignored (only SIGKILL ends it)
+#   crash     exits 1 at once, before any exec: never alive (a crash loop)
 #
 # graceful and ignore wait with bash's `read -t` on child.fifo, a FIFO beside
 # this script that nobody writes: no sleep process, and a trapped signal
@@ -15,6 +16,7 @@
 mode=${1:?usage: child.sh MODE TAG} tag=${2:?usage: child.sh MODE TAG}
 case $mode in
 sleep) exec -a "$tag" sleep 1000000 ;;
+crash) exit 1 ;;
 graceful) exec -a "$tag" bash "${BASH_SOURCE[0]}" in-graceful "$tag" ;;
 ignore)
 	# ignored before the exec, so ignored from the instant the child is alive
@@ -30,7 +32,7 @@ in-graceful | in-ignore)
 	while :; do read -r -t 86400 -u 3; done
 	;;
 *)
-	echo "child.sh: unknown mode '$mode' (sleep, graceful, ignore)" >&2
+	echo "child.sh: unknown mode '$mode' (sleep, graceful, ignore, crash)" >&2
 	exit 2
 	;;
 esac

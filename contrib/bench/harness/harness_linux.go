@@ -288,6 +288,9 @@ func (h *harness) finish() error {
 	if err := os.WriteFile(filepath.Join(h.opt.out, "latest.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
+	if err := h.res.plotScale(h.opt.out); err != nil {
+		logf("plot: %v", err)
+	}
 	logf("done in %.0f s; results in %s", m.DurationS, h.opt.out)
 	return nil
 }
@@ -465,7 +468,12 @@ func (h *harness) runPeer(p peer) {
 	o := h.opt
 	detailDone := false
 	for _, n := range o.ns {
-		for rep := 1; rep <= o.reps; rep++ {
+		if o.skipN(p.name(), n) {
+			pr.NotRun = append(pr.NotRun, n)
+			logf("%s: N=%d not run (-peer-max-n %d)", p.name(), n, o.scale.peerMaxN)
+			continue
+		}
+		for rep := 1; rep <= o.repsAt(n); rep++ {
 			if h.ctx.Err() != nil {
 				return
 			}
@@ -494,6 +502,9 @@ func (h *harness) runPeer(p peer) {
 				h.idleCPU(in, pr)
 				h.crashes(in, pr)
 				detailDone = true
+			}
+			if o.scale.on && rep == 1 {
+				h.scaleAt(p, in, pr)
 			}
 			h.down(in, pr)
 		}
@@ -565,7 +576,7 @@ func (h *harness) restartAll(in *instance, pr *peerResult) {
 			syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60*time.Second + time.Duration(in.n)*10*time.Millisecond)
 	for {
 		fresh := 0
 		for pid, p := range scanTagged(h.prefix) {
@@ -577,7 +588,7 @@ func (h *harness) restartAll(in *instance, pr *peerResult) {
 			break
 		}
 		if time.Now().After(deadline) || h.ctx.Err() != nil {
-			h.problem(pr, "N=%d: %d of %d children back 60 s after killing them all", in.n, fresh, in.n)
+			h.problem(pr, "N=%d: %d of %d children back %v after killing them all", in.n, fresh, in.n, 60*time.Second+time.Duration(in.n)*10*time.Millisecond)
 			return
 		}
 		h.sleep(100 * time.Millisecond)
@@ -762,7 +773,7 @@ func (h *harness) goBenchmarks() {
 		}
 	}
 	want := map[string]string{
-		"./supervisor":          "^BenchmarkPlan$",
+		"./supervisor":          "^BenchmarkPlan",
 		"./worker":              "^BenchmarkRoundTrip$",
 		"./supervisor/bus":      "^BenchmarkFanout$",
 		"./supervisor/registry": "^BenchmarkUpdate$",

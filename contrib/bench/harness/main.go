@@ -52,6 +52,8 @@ type options struct {
 	workBase string
 	command  string // the command line to print with the results
 	keepWork bool
+	scale    scaleOpts
+	reportOf string // render the table and plot of this results file, measure nothing
 }
 
 func parseFlags(args []string) (options, error) {
@@ -87,6 +89,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.workBase, "workdir-base", "", "where the work directory is made (default: /dev/shm when writable, else the temp dir)")
 	fs.StringVar(&o.command, "command", "", "the command line to print with the results")
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
+	scaleFlags(fs, &o.scale)
+	fs.StringVar(&o.reportOf, "report", "", "render latest.md and the plot again from this latest.json into -out; measure nothing")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -137,6 +141,7 @@ func parseFlags(args []string) (options, error) {
 		}
 		o.idle = 5 * time.Second
 	}
+	o.applyScale(fs)
 	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 || o.reexecReps < 1 {
 		return o, fmt.Errorf("counts must be positive")
 	}
@@ -155,6 +160,13 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
 		os.Exit(2)
+	}
+	if o.reportOf != "" {
+		if err := report(o.reportOf, o.out); err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)

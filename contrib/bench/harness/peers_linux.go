@@ -179,8 +179,8 @@ func (p opsvcPeer) unitFile(in *instance, i int, extra string) []byte {
 	for _, a := range in.argv(i) {
 		q = append(q, strconv.Quote(a))
 	}
-	return fmt.Appendf(nil, "[service]\nexec = [%s]\nrestart = \"always\"\nrestart_delay = \"0\"\nstart_limit_burst = 100000\nstop_signal = \"SIGTERM\"\nstop_timeout = %q\n%s",
-		strings.Join(q, ", "), in.h.opt.stopTimeout.String(), extra)
+	return fmt.Appendf(nil, "[service]\nexec = [%s]\nrestart = \"always\"\nrestart_delay = \"0\"\nstart_limit_burst = 100000\nstop_signal = \"SIGTERM\"\nstop_timeout = %q\n%s%s",
+		strings.Join(q, ", "), in.h.opt.stopTimeout.String(), sharedOutput(in.n), extra)
 }
 
 func (p opsvcPeer) setup(in *instance) error {

@@ -48,16 +48,18 @@ type meta struct {
 }
 
 type peerResult struct {
-	Name     string       `json:"name"`
-	Version  string       `json:"version,omitempty"`
-	Skipped  string       `json:"skipped,omitempty"`
-	Cold     []coldSample `json:"cold_start"`
-	Mem      []memSample  `json:"memory"`
-	Crash    []float64    `json:"crash_restart_s"`
-	Recrash  []float64    `json:"recrash_s"`
-	Idle     *idleSample  `json:"idle_cpu,omitempty"`
-	Stop     []stopSample `json:"stop_all"`
-	Problems []string     `json:"problems"`
+	Name     string        `json:"name"`
+	Version  string        `json:"version,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"`
+	Cold     []coldSample  `json:"cold_start"`
+	Mem      []memSample   `json:"memory"`
+	Crash    []float64     `json:"crash_restart_s"`
+	Recrash  []float64     `json:"recrash_s"`
+	Idle     *idleSample   `json:"idle_cpu,omitempty"`
+	Stop     []stopSample  `json:"stop_all"`
+	Scale    []scaleSample `json:"scale,omitempty"`     // -scale: figures at each N
+	NotRun   []int         `json:"not_run_n,omitempty"` // N left out (-peer-max-n)
+	Problems []string      `json:"problems"`
 }
 
 type coldSample struct {
@@ -312,10 +314,12 @@ func rows(m meta) []row {
 	rs = append(rs,
 		row{"idle", fmt.Sprintf("(d) CPU used in %g s idle, N=%d", m.IdleS, m.DetailN),
 			func(p *peerResult) value {
-				if p.Idle == nil {
+				i := p.idleAt(m.DetailN)
+				if i == nil {
 					return value{}
 				}
-				return value{v: p.Idle.CPUS, unit: "cpu-ms", ok: true}
+				// in the window of this table (the scale run's may differ)
+				return value{v: i.CPUS * m.IdleS / cmp.Or(i.WindowS, m.IdleS), unit: "cpu-ms", ok: m.IdleS > 0}
 			}},
 		row{"stopg", fmt.Sprintf("(e) stop-all, graceful (exit 0.2 s after TERM), N=%d: all gone", m.DetailN),
 			func(p *peerResult) value {
@@ -427,6 +431,7 @@ func (r *results) writeMarkdown(w io.Writer) {
 		}
 	}
 
+	r.writeScale(w)
 	r.writeOpsvcOnly(w)
 	r.writeGoBench(w)
 	r.writeTargets(w)
@@ -572,6 +577,8 @@ func text(s string) value { return value{note: s} }
 var goBenchRows = []struct{ name, label string }{
 	{"BenchmarkPlan/1000-steady", "supervisor.Plan, 1000 units, all running (nothing to do)"},
 	{"BenchmarkPlan/1000-cold", "supervisor.Plan, 1000 units, none running (1000 starts)"},
+	{"BenchmarkPlan/10000-steady", "supervisor.Plan, 10,000 units, all running, names sorted on the pass"},
+	{"BenchmarkPlanKeptOrder", "supervisor.PlanNames, 10,000 units, all running, the loop's kept order"},
 	{"BenchmarkRoundTrip", "worker: IPC command and reply over a socketpair"},
 	{"BenchmarkFanout", "bus: one event published, delivered to 10 subscribers"},
 	{"BenchmarkUpdate", "registry: one locked Update (100 chains), one process"},
@@ -721,8 +728,8 @@ func (r *results) targets() []target {
 		check("no re-crash throttle at restart_delay = \"0\" (re-crash restarts as fast as a crash)", ok, rc.ok && cr.ok,
 			fmt.Sprintf("re-crash %s, crash %s", rc, cr))
 	}
-	if ops.Idle != nil && r.Meta.IdleS > 0 {
-		per20 := ops.Idle.CPUS * 20 / r.Meta.IdleS
+	if idle := ops.idleAt(r.Meta.DetailN); idle != nil && cmp.Or(idle.WindowS, r.Meta.IdleS) > 0 {
+		per20 := idle.CPUS * 20 / cmp.Or(idle.WindowS, r.Meta.IdleS)
 		check("idle CPU ≤ 1 ms per 20 s with 100 children", per20 <= 0.001, true,
 			fmt.Sprintf("opsvc %.2f ms per 20 s", per20*1000))
 	}
