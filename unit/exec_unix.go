@@ -2,9 +2,18 @@
 
 package unit
 
-import "io/fs"
+import (
+	"io/fs"
+	"strings"
+)
 
 // executable reports whether fi is a regular file with an execute bit set.
 func executable(fi fs.FileInfo) bool {
 	return fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
+
+// isPath reports whether exec[0] names a path rather than a command in PATH.
+func isPath(name string) bool { return strings.Contains(name, "/") }
+
+// execNames are the files a program path p may be.
+func execNames(p string) []string { return []string{p} }

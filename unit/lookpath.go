@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // ErrNotInPath is wrapped by LookPath's error for a name found nowhere.
@@ -16,14 +15,16 @@ var ErrNotInPath = errors.New("not found in PATH")
 // agent[0] runs: the first executable regular file called name in the
 // directories of path, a PATH value. Relative directories (and empty ones,
 // which mean ".") are skipped: what they find would depend on the working
-// directory. A name with a slash is returned as it is.
+// directory. A path (a name with a slash; on Windows also a backslash or a
+// drive) is returned as it is; on Windows a name without an extension is
+// tried with each of PATHEXT.
 func LookPath(name, path string) (string, error) {
 	return lookPath(name, path, os.Stat)
 }
 
 // lookPath is LookPath with stat for the file system.
 func lookPath(name, path string, stat func(string) (fs.FileInfo, error)) (string, error) {
-	if strings.Contains(name, "/") {
+	if isPath(name) {
 		return name, nil
 	}
 	if name == "" {
@@ -33,9 +34,10 @@ func lookPath(name, path string, stat func(string) (fs.FileInfo, error)) (string
 		if !filepath.IsAbs(dir) {
 			continue
 		}
-		p := filepath.Join(dir, name)
-		if fi, err := stat(p); err == nil && executable(fi) {
-			return p, nil
+		for _, p := range execNames(filepath.Join(dir, name)) {
+			if fi, err := stat(p); err == nil && executable(fi) {
+				return p, nil
+			}
 		}
 	}
 	return "", fmt.Errorf("%s: %w", name, ErrNotInPath)

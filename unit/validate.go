@@ -276,7 +276,7 @@ func findCycles(deps map[string][]dependency) map[string][]Problem {
 // statAbs stats an absolute path: inside the set's directory through its
 // fs.FS, elsewhere on the host.
 func (l *loader) statAbs(abs string) (fs.FileInfo, error) {
-	if rel, err := filepath.Rel(l.absDir, abs); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") {
+	if rel, err := filepath.Rel(l.absDir, abs); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return fs.Stat(l.fsys, filepath.ToSlash(rel))
 	}
 	return l.stat(abs)

@@ -15,15 +15,17 @@ import (
 const sendTimeout = time.Second
 
 // ChildEnv is the environment an IPC worker needs beside its own: the channel descriptor for Go
-// workers (OPSVC_IPC_FD) and for Node.js (NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE=json), the
-// unit name, and OPSVC_HEARTBEAT_USEC when heartbeat (the unit's watchdog) is above zero.
+// workers (OPSVC_IPC_FD) and for Node.js (NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE=json; not
+// on Windows), the unit name, and OPSVC_HEARTBEAT_USEC when heartbeat (the unit's watchdog) is above
+// zero. On Windows the runner replaces the descriptor number with the handle the worker inherits.
 func ChildEnv(unit string, heartbeat time.Duration) []string {
 	fd := strconv.Itoa(ChildFD)
 	env := []string{
 		EnvIPCFD + "=" + fd,
 		EnvUnit + "=" + unit,
-		EnvNodeChannelFD + "=" + fd,
-		EnvNodeSerialization + "=json",
+	}
+	if nodeChannel {
+		env = append(env, EnvNodeChannelFD+"="+fd, EnvNodeSerialization+"=json")
 	}
 	if us := heartbeat.Microseconds(); us > 0 {
 		env = append(env, EnvHeartbeatUSEC+"="+strconv.FormatInt(us, 10))
@@ -67,7 +69,10 @@ func NewChannel() (*Channel, *os.File, error) {
 }
 
 // newChannel wraps f (which it takes over) and starts the reader.
-func newChannel(f *os.File) (*Channel, error) {
+func newChannel(f *os.File) (*Channel, error) { return newChannelFrom(f, nil) }
+
+// newChannelFrom is newChannel reading prefix before f.
+func newChannelFrom(f *os.File, prefix []byte) (*Channel, error) {
 	c := &Channel{
 		msgs:     make(chan Message, 64),
 		problems: make(chan error, 16),
@@ -85,6 +90,7 @@ func newChannel(f *os.File) (*Channel, error) {
 		return nil, err
 	}
 	c.p = p
+	p.prefix = prefix
 	p.start()
 	return c, nil
 }

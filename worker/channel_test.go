@@ -71,7 +71,10 @@ func nextMessage(t *testing.T, ch *Channel) Message {
 
 func TestChildEnv(t *testing.T) {
 	got := ChildEnv("web", 0)
-	want := []string{"OPSVC_IPC_FD=3", "OPSVC_UNIT=web", "NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json"}
+	want := []string{"OPSVC_IPC_FD=3", "OPSVC_UNIT=web"}
+	if nodeChannel {
+		want = append(want, "NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json")
+	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ChildEnv(web, 0) = %q, want %q", got, want)
 	}
