@@ -23,6 +23,7 @@ read -r -d '' table <<'TABLE' || true
 ./supervisor|PipePeer|Windows
 ./cmd/opsvc|Windows
 ./unit|Windows
+./supervisor/logs|Windows
 ./worker|ChildEnv|Channel|Conn[FC]
 TABLE
 
