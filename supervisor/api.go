@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/unit"
@@ -102,11 +103,12 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/units/{name}/{verb}", s.handleVerb)
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
+	mux.HandleFunc("POST /v1/daemon/reexec", s.handleReexec)
 	s.chainRoutes(mux)
 	s.operatorRoutes(mux)
 	s.registerCLIRoutes(mux)
 	if s.opts.Bus != nil {
-		mux.Handle("GET /v1/events", streaming(s.opts.Bus))
+		mux.Handle("GET /v1/events", s.fleetEvents(streaming(s.opts.Bus)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "the routes are under /v1/units, /v1/events, /v1/reload, /v1/chains and /v1/settings")
@@ -201,12 +203,14 @@ type statusRow struct {
 	unit  *unit.Unit // not changed after load
 	lc    *Lifecycle // a copy; nil without a record
 	probs []unit.Problem
+	away  string         // Desired.Away
+	hold  placement.Hold // a fleet unit's hold
 }
 
 // statusRow copies what the status of name needs. On the loop.
 func (s *Supervisor) statusRow(name string) statusRow {
 	d := s.desired[name]
-	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name]}
+	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name], away: d.Away, hold: s.holds[name]}
 	if rec := s.units[name]; rec != nil {
 		lc := rec.Lifecycle
 		r.lc = &lc
@@ -239,6 +243,7 @@ func (r statusRow) status() UnitStatus {
 			us.Sources = []string{probs[0].File}
 		}
 	}
+	r.placementStatus(&us)
 	return us
 }
 
@@ -250,7 +255,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 		rows = make([]statusRow, 0, len(s.desired))
 		lcs := make([]Lifecycle, 0, len(s.units))
 		for n, d := range s.desired {
-			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n]}
+			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n], away: d.Away, hold: s.holds[n]}
 			if rec := s.units[n]; rec != nil {
 				lcs = append(lcs, rec.Lifecycle)
 				row.lc = &lcs[len(lcs)-1]
@@ -271,7 +276,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Bus != nil {
 		list.Degraded = s.opts.Bus.FaultText()
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeUnitList(w, http.StatusOK, &list)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.
@@ -351,6 +356,9 @@ func (s *Supervisor) handleVerb(w http.ResponseWriter, r *http.Request) {
 	case "start", "stop", "restart":
 	case "command":
 		s.handleCommand(w, r, name)
+		return
+	case "move":
+		s.handleMove(w, r, name)
 		return
 	default:
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("unknown action %q", verb), "use start, stop, restart or command")

@@ -36,9 +36,10 @@ func BenchmarkPlan(b *testing.B) {
 		name    string
 		running bool
 		starts  int
-	}{{"1000-steady", true, 0}, {"1000-cold", false, 1000}} {
+		n       int
+	}{{"1000-steady", true, 0, 1000}, {"1000-cold", false, 1000, 1000}, {"10000-steady", true, 0, 10000}} {
 		b.Run(bc.name, func(b *testing.B) {
-			desired, observed := planUnits(1000, bc.running)
+			desired, observed := planUnits(bc.n, bc.running)
 			b.ReportAllocs()
 			for b.Loop() {
 				acts, _ := Plan(desired, observed, now)
@@ -47,5 +48,19 @@ func BenchmarkPlan(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPlanKeptOrder: the loop's pass over 10,000 running units, with
+// the sorted names kept from the pass before (PlanNames).
+func BenchmarkPlanKeptOrder(b *testing.B) {
+	now := time.Unix(1_800_000_100, 0)
+	desired, observed := planUnits(10000, true)
+	names := PlanOrder(desired, observed)
+	b.ReportAllocs()
+	for b.Loop() {
+		if acts, _ := PlanNames(names, desired, observed, now); len(acts) != 0 {
+			b.Fatalf("PlanNames returned %d actions, want none", len(acts))
+		}
 	}
 }

@@ -203,6 +203,7 @@ type Event struct {
 	Reason string     // EvStart, EvStop, EvStartLimit, EvBlocked
 	Stop   StopReason // EvStop
 	Drain  bool       // EvStop: let an orchestrator finish its session
+	StopBy time.Time  // EvStop: SIGKILL by then at the latest (a fleet unit whose lease runs out)
 
 	Gen        uint64 // EvStart, EvStartLimit: the wanted StartGen
 	RestartGen uint64 // EvStart, EvStartLimit, EvExited: the wanted RestartGen
@@ -436,6 +437,9 @@ func (l Lifecycle) Step(ev Event, now time.Time) (Lifecycle, []Effect) {
 			n.StopReason = ev.Stop
 			n.Drain = ev.Drain && ev.Svc.Type == unit.TypeOrchestrator
 			n.StopDeadline = now.Add(ev.Svc.StopTimeout)
+			if !ev.StopBy.IsZero() && ev.StopBy.Before(n.StopDeadline) {
+				n.StopDeadline, n.Drain = ev.StopBy, false
+			}
 			if n.Drain {
 				n.StopDeadline = time.Time{} // the session finishes first
 			}

@@ -71,7 +71,7 @@ func TestOutputFairAcrossUnits(t *testing.T) {
 	defer l.Close()
 
 	flood := &logsWriter{l: l, unit: "flood", work: 20}
-	fw, err := o.pipe(flood)
+	_, fw, err := o.pipe(flood)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestOutputFairAcrossUnits(t *testing.T) {
 
 	const n = 20
 	tick := &logsWriter{l: l, unit: "tick", ch: make(chan string, n)}
-	tw, err := o.pipe(tick)
+	_, tw, err := o.pipe(tick)
 	if err != nil {
 		t.Fatal(err)
 	}

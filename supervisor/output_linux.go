@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/opsvc/opsvc/supervisor/handover"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"golang.org/x/sys/unix"
 )
@@ -31,9 +32,10 @@ type outputPoller struct {
 	epfd int
 	efd  int // eventfd: wakes the loop to stop
 
-	mu    sync.Mutex
-	pipes map[int]*outPipe
-	done  chan struct{}
+	mu     sync.Mutex
+	pipes  map[int]*outPipe
+	done   chan struct{}
+	paused bool // pause: the loop stopped without closing the pipes
 }
 
 // outPipe is the read end of one output pipe.
@@ -66,28 +68,38 @@ func newOutputPoller() (*outputPoller, error) {
 
 // pipe makes a pipe whose write end goes to a worker; the read end is
 // polled and its lines written to w (discarded when w is nil).
-func (o *outputPoller) pipe(w io.Writer) (writeEnd int, err error) {
+func (o *outputPoller) pipe(w io.Writer) (readEnd *outPipe, writeEnd int, err error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return -1, fmt.Errorf("supervisor: pipe: %w", err)
+		return nil, -1, fmt.Errorf("supervisor: pipe: %w", err)
 	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
+	p, err := o.add(fds[0], w, handover.Pending{})
+	if err != nil {
 		unix.Close(fds[1])
-		return -1, err
+		return nil, -1, err
+	}
+	return p, fds[1], nil
+}
+
+// add polls the read end fd, which it takes over, writing its lines to w,
+// the first one begun with pend.
+func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
 	if w == nil {
 		w = io.Discard
 	}
+	p := &outPipe{fd: fd, w: w, pending: pend.Data, cut: pend.Cut}
 	o.mu.Lock()
-	o.pipes[fds[0]] = &outPipe{fd: fds[0], w: w}
+	o.pipes[fd] = p
 	o.mu.Unlock()
-	if err := unix.EpollCtl(o.epfd, unix.EPOLL_CTL_ADD, fds[0], &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fds[0])}); err != nil {
-		o.drop(fds[0])
-		unix.Close(fds[1])
-		return -1, err
+	if err := unix.EpollCtl(o.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		o.drop(fd)
+		return nil, err
 	}
-	return fds[1], nil
+	return p, nil
 }
 
 func (o *outputPoller) drop(fd int) {
@@ -117,7 +129,12 @@ func (o *outputPoller) loop() {
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
 			if fd == o.efd {
-				o.closeAll(buf)
+				o.mu.Lock()
+				paused := o.paused
+				o.mu.Unlock()
+				if !paused {
+					o.closeAll(buf)
+				}
 				return
 			}
 			o.mu.Lock()
@@ -237,4 +254,47 @@ func (o *outputPoller) Close() error {
 	<-o.done
 	unix.Close(o.efd)
 	return unix.Close(o.epfd)
+}
+
+// pause stops the loop without closing the pipes (a handover): what the
+// workers write stays in the pipes. resume starts it again.
+func (o *outputPoller) pause() {
+	o.mu.Lock()
+	o.paused = true
+	o.mu.Unlock()
+	var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	unix.Write(o.efd, one)
+	<-o.done
+}
+
+func (o *outputPoller) resume() {
+	var b [8]byte
+	unix.Read(o.efd, b[:])
+	o.mu.Lock()
+	o.paused = false
+	o.done = make(chan struct{})
+	o.mu.Unlock()
+	go o.loop()
+}
+
+// detach takes a paused pipe out of the poller and returns its read end,
+// with the line it had begun; ok is false when the pipe has already ended.
+func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok bool) {
+	o.mu.Lock()
+	cur := o.pipes[p.fd]
+	if cur == p {
+		delete(o.pipes, p.fd)
+	}
+	o.mu.Unlock()
+	if cur != p {
+		return -1, pend, false
+	}
+	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
+	pend = handover.Pending{Data: append([]byte(nil), p.pending...), Cut: p.cut}
+	return p.fd, pend, true
+}
+
+// addPending polls a handed-over read end, the begun line first.
+func (o *outputPoller) addPending(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
+	return o.add(fd, w, pend)
 }

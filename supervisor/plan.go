@@ -20,6 +20,12 @@ type Desired struct {
 	RestartGen uint64
 	// Drain asks a stop to let an orchestrator finish its session.
 	Drain bool
+	// Away says why a fleet unit may not run on this host now (another
+	// host holds it, say); "" when it may.
+	Away string
+	// StopBy is when a fleet unit that may no longer run here must be gone
+	// (its lease may expire then, and another host start it); zero = no bound.
+	StopBy time.Time
 }
 
 // StopReason says why a unit is being stopped; it decides what happens after.
@@ -101,6 +107,12 @@ type Action struct {
 // when to look again (zero time: no timer needed). It is pure: no I/O, no
 // clock, no mutation of its arguments.
 func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
+	return PlanNames(PlanOrder(desired, observed), desired, observed, now)
+}
+
+// PlanOrder is every unit of desired and observed, sorted: the order Plan
+// takes them in.
+func PlanOrder(desired map[string]Desired, observed map[string]Lifecycle) []string {
 	names := make([]string, 0, len(desired)+len(observed))
 	for n := range desired {
 		names = append(names, n)
@@ -111,7 +123,12 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		}
 	}
 	sort.Strings(names)
+	return names
+}
 
+// PlanNames is Plan given PlanOrder(desired, observed), which a caller that
+// plans again and again may keep while no unit comes or goes.
+func PlanNames(names []string, desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
 	var (
 		acts  []Action
 		wake  time.Time
@@ -128,7 +145,7 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		if !seen {
 			o = Lifecycle{State: Inactive}
 		}
-		wanted := inDesired && d.Want && d.Unit != nil
+		wanted := inDesired && d.Want && d.Unit != nil && d.Away == ""
 
 		// Deadlines first: they apply whatever is wanted.
 		if o.Running {
@@ -173,7 +190,7 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
 					continue
 				}
-				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "not wanted", Stop: StopManual})
+				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: notWanted(d), Stop: StopManual})
 				continue
 			}
 			if ph := o.Phase(); ph == PhaseAutoRestart || ph == PhaseExited {
@@ -232,6 +249,14 @@ func Plan(desired map[string]Desired, observed map[string]Lifecycle, now time.Ti
 		acts = append(acts, Action{Kind: ActStart, Unit: name, Reason: startReason(o, d)})
 	}
 	return acts, wake
+}
+
+// notWanted is why a unit that runs is stopped when it is not wanted.
+func notWanted(d Desired) string {
+	if d.Away != "" && d.Want {
+		return d.Away
+	}
+	return "not wanted"
 }
 
 func startReason(o Lifecycle, d Desired) string {

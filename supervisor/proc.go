@@ -15,7 +15,10 @@ type Spec struct {
 	Credential *Credential // nil = the daemon's own user
 	Stdout     io.Writer   // worker output is copied here line by line; never blocks the worker
 	Stderr     io.Writer
-	ExtraFiles []*os.File // fd 3 onwards in the child; the runner closes them after the fork
+	// StderrToStdout gives the process one output pipe for both streams
+	// (Stdout's); Stderr is then not used where the runner can share it.
+	StderrToStdout bool
+	ExtraFiles     []*os.File // fd 3 onwards in the child; the runner closes them after the fork
 	// OnExit is called once the main process has been reaped (Done is then
 	// closed). It must not block.
 	OnExit func()

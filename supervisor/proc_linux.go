@@ -24,9 +24,13 @@ import (
 // (tests, libraries). After Track, every process a worker starts is tracked
 // (a cgroup per run, or its process group and a record) and ended with it.
 //
-// Forks happen on OS threads locked for the runner's life: the parent-death
-// signal every worker gets is tied to the thread that forked it, not to the
-// process, and a thread that exited would kill its workers.
+// Forks happen on OS threads locked for the runner's life. A runner that does
+// not track gives its workers SIGKILL as their parent-death signal, which
+// Linux ties to the thread that forked, not to the process: a thread that
+// exited would kill its workers. A tracking runner gives none: its workers
+// survive an execve of the daemon (which ends every thread but the caller)
+// and a crash of it under systemd's fd store, and the tracker, the next
+// daemon on the state directory or systemd ends what is left otherwise.
 type ExecRunner struct {
 	reapAll bool
 	track   *proctrack.Tracker
@@ -42,6 +46,11 @@ type ExecRunner struct {
 	devnull int // every worker's stdin
 	stop    chan struct{}
 	done    chan struct{}
+
+	// Exits of children reaped before they were adopted after a
+	// handover, until adoption is over (adoptDone); under mu.
+	adopting bool
+	exits    map[int]unix.WaitStatus
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
@@ -55,7 +64,7 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func())}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: make(chan func()), adopting: true}
 	for range forkThreads {
 		r.forkers.Add(1)
 		go r.forker()
@@ -90,7 +99,9 @@ func NewExecRunner(reapAll bool) (*ExecRunner, error) {
 }
 
 // forkThreads is how many locked threads fork; Start calls beyond that wait.
-const forkThreads = 4
+// One: a re-exec runs on it (Exec), and execve ends every other thread,
+// which would send the parent-death signal to the workers they forked.
+const forkThreads = 1
 
 // forker runs forks on a thread locked until the runner closes.
 func (r *ExecRunner) forker() {
@@ -104,6 +115,28 @@ func (r *ExecRunner) forker() {
 		case <-r.stop:
 			return
 		}
+	}
+}
+
+// RunOnForker runs f on one of the locked threads that fork workers, while no
+// fork is in flight and no child is reaped; starts wait until f returns. It
+// is for replacing the process image (execve) at a point where every started
+// worker is registered and every exit not yet reaped stays with the kernel
+// for the next image to collect. f must not start processes.
+func (r *ExecRunner) RunOnForker(f func()) error {
+	done := make(chan struct{})
+	run := func() {
+		defer close(done)
+		r.forkMu.Lock()
+		defer r.forkMu.Unlock()
+		f()
+	}
+	select {
+	case r.forks <- run:
+		<-done
+		return nil
+	case <-r.stop:
+		return errors.New("supervisor: run on the fork thread: the runner is closed")
 	}
 }
 
@@ -175,6 +208,9 @@ func (r *ExecRunner) reap() {
 		r.mu.Lock()
 		p := r.procs[pid]
 		delete(r.procs, pid)
+		if p == nil {
+			r.unclaimed(pid, ws)
+		}
 		r.mu.Unlock()
 		if p != nil {
 			p.exited(ws)
@@ -197,14 +233,17 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	outW, err := r.out.pipe(spec.Stdout)
+	outR, outW, err := r.out.pipe(spec.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	errW, err := r.out.pipe(spec.Stderr)
-	if err != nil {
-		unix.Close(outW)
-		return nil, err
+	var errR *outPipe
+	errW := outW
+	if !spec.StderrToStdout {
+		if errR, errW, err = r.out.pipe(spec.Stderr); err != nil {
+			unix.Close(outW)
+			return nil, err
+		}
 	}
 	files := []uintptr{uintptr(r.devnull), uintptr(outW), uintptr(errW)}
 	for _, f := range spec.ExtraFiles {
@@ -224,14 +263,16 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	}
 	sys := &syscall.SysProcAttr{
 		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
 		Credential: spec.Credential,
+	}
+	if run == nil {
+		sys.Pdeathsig = syscall.SIGKILL
 	}
 	if run != nil && run.CgroupFD() >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, run.CgroupFD()
 	}
 	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
-	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run}
+	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run, stdout: outR, stderr: errR}
 	var pid int
 	fork := func() {
 		r.forkMu.RLock()
@@ -271,7 +312,9 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	}
 	// The read ends see EOF once the whole group has closed these.
 	unix.Close(outW)
-	unix.Close(errW)
+	if errW != outW {
+		unix.Close(errW)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: start %s: %w", spec.Argv[0], err)
 	}
@@ -304,6 +347,8 @@ type execProc struct {
 	exit   ExitStatus
 	onExit func()
 	run    *proctrack.Run // nil = not tracked
+
+	stdout, stderr *outPipe // read ends of its output, for a handover
 }
 
 func (p *execProc) PID() int              { return p.pid }

@@ -171,7 +171,7 @@ func TestTrackStopEndsSetsidChild(t *testing.T) {
 			waitDead(t, got["gc"], got["ss"])
 			syscall.Kill(got["clean"], syscall.SIGKILL)
 		} else {
-			waitDead(t, got["gc"], got["ss"], got["clean"])
+			waitDead(t, got["main"], got["gc"], got["ss"], got["clean"])
 		}
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -254,8 +254,9 @@ func TestTrackAfterDaemonKill(t *testing.T) {
 			}
 		}()
 		cmd.Wait()
-		// The parent-death signal ends the worker itself; the rest stays.
-		waitDead(t, main)
+		// A tracked worker has no parent-death signal: the whole tree stays
+		// for the next daemon to end.
+		got["main"] = main
 		for n, pid := range got {
 			if !alive(pid) {
 				t.Fatalf("%s (pid %d) is gone already: nothing left to test", n, pid)
@@ -269,7 +270,7 @@ func TestTrackAfterDaemonKill(t *testing.T) {
 		}
 		defer tr.Close()
 		left := tr.Sweep()
-		waitDead(t, got["gc"], got["ss"], got["clean"])
+		waitDead(t, got["main"], got["gc"], got["ss"], got["clean"])
 		if len(left) != 1 || left[0].Unit != "tree" {
 			t.Fatalf("leftovers = %+v, want the unit tree", left)
 		}

@@ -19,9 +19,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	"github.com/opsvc/opsvc/config"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
+	"github.com/opsvc/opsvc/supervisor/handover"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/supervisor/sdnotify"
@@ -54,6 +56,18 @@ type Options struct {
 	// Watch enables the fsnotify watcher on the units directory.
 	Watch    bool
 	Debounce time.Duration
+	// Handover, when set, is the state of the daemon this one takes over
+	// from, and HandoverFiles its files (see package handover): Run takes
+	// over its workers instead of starting afresh, and closes the files it
+	// does not use.
+	Handover      *handover.Record
+	HandoverFiles handover.Files
+	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
+	Reexec ReexecFunc
+	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
+	Placer Placer
+	// FleetEvents follows every host's events ([cluster]); nil = no fleet.
+	FleetEvents FleetEvents
 }
 
 // Supervisor runs units. Its state is owned by the goroutine in Run; every
@@ -94,6 +108,12 @@ type Supervisor struct {
 	notifyN   int
 	lastStat  string
 	stats     loopStats // metrics: the snapshot scrapes read
+	order     planOrder // the sorted names Plan walks
+
+	// Fleet placement ([cluster]), on the loop too.
+	fleet     []string                   // the fleet units, as of the last placeUnits
+	holds     map[string]placement.Hold  // where fleet units run, as the placer last said
+	fleetSent map[string]placement.Local // what the placer was last told
 }
 
 // unitRecord is the loop's record of one unit: its lifecycle, and the
@@ -213,9 +233,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 	defer s.watchSettings(ctx)()
-	s.loadSpend()
-	s.restoreInstances()
-	s.reload("start")
+	if s.opts.Handover != nil {
+		s.restoreHandover(s.opts.Handover, s.opts.HandoverFiles)
+	} else {
+		s.loadSpend()
+		s.restoreInstances()
+		s.reload("start")
+		s.adoptNone()
+	}
 	// Unit files changed on disk are parsed off the loop, one load at a time;
 	// changes seen during a load start one more when it is done.
 	loading, again := false, false
@@ -242,6 +267,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		watchdog = t.C
 	}
 	var extend <-chan time.Time
+	var placed <-chan struct{}
+	if s.opts.Placer != nil {
+		placed = s.opts.Placer.Changed()
+	}
 	first := true
 	done := ctx.Done()
 	woke := time.Now()
@@ -254,6 +283,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
 		}
 		s.updateStatus()
+		s.syncPlacement()
 		s.keepInstances()
 		s.stepDone(woke)
 		if s.shutdown && s.idle() {
@@ -292,6 +322,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				again = false
 				load()
 			}
+		case <-placed:
+			s.takeHolds()
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-extend:
@@ -350,7 +382,7 @@ func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
 		// lifecycle per pass.
-		acts, wake := Plan(s.desired, s.observed, s.now())
+		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -377,6 +409,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		rec = &unitRecord{Lifecycle: Lifecycle{State: Inactive, Sub: "dead", Since: s.now()}}
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
+		s.order.invalidate()
 	}
 	return rec
 }
@@ -387,6 +420,7 @@ func (s *Supervisor) apply(a Action) bool {
 	if a.Kind == ActForget {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
+		s.order.invalidate()
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -399,7 +433,7 @@ func (s *Supervisor) apply(a Action) bool {
 	case ActStart:
 		ev.Kind, ev.Gen, ev.RestartGen, ev.Hash = EvStart, d.StartGen, d.RestartGen, d.Unit.Hash
 	case ActStop:
-		ev.Kind, ev.Stop, ev.Drain = EvStop, a.Stop, d.Drain
+		ev.Kind, ev.Stop, ev.Drain, ev.StopBy = EvStop, a.Stop, d.Drain, d.StopBy
 	case ActKill:
 		switch {
 		case rec.Stopping:
@@ -692,7 +726,11 @@ func (s *Supervisor) prepareSpawn(name string, u *unit.Unit, rec *unitRecord, on
 		rec.fields.Store(nil)
 		spec.Stdout = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stdout", fields: &rec.fields, now: s.now}
 		spec.Stderr = &lineWriter{logs: s.opts.Logs, unit: name, stream: "stderr", fields: &rec.fields, now: s.now}
+		if svc.StderrToStdout {
+			spec.Stderr = spec.Stdout
+		}
 	}
+	spec.StderrToStdout = svc.StderrToStdout
 	// The runner closes the extra files whether or not the fork works.
 	return spec, ch, ns, func() {
 		if ch != nil {
@@ -881,6 +919,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	s.order.invalidate()
 	s.applied = r.gen
 	set, err := r.set, r.err
 	if err != nil {
@@ -925,6 +964,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 			res.Removed = append(res.Removed, name)
 		}
 	}
+	s.placeUnits()
 	sort.Strings(res.Changed)
 	sort.Strings(res.Added)
 	sort.Strings(res.Removed)
@@ -1084,6 +1124,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	}
 	s.desired[name] = d
+	s.order.invalidate()
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }
@@ -1130,6 +1171,8 @@ func startDone(rec *unitRecord, d Desired) (bool, error) {
 		return true, fmt.Errorf("unit failed (result: %s)", rec.Result)
 	case rec.Settled && rec.State == Inactive:
 		return true, nil
+	case d.Away != "" && !rec.Running:
+		return true, nil // a fleet unit another host runs
 	case rec.Blocked != "" && !strings.HasPrefix(rec.Blocked, "waiting") && !strings.HasPrefix(rec.Blocked, "after"):
 		return true, errors.New(rec.Blocked)
 	}

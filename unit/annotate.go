@@ -106,6 +106,8 @@ func defaultValue(id string) (string, bool) {
 	switch id {
 	case "unit.enabled":
 		return "true", true
+	case "unit.placement":
+		return formatValue(string(PlacementLocal)), true
 	case "service.type":
 		return formatValue(string(d.Type)), true
 	case "service.restart":
@@ -128,6 +130,11 @@ func defaultValue(id string) (string, bool) {
 		return formatValue(d.Watchdog), true
 	case "service.notify_access":
 		return formatValue(d.NotifyAccess), true
+	case "service.stderr":
+		if d.StderrToStdout {
+			return formatValue("stdout"), true
+		}
+		return formatValue("stderr"), true
 	case "service.success_exit_status":
 		items := make([]string, len(d.SuccessExitStatus))
 		for i, n := range d.SuccessExitStatus {

@@ -32,7 +32,7 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	e.expand(name)
 	s.resolvePaths(e, add)
 
-	u := &Unit{Name: name, Enabled: true, Service: DefaultService(), Dir: layers[0].src.dir}
+	u := &Unit{Name: name, Enabled: true, Placement: PlacementLocal, Service: DefaultService(), Dir: layers[0].src.dir}
 	for _, src := range e.srcs {
 		u.Sources = append(u.Sources, src.path)
 	}
@@ -41,6 +41,9 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	u.Requires = e.strs("unit.requires")
 	if v, ok := e.one["unit.enabled"]; ok {
 		u.Enabled = v.v.(bool)
+	}
+	if p, ok := e.str("unit.placement"); ok {
+		u.Placement = Placement(p)
 	}
 	for _, id := range []string{"unit.after", "unit.requires"} {
 		for _, v := range e.list[id] {
@@ -120,6 +123,9 @@ func (s *Set) build(name string, layers []*layer, noTemplate bool) (*Unit, *effe
 	}
 	if na, ok := e.str("service.notify_access"); ok {
 		svc.NotifyAccess = na
+	}
+	if se, ok := e.str("service.stderr"); ok {
+		svc.StderrToStdout = se == "stdout"
 	}
 	for _, v := range e.list["service.success_exit_status"] { // 0 always counts; the list adds to it
 		if n := int(v.v.(int64)); !slices.Contains(svc.SuccessExitStatus, n) {
@@ -280,13 +286,23 @@ type hashed struct {
 	After        []string
 	Requires     []string
 	Enabled      bool
+	Placement    Placement `json:",omitempty"`
 	Service      Service
 	Orchestrator *Orchestrator
 }
 
+// placementHashed leaves the default out of the hash, so a local unit's hash
+// is what it was before placement existed.
+func placementHashed(p Placement) Placement {
+	if p == PlacementLocal {
+		return ""
+	}
+	return p
+}
+
 func hashUnit(u *Unit) string {
 	// Marshal cannot fail: the schema refuses NaN and infinite numbers.
-	b, _ := json.Marshal(hashed{u.Name, u.Description, u.After, u.Requires, u.Enabled, u.Service, u.Orchestrator})
+	b, _ := json.Marshal(hashed{u.Name, u.Description, u.After, u.Requires, u.Enabled, placementHashed(u.Placement), u.Service, u.Orchestrator})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -63,11 +63,12 @@ func TestLoadDefaults(t *testing.T) {
 exec = ["/bin/sh", "-c", "sleep 1"]`})
 	u := mustUnit(t, s, "web")
 	want := &Unit{
-		Name:    "web",
-		Enabled: true,
-		Service: DefaultService(),
-		Dir:     "/units",
-		Sources: []string{"/units/web.toml"},
+		Name:      "web",
+		Enabled:   true,
+		Placement: PlacementLocal,
+		Service:   DefaultService(),
+		Dir:       "/units",
+		Sources:   []string{"/units/web.toml"},
 	}
 	want.Service.Exec = []string{sh, "-c", "sleep 1"}
 	if diff := cmp.Diff(want, u, cmpopts.IgnoreFields(Unit{}, "Hash")); diff != "" {
@@ -90,6 +91,7 @@ description = "Web frontend"
 after = ["db"]
 requires = ["db"]
 enabled = false
+placement = "fleet"
 
 [service]
 type = "notify"
@@ -126,7 +128,7 @@ resume = true
 `,
 	})
 	want := &Unit{
-		Name: "web", Description: "Web frontend", After: []string{"db"}, Requires: []string{"db"}, Enabled: false,
+		Name: "web", Description: "Web frontend", After: []string{"db"}, Requires: []string{"db"}, Enabled: false, Placement: PlacementFleet,
 		Service: Service{
 			Type:               TypeNotify,
 			Exec:               []string{"/units/run.sh", "--port", "8080"},
@@ -510,6 +512,7 @@ func TestAnnotate(t *testing.T) {
 	for k, want := range map[string]Annotation{
 		"unit.description":          {"unit", "description", `"say \"hi\""`, "/units/w.toml"},
 		"unit.enabled":              {"unit", "enabled", "true", DefaultSource},
+		"unit.placement":            {"unit", "placement", `"local"`, DefaultSource},
 		"service.exec":              {"service", "exec", `["/bin/sh", "-c", "true"]`, "/units/w.toml, /units/w.d/10.toml"},
 		"service.environment.A":     {"service.environment", "A", `"1"`, "/units/w.toml"},
 		"service.environment.B":     {"service.environment", "B", `"2"`, "/units/w.d/10.toml"},

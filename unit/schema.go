@@ -62,7 +62,9 @@ var (
 	typeNames         = []string{string(TypeSimple), string(TypeNotify), string(TypeIPC), string(TypeOneshot), string(TypeOrchestrator)}
 	restartNames      = []string{string(RestartNo), string(RestartOnFailure), string(RestartAlways)}
 	notifyAccessNames = []string{"main", "all"}
+	placementNames    = []string{string(PlacementLocal), string(PlacementFleet)}
 	gitNames          = []string{"off", "worktree"}
+	stderrNames       = []string{"stderr", "stdout"}
 )
 
 // signalNames are the signals stop_signal may name.
@@ -79,6 +81,7 @@ var fields = []field{
 	{table: tUnit, key: "after", kind: kStrings, spec: true, names: true},
 	{table: tUnit, key: "requires", kind: kStrings, spec: true, names: true},
 	{table: tUnit, key: "enabled", kind: kBool},
+	{table: tUnit, key: "placement", kind: kEnum, enum: placementNames},
 
 	{table: tService, key: "type", kind: kEnum, enum: typeNames},
 	{table: tService, key: "exec", kind: kStrings, spec: true, path: pathFirst},
@@ -97,6 +100,7 @@ var fields = []field{
 	{table: tService, key: "stop_signal", kind: kSignal},
 	{table: tService, key: "watchdog", kind: kDuration},
 	{table: tService, key: "notify_access", kind: kEnum, enum: notifyAccessNames},
+	{table: tService, key: "stderr", kind: kEnum, enum: stderrNames},
 	{table: tService, key: "success_exit_status", kind: kInts, lo: 0, hi: 255},
 
 	{table: tOrchestrator, key: "project_dir", kind: kString, spec: true, path: pathResolve},

@@ -29,6 +29,15 @@ const (
 	RestartAlways    RestartPolicy = "always"
 )
 
+// Placement says where a unit runs.
+type Placement string
+
+// Placements.
+const (
+	PlacementLocal Placement = "local" // on this host (the default)
+	PlacementFleet Placement = "fleet" // on exactly one host of the fleet ([cluster] in opsvc.toml)
+)
+
 // Unit is the effective definition of one unit: the unit file with its drop-ins
 // (and, for an instance, its template) applied and specifiers expanded.
 type Unit struct {
@@ -37,6 +46,7 @@ type Unit struct {
 	After       []string // ordering only
 	Requires    []string // start after these are ready; stop when they stop
 	Enabled     bool     // wanted running (default true)
+	Placement   Placement
 
 	Service      Service
 	Orchestrator *Orchestrator // nil unless the unit has an [orchestrator] table
@@ -72,6 +82,9 @@ type Service struct {
 	Watchdog           time.Duration
 	NotifyAccess       string // "main" | "all"
 	SuccessExitStatus  []int
+	// StderrToStdout sends stderr down stdout's pipe (stderr = "stdout"):
+	// one pipe per process instead of two, its lines logged as stdout.
+	StderrToStdout bool `json:",omitempty"`
 }
 
 // Orchestrator is the [orchestrator] table. Zero numeric values, and a nil

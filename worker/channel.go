@@ -69,7 +69,10 @@ func NewChannel() (*Channel, *os.File, error) {
 }
 
 // newChannel wraps f (which it takes over) and starts the reader.
-func newChannel(f *os.File) (*Channel, error) {
+func newChannel(f *os.File) (*Channel, error) { return newChannelFrom(f, nil) }
+
+// newChannelFrom is newChannel reading prefix before f.
+func newChannelFrom(f *os.File, prefix []byte) (*Channel, error) {
 	c := &Channel{
 		msgs:     make(chan Message, 64),
 		problems: make(chan error, 16),
@@ -87,6 +90,7 @@ func newChannel(f *os.File) (*Channel, error) {
 		return nil, err
 	}
 	c.p = p
+	p.prefix = prefix
 	p.start()
 	return c, nil
 }

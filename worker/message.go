@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 )
 
@@ -240,6 +241,8 @@ func (l *lineReader) next() ([]byte, error) {
 			continue
 		case over:
 			return nil, &lineTooLongError{size: size, limit: l.max}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, err // l.buf keeps the part of a line read so far
 		case len(l.buf) > 0:
 			if len(l.buf) > l.max {
 				return nil, &lineTooLongError{size: size, limit: l.max}

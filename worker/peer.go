@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -34,6 +36,13 @@ type peer struct {
 	err       error         // why reading stopped, if it failed (not EOF or close); set before done
 	eof       bool          // reading stopped because the other side went away, not by close; set before done
 	closeOnce sync.Once
+
+	// A handover (see Channel.Detach): detaching stops the reader at its
+	// next read without closing; unread keeps what it held of a message.
+	// prefix is read before the connection (AdoptChannel).
+	detaching atomic.Bool
+	unread    []byte
+	prefix    []byte
 }
 
 // peerConfig is what tells the two sides apart.
@@ -194,7 +203,12 @@ func (p *peer) read() {
 			p.cfg.stopped()
 		}
 	}()
-	lr := newLineReader(p.conn, MaxMessage)
+	var src io.Reader = p.conn
+	if len(p.prefix) > 0 {
+		src = io.MultiReader(bytes.NewReader(p.prefix), p.conn)
+		p.prefix = nil
+	}
+	lr := newLineReader(src, MaxMessage)
 	for {
 		line, err := lr.next()
 		var tooLong *lineTooLongError
@@ -202,6 +216,9 @@ func (p *peer) read() {
 		case errors.As(err, &tooLong):
 			p.cfg.problem(err)
 			continue
+		case err != nil && p.detaching.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+			p.unread = bytes.Clone(lr.buf)
+			return
 		case err != nil:
 			if !p.isClosing() {
 				if !isEOF(err) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/opsvc/opsvc/supervisor"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/bus"
+	"github.com/opsvc/opsvc/supervisor/handover"
 	"github.com/opsvc/opsvc/supervisor/logs"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/supervisor/sdnotify"
@@ -25,6 +25,12 @@ import (
 // runDaemon is `opsvc daemon`: it runs until SIGTERM or SIGINT, then stops
 // every unit and exits 0 once no worker is left.
 func runDaemon(c *cli) error {
+	if c.args.has("check-state") {
+		return runCheckState(c, c.args.get("check-state"))
+	}
+	// A re-exec hands over its state and files: take them before anything
+	// else (no worker must inherit them).
+	hrec, hfiles, herr := handover.FromEnv()
 	p := c.paths
 	for _, d := range []*string{&p.Units, &p.State, &p.Socket, &p.Config} {
 		if abs, err := filepath.Abs(*d); err == nil {
@@ -43,21 +49,37 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer unlock()
+	logger := log.New(c.stderr, "opsvc: ", 0)
+	if herr != nil {
+		logger.Printf("%v; starting afresh (workers left by the daemon before are ended)", herr)
+	}
 	var ln net.Listener
-	if isPipe(p.Socket) {
+	switch f := hfiles.Take(handover.NameControl); {
+	case f != nil:
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			hfiles.Close()
+			return fail(exitFailure, "daemon: control socket handed over: %v", err)
+		}
+	case isPipe(p.Socket):
 		if ln, err = listenPipe(p.Socket); err != nil {
+			hfiles.Close()
 			return fail(exitFailure, "daemon: %v", err)
 		}
-	} else {
+	default:
 		if err := os.MkdirAll(filepath.Dir(p.Socket), 0o750); err != nil {
+			hfiles.Close()
 			return fail(exitFailure, "daemon: socket directory: %v (--socket)", err)
 		}
 		if ln, err = listenControl(p.Socket); err != nil {
+			hfiles.Close()
 			return fail(exitFailure, "daemon: %v", err)
 		}
+	}
+	if !isPipe(p.Socket) {
 		defer os.Remove(p.Socket)
 	}
-	logger := log.New(c.stderr, "opsvc: ", 0)
 
 	b, err := bus.Open(p.State, bus.Options{Logf: logger.Printf})
 	if err != nil {
@@ -95,7 +117,7 @@ func runDaemon(c *cli) error {
 		return fail(exitFailure, "daemon: %v", err)
 	}
 	defer runner.Close()
-	how, err := runner.Track(p.State, func(unitName string, d api.EventData) {
+	how, err := runner.TrackKeeping(p.State, hrec, func(unitName string, d api.EventData) {
 		b.Publish(bus.Event{Type: d.EventType(), Unit: unitName, Data: api.Map(d)})
 	}, logf)
 	if err != nil {
@@ -107,6 +129,9 @@ func runDaemon(c *cli) error {
 	if err != nil {
 		exe = os.Args[0]
 	}
+	notify := func(state string) error { _, err := sdnotify.Notify(state); return err }
+	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify}
+	fleetUnits := newFleetUnits(nil, logf) // no [cluster] yet: a single host
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
 		Settings:         settings,
@@ -116,24 +141,35 @@ func runDaemon(c *cli) error {
 		Registry:         reg,
 		Logf:             logf,
 		Executable:       exe,
-		Notify:           func(state string) error { _, err := sdnotify.Notify(state); return err },
+		Notify:           notify,
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		Watch:            !c.args.has("no-watch"),
+		Handover:         hrec,
+		HandoverFiles:    hfiles,
+		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
+			return x.prepare(r.Context())
+		},
+		Placer:      fleetUnits.placerOpt(),
+		FleetEvents: fleetUnits.eventsOpt(),
 	})
 	if err != nil {
 		ln.Close()
 		return fail(exitFailure, "daemon: %v", err)
 	}
-	srv := supervisor.NewServer(sup.Handler(), supervisor.Limits{}, logf)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	g := &gate{h: sup.Handler()}
+	ctl := &control{h: g, logf: logf}
+	x.sup, x.ctl, x.gate = sup, ctl, g
+	ctl.serve(ln)
 	if tc != nil {
-		tc.serve(sup.Handler(), b, logf)
+		tc.serve(g, b, logf)
 	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	notifyReexec(usr2)
+	defer signal.Stop(usr2)
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -151,20 +187,34 @@ func runDaemon(c *cli) error {
 				if err == nil {
 					logf("SIGHUP: %s", res)
 				}
+			case <-usr2:
+				if _, exec, err := x.prepare(runCtx); err == nil {
+					exec()
+				}
 			case <-runCtx.Done():
 				return
 			}
 		}
 	}()
+	if hrec != nil {
+		logf("daemon re-executed: taking over %d units from pid %d", len(hrec.Units), hrec.PID)
+	}
+	if addr := pprofAddr(); addr != "" {
+		stopPprof, err := startPprof(addr, logf)
+		if err != nil {
+			logf("%v", err)
+		} else {
+			defer stopPprof()
+		}
+	}
 	logf("daemon started: units %s, state %s, socket %s, logs to %s", p.Units, p.State, p.Socket, lg.Sink())
+	fleetUnits.start(b, logf)
 	runErr := sup.Run(runCtx)
+	fleetUnits.stop() // the units have stopped: others may take the fleet units now
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-	srv.Shutdown(sctx)
+	ctl.shutdown(sctx)
 	scancel()
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logf("control socket: %v", err)
-	}
 	if runErr != nil {
 		return fail(exitFailure, "daemon: %v", runErr)
 	}

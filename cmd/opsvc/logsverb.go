@@ -162,6 +162,9 @@ func ignoreCancel(c *cli, err error) error {
 // events is `opsvc events [-f] [-n N] [--since SEQ] [--unit U] [--type T]`.
 // -f alone follows from now; with -n or --since it prints those first.
 func (c *cli) events() error {
+	if c.args.has("fleet") {
+		return c.fleetEvents()
+	}
 	q := url.Values{}
 	if u := c.args.get("unit"); u != "" {
 		if err := checkName("events --unit", u); err != nil {

@@ -135,6 +135,13 @@ func (c *cli) printStatus(us unitStatus, now time.Time, withLogs bool) {
 	} else if us.Exit != nil {
 		fmt.Fprintf(w, "   Main PID: (%s)\n", exitText(*us.Exit))
 	}
+	if us.Placement == "fleet" {
+		host := us.Host
+		if host == "" {
+			host = "none yet"
+		}
+		fmt.Fprintf(w, "       Host: %s (placement = fleet)\n", host)
+	}
 	if us.Restarts > 0 {
 		fmt.Fprintf(w, "   Restarts: %d\n", us.Restarts)
 	}

@@ -10,12 +10,12 @@ _opsvc() {
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
 		case $w in
-		-*) case $w in --socket|--units|--state|--config|--color|--listen|--property|-p|--signal|-s|--lines|-n|--since|--until|--priority|--grep|--output|-o|--unit|--type) ((i++)) ;; esac ;;
+		-*) case $w in --socket|--units|--state|--config|--color|--listen|--check-state|--property|-p|--signal|-s|--lines|-n|--since|--until|--priority|--grep|--output|-o|--unit|--type|--timeout) ((i++)) ;; esac ;;
 		*) verb=$w; break ;;
 		esac
 	done
 	case $prev in
-	--socket|--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--socket|--config|--check-state) COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--units|--state) COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--unit) COMPREPLY=($(compgen -W "$(_opsvc_units)" -- "$cur")); return ;;
 	--color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
@@ -26,19 +26,20 @@ _opsvc() {
 	--type) COMPREPLY=($(compgen -W "unit.starting unit.ready unit.exited unit.stopped unit.failed config.loaded config.invalid" -- "$cur")); return ;;
 	esac
 	if [ -z "$verb" ]; then
-		COMPREPLY=($(compgen -W "daemon status list start stop restart reload enable disable is-active is-failed is-enabled show kill reset-failed edit logs events validate cat chains send token console completion help version --color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur"))
+		COMPREPLY=($(compgen -W "daemon status list start stop restart reload daemon-reexec enable disable is-active is-failed is-enabled show kill reset-failed edit logs events validate cat chains move send token console completion help version --color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur"))
 		return
 	fi
 	case $cur in
 	-*)
 		case $verb in
-		daemon) COMPREPLY=($(compgen -W "--color --config --full --help --json --listen --no-pager --no-watch --socket --state --units --version -h -l" -- "$cur")) ;;
+		daemon) COMPREPLY=($(compgen -W "--check-state --color --config --full --help --json --listen --no-pager --no-watch --socket --state --units --version -h -l" -- "$cur")) ;;
 		status) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		list) COMPREPLY=($(compgen -W "--color --config --failed --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		start) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --no-wait --socket --state --units --version -h -l" -- "$cur")) ;;
 		stop) COMPREPLY=($(compgen -W "--all --color --config --drain --full --help --json --no-pager --no-wait --socket --state --units --version -h -l" -- "$cur")) ;;
 		restart) COMPREPLY=($(compgen -W "--all --color --config --full --help --json --no-pager --no-wait --socket --state --units --version -h -l" -- "$cur")) ;;
 		reload) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
+		daemon-reexec) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		enable) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		disable) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		is-active) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --quiet --socket --state --units --version -h -l -q" -- "$cur")) ;;
@@ -49,10 +50,11 @@ _opsvc() {
 		reset-failed) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		edit) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		logs) COMPREPLY=($(compgen -W "--color --config --follow --full --grep --help --json --lines --no-pager --output --priority --since --socket --state --units --until --version -f -h -l -n -o -p" -- "$cur")) ;;
-		events) COMPREPLY=($(compgen -W "--color --config --follow --full --help --json --lines --no-pager --since --socket --state --type --unit --units --version -f -h -l -n" -- "$cur")) ;;
+		events) COMPREPLY=($(compgen -W "--color --config --fleet --follow --full --help --json --lines --no-pager --since --socket --state --type --unit --units --version -f -h -l -n" -- "$cur")) ;;
 		validate) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		cat) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		chains) COMPREPLY=($(compgen -W "--all --color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
+		move) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --timeout --units --version -h -l" -- "$cur")) ;;
 		send) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		token) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --read-only --rotate --socket --state --units --version -h -l" -- "$cur")) ;;
 		console) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --read-only --socket --state --units --version -h -l" -- "$cur")) ;;
@@ -81,9 +83,10 @@ _opsvc() {
 	validate) COMPREPLY=($(compgen -f -- "$cur")) ;;
 	cat) COMPREPLY=($(compgen -W "$(_opsvc_units)" -- "$cur")) ;;
 	chains) COMPREPLY=($(compgen -W "ls show lineage $(_opsvc_chains)" -- "$cur")) ;;
+	move) COMPREPLY=($(compgen -W "$(_opsvc_units)" -- "$cur")) ;;
 	send) COMPREPLY=($(compgen -W "$(_opsvc_units)" -- "$cur")) ;;
 	completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
-	help) COMPREPLY=($(compgen -W "daemon status list start stop restart reload enable disable is-active is-failed is-enabled show kill reset-failed edit logs events validate cat chains send token console completion help version" -- "$cur")) ;;
+	help) COMPREPLY=($(compgen -W "daemon status list start stop restart reload daemon-reexec enable disable is-active is-failed is-enabled show kill reset-failed edit logs events validate cat chains move send token console completion help version" -- "$cur")) ;;
 	esac
 }
 complete -F _opsvc opsvc

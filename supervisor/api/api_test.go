@@ -115,7 +115,7 @@ func TestRoutesAreUnique(t *testing.T) {
 
 func TestCLIEventDataRoundTrip(t *testing.T) {
 	c := Caller{UID: 1000, PID: 42}
-	for _, d := range []EventData{APIKill{Signal: "SIGHUP", Main: true, Caller: c}, APIResetFailed{c}, APIEnable{c}, APIDisable{c}} {
+	for _, d := range []EventData{APIKill{Signal: "SIGHUP", Main: true, Caller: c}, APIResetFailed{c}, APIEnable{c}, APIDisable{c}, APIMove{To: "web-2", Caller: c}} {
 		got := ForType(d.EventType())
 		if got == nil {
 			t.Fatalf("ForType(%q) = nil", d.EventType())

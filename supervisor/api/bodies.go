@@ -49,6 +49,11 @@ type UnitStatus struct {
 	Blocked     string      `json:"blocked,omitempty"` // why it is not started: waiting for a dependency, …
 	Wanted      bool        `json:"wanted"`            // whether the daemon means to run it
 	Sources     []string    `json:"sources"`           // the unit's file and drop-ins, in order applied
+
+	// Placement is "fleet" for a unit that runs on one host of the fleet;
+	// Host is that host (where it runs, or is being started).
+	Placement string `json:"placement,omitempty"`
+	Host      string `json:"host,omitempty"`
 }
 
 // UnitList is GET /v1/units.
@@ -159,6 +164,7 @@ func Routes() []Route {
 		{"POST", "/v1/units/{name}/stop", "", "UnitStatus"},
 		{"POST", "/v1/units/{name}/restart", "", "UnitStatus"},
 		{"POST", "/v1/units/{name}/command", "CommandRequest", "CommandResult"},
+		{"POST", "/v1/units/{name}/move", "", "UnitStatus"},
 		{"GET", "/v1/units/{name}/logs", "", "LogLine"},
 		{"POST", "/v1/reload", "", "ReloadResult"},
 		{"GET", "/v1/events", "", "Event"},

@@ -485,6 +485,8 @@ func ForType(typ string) EventData {
 		return &APIEnable{}
 	case TypeAPIDisable:
 		return &APIDisable{}
+	case TypeAPIMove:
+		return &APIMove{}
 	case TypeChainCreated:
 		return &ChainCreated{}
 	case TypeChainResumed:
@@ -511,6 +513,14 @@ func ForType(typ string) EventData {
 		return &DaemonDegraded{}
 	case TypeDaemonRecovered:
 		return &DaemonRecovered{}
+	case TypeDaemonReexec:
+		return &DaemonReexec{}
+	case TypeDaemonReexecRefused:
+		return &DaemonReexecRefused{}
+	case TypeDaemonResumed:
+		return &DaemonResumed{}
+	case TypeUnitAdoptFailed:
+		return &UnitAdoptFailed{}
 	}
 	if len(typ) > len(TypeWorkerPrefix) && typ[:len(TypeWorkerPrefix)] == TypeWorkerPrefix {
 		return &WorkerEvent{}

@@ -45,6 +45,9 @@ type Options struct {
 	// NoCgroup uses process groups and the record even where a cgroup
 	// could be created.
 	NoCgroup bool
+	// Keep are runs handed over by the daemon before this one: tracked
+	// again as they are, and left alone by Sweep (see Adopted).
+	Keep []Keep
 }
 
 // Tracker tracks the processes of every run of every unit.
@@ -113,6 +116,7 @@ func Open(opts Options) (*Tracker, error) {
 	} else {
 		t.base = base
 	}
+	t.keep(opts.Keep)
 	go t.flusher()
 	go t.scanner()
 	return t, nil
@@ -303,9 +307,17 @@ func (t *Tracker) queueScan(q scanReq) {
 	}
 }
 
+// scanPace spaces passes over /proc: after a pass that took d, the next
+// begins no sooner than scanPace×d later, and the requests queued meanwhile
+// share it. A pass reads every process's environment, so with thousands of
+// processes and units restarting all the time, back-to-back passes would
+// take a CPU; paced, they take at most 1/(1+scanPace) of one.
+const scanPace = 9
+
 // scanner serves queued scans, all of a burst in one pass over /proc.
 func (t *Tracker) scanner() {
 	defer close(t.scanDone)
+	var next time.Time // the earliest start of the next pass
 	for {
 		select {
 		case <-t.scanWake:
@@ -313,6 +325,15 @@ func (t *Tracker) scanner() {
 			return
 		}
 		for {
+			if d := time.Until(next); d > 0 {
+				pause := time.NewTimer(d)
+				select {
+				case <-pause.C:
+				case <-t.stop:
+					pause.Stop()
+					return
+				}
+			}
 			t.scanMu.Lock()
 			batch := t.pending
 			t.pending = nil
@@ -320,6 +341,7 @@ func (t *Tracker) scanner() {
 			if len(batch) == 0 {
 				break
 			}
+			began := time.Now()
 			want := make(map[string]bool, len(batch))
 			for _, q := range batch {
 				want[q.run.marker] = true
@@ -328,6 +350,7 @@ func (t *Tracker) scanner() {
 			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
 				found[p.marker] = append(found[p.marker], p.procInfo)
 			}
+			next = time.Now().Add(scanPace * time.Since(began))
 			for _, q := range batch {
 				t.serveScan(q, found[q.run.marker])
 			}
@@ -580,6 +603,9 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	for _, g := range groups {
+		if t.keptCgroup(g) {
+			continue
+		}
 		name := cgUnit[g]
 		if name == "" {
 			name = strings.TrimPrefix(filepath.Base(g), "u-")
@@ -602,10 +628,13 @@ func (t *Tracker) Sweep() []Leftover {
 			}
 			name := ""
 			if m := markerOf(pid); strings.HasPrefix(m, prefix) {
+				if t.kept(m) {
+					continue
+				}
 				name = unitOfMarker(m)
 			} else {
 				for _, run := range rec.Runs {
-					if run.PID <= 0 || info.pgid != run.PID {
+					if run.PID <= 0 || info.pgid != run.PID || t.kept(run.Marker) {
 						continue
 					}
 					// The leader itself must be the recorded process; a member
@@ -636,6 +665,9 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	for _, g := range groups {
+		if t.keptCgroup(g) {
+			continue
+		}
 		if err := removeCgroup(g, deadline); err != nil {
 			t.opts.Logf("leftovers: %v", err)
 		}

@@ -35,6 +35,7 @@ type Server struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	detaching atomic.Bool // Detach: the reader stops at its next read
 }
 
 // Listen binds a notify socket at path and starts reading it. path is a filesystem path, made absolute;
@@ -180,7 +181,7 @@ func (s *Server) run() {
 		// On Linux ReadMsgUnix passes MSG_CMSG_CLOEXEC, so received fds never leak into children.
 		n, oobn, flags, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || (s.detaching.Load() && errors.Is(err, os.ErrDeadlineExceeded)) {
 				return
 			}
 			continue // a failed receive consumed nothing; the next one may succeed

@@ -54,6 +54,7 @@ func run(o options) error {
 	if ctx.Err() == nil {
 		if ops := h.res.peer("opsvc"); ops != nil && ops.Skipped == "" {
 			h.opsvcOnly()
+			h.reexecAll()
 		}
 		h.goBenchmarks()
 	}

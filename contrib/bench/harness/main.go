@@ -24,6 +24,8 @@ type options struct {
 	ns          []int // child counts for cold start (a) and memory (c)
 	reloadNs    []int // more unit counts for opsvc's reload latency
 	statusNs    []int // unit counts for the time of opsvc's status commands
+	reexecNs    []int // unit counts for opsvc's re-exec downtime
+	reexecReps  int   // re-execs per unit count
 	detailN     int   // child count for crash (b), idle CPU (d), stop-all (e)
 	reps        int   // cold-start/memory repetitions per N
 	stopReps    int   // stop-all repetitions per child mode
@@ -58,6 +60,8 @@ func parseFlags(args []string) (options, error) {
 	ns := fs.String("n", "100,500", "child counts for cold start and memory, comma-separated")
 	reloadNs := fs.String("reload-n", "1000", "more unit counts for opsvc's reload latency (besides -detail-n), comma-separated; empty for none")
 	statusNs := fs.String("status-n", "1000", "unit counts for the time of `opsvc status --json` and `opsvc list`, comma-separated (10000 takes about a minute more); empty for none")
+	reexecNs := fs.String("reexec-n", "100,1000", "unit counts for opsvc's re-exec downtime (and a full restart to compare), comma-separated; empty for none")
+	fs.IntVar(&o.reexecReps, "reexec-reps", 5, "re-execs per unit count")
 	fs.IntVar(&o.detailN, "detail-n", 100, "child count for crash, idle CPU and stop-all")
 	fs.IntVar(&o.reps, "reps", 3, "cold-start/memory repetitions per N")
 	fs.IntVar(&o.stopReps, "stop-reps", 3, "stop-all repetitions per child mode")
@@ -100,7 +104,7 @@ func parseFlags(args []string) (options, error) {
 		flag string
 		v    string
 		out  *[]int
-	}{{"reload-n", *reloadNs, &o.reloadNs}, {"status-n", *statusNs, &o.statusNs}} {
+	}{{"reload-n", *reloadNs, &o.reloadNs}, {"status-n", *statusNs, &o.statusNs}, {"reexec-n", *reexecNs, &o.reexecNs}} {
 		for f := range strings.SplitSeq(x.v, ",") {
 			if strings.TrimSpace(f) == "" {
 				continue
@@ -125,9 +129,15 @@ func parseFlags(args []string) (options, error) {
 		if !explicit["status-n"] {
 			o.statusNs = nil
 		}
+		if !explicit["reexec-n"] {
+			o.reexecNs = []int{100}
+		}
+		if !explicit["reexec-reps"] {
+			o.reexecReps = 2
+		}
 		o.idle = 5 * time.Second
 	}
-	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 {
+	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 || o.reexecReps < 1 {
 		return o, fmt.Errorf("counts must be positive")
 	}
 	return o, nil

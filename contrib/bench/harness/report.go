@@ -124,6 +124,7 @@ type opsvcExtra struct {
 	StalledEvents int          `json:"churn_events"`    // events published during the stalled phase
 	Registry      []regSample  `json:"registry"`
 	StopVariants  []stopSample `json:"stop_variants"` // other ways to stop every unit
+	Reexec        []reexecRun  `json:"reexec"`        // re-exec downtime (-reexec-n)
 }
 
 // regSample is one run of the registry benchmark.
@@ -533,6 +534,7 @@ func (r *results) writeOpsvcOnly(w io.Writer) {
 		c, _ := maxOf(xs)
 		line(label, text(fmt.Sprintf("%.2f / %.2f / %.2f ms", a, b, c)))
 	}
+	r.writeReexec(w)
 	lat("loop latency: GET /v1/units round trip, quiet, p50 / p95 / max", o.LoopIdleMS)
 	lat("loop latency: the same while children are killed (event churn)", o.LoopChurnMS)
 	lat("loop latency: the same churn with one stalled events subscriber", o.LoopStalledMS)

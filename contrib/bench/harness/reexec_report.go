@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// reexecRun is opsvc's re-exec downtime at one unit count, and a full
+// restart of the daemon at the same count.
+type reexecRun struct {
+	N int `json:"n"`
+	// DowntimeS: SIGUSR2 → the first answer of GET /v1/units by the new image.
+	DowntimeS []float64 `json:"downtime_s"`
+	// MaxGapS: the longest time without an answer seen by a client polling
+	// GET /v1/units back to back, from the signal on.
+	MaxGapS  []float64 `json:"max_gap_s"`
+	PIDsKept bool      `json:"pids_kept"`
+	// Stop + start: SIGTERM → the socket answers again, and → every unit
+	// active again (workers restarted).
+	RestartAnswerS *float64 `json:"restart_answer_s,omitempty"`
+	RestartAllS    *float64 `json:"restart_all_s,omitempty"`
+}
+
+// writeReexec adds the re-exec lines to the opsvc-only table.
+func (r *results) writeReexec(w io.Writer) {
+	for _, x := range r.Opsvc.Reexec {
+		if len(x.DowntimeS) > 0 {
+			p50, _ := median(x.DowntimeS)
+			m, _ := maxOf(x.DowntimeS)
+			g, _ := maxOf(x.MaxGapS)
+			kept := "every pid kept"
+			if !x.PIDsKept {
+				kept = "PIDS CHANGED"
+			}
+			met := "yes"
+			if m >= 0.100 {
+				met = "no"
+			}
+			goal := ""
+			if x.N >= 1000 {
+				goal = fmt.Sprintf("; goal < 100 ms met: %s", met)
+			}
+			fmt.Fprintf(w, "| re-exec (SIGUSR2) with %d units: socket answers again, p50 / max (%d runs); longest gap seen by a polling client; %s | %.1f ms / %.1f ms; %.1f ms%s |\n",
+				x.N, len(x.DowntimeS), kept, p50*1000, m*1000, g*1000, goal)
+		}
+		if x.RestartAnswerS != nil && x.RestartAllS != nil {
+			fmt.Fprintf(w, "| the same %d units, daemon stopped and started (workers restarted): socket answers again; every unit active again | %.1f ms; %.1f ms |\n",
+				x.N, *x.RestartAnswerS*1000, *x.RestartAllS*1000)
+		}
+	}
+}
