@@ -38,6 +38,11 @@ test: lint
 test-windows:
 	GO=$(GO) ./contrib/windows/test.sh
 
+# Release archives for linux/amd64, linux/arm64, darwin/arm64, freebsd/amd64 and
+# windows/amd64 (a zip) in dist/, with SHA256SUMS; VERSION=X overrides the version.
+dist:
+	GO=$(GO) ./contrib/dist.sh
+
 # Every fuzz target for a few seconds (make test) or a minute each (make fuzz).
 fuzz-short:
 	FUZZTIME=3s GO=$(GO) ./contrib/fuzz.sh
@@ -93,4 +98,4 @@ bench-deps:
 	./contrib/bench/deps.sh
 
 clean:
-	rm -rf bin .run
+	rm -rf bin .run dist

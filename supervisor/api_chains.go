@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
 	"github.com/opsvc/opsvc/worker/chain"
@@ -164,7 +165,7 @@ func (s *Supervisor) handlePutSettings(w http.ResponseWriter, r *http.Request) {
 	peer, _ := peerOf(r)
 	s.do(r.Context(), func() {
 		s.applySettings(next)
-		s.publish("config.settings", "", 0, map[string]any{"uid": peer.UID, "pid": peer.PID})
+		s.emit("", 0, api.ConfigSettings{Caller: peer.caller()})
 		s.settingsChanged()
 	})
 	writeJSON(w, http.StatusOK, next)

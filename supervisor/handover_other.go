@@ -33,9 +33,13 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 
 func (s *Supervisor) adoptNone() {}
 
-// TrackKeeping is Track on this system (no handover here).
+// TrackKeeping is Track when nothing was handed over; a handover fails on
+// this system.
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return r.Track(stateDir, publish, logf)
+	if rec == nil {
+		return r.Track(stateDir, publish, logf)
+	}
+	return "", errNoHandover()
 }
 
 // Exec fails on this system.

@@ -16,7 +16,8 @@ import (
 	"github.com/opsvc/opsvc/config"
 )
 
-const version = "0.1.0"
+// version is stamped by make dist (-ldflags "-X main.version=...").
+var version = "0.1.0"
 
 // Exit codes follow systemctl.
 const (

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	goruntime "runtime"
 	"sort"
 	"strings"
 )
@@ -59,7 +60,7 @@ func verbTable() []verbSpec {
 				{name: "no-watch", help: "do not watch the units directory (reload by hand)"},
 				{name: "listen", value: "ADDR", help: "serve the API and web console on a TCP address"},
 				{name: "check-state", value: "FILE", help: "check that this binary can take over the state in FILE, then exit", comp: "files"},
-			}, run: runDaemon},
+			}, run: runDaemonEntry},
 		{name: "status", args: "[UNIT...]", summary: "show units in full (exit 3 if a named one is not active)",
 			example: "opsvc status web", comp: "units", run: (*cli).status},
 		{name: "list", args: "[PATTERN...]", summary: "one line per unit; shell globs on names",
@@ -152,6 +153,9 @@ func verbTable() []verbSpec {
 		{name: "completion", args: "bash|zsh|fish", summary: "print a shell completion script",
 			example: "opsvc completion bash > /etc/bash_completion.d/opsvc", comp: "bash zsh fish", run: (*cli).completion},
 		{name: "help", args: "[VERB]", summary: "help on opsvc or one verb", example: "opsvc help logs", comp: "verbs", run: (*cli).help},
+		{name: "service", args: "install|uninstall", summary: "install or remove the daemon as a Windows service",
+			example: "opsvc service install --units C:\\opsvc\\units", comp: "install uninstall",
+			run: runService, hidden: goruntime.GOOS != "windows"},
 		{name: "version", summary: "print the version", example: "opsvc version", run: (*cli).version},
 		{name: "worker", args: "KIND", hidden: true, run: runWorker},
 	}

@@ -20,8 +20,11 @@ root=$PWD
 read -r -d '' table <<'TABLE' || true
 ./config|Paths
 ./supervisor/npipe|
-./supervisor|PipePeer
+./supervisor|PipePeer|Windows
 ./cmd/opsvc|Windows
+./unit|Windows
+./supervisor/logs|Windows
+./worker|ChildEnv|Channel|Conn[FC]
 TABLE
 
 GO=${GO:-go}

@@ -44,13 +44,14 @@ func newFileSink(dir string, maxBytes int64) (*fileSink, error) {
 }
 
 // FileName is the file of a unit's lines in the files sink: UNIT.log, DaemonFile for "". A name
-// that could leave the directory has its separators and leading dots replaced by "_".
+// that could leave the directory has its separators and leading dots replaced by "_" (on Windows
+// also ":", which would name a stream of another file).
 func FileName(unit string) string {
 	if unit == "" {
 		return DaemonFile
 	}
 	unit = strings.Map(func(r rune) rune {
-		if r == '/' || r == '\\' || r == 0 {
+		if r == '/' || r == '\\' || r == 0 || (r == ':' && colonIsSeparator) {
 			return '_'
 		}
 		return r
