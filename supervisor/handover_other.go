@@ -33,8 +33,12 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 
 func (s *Supervisor) adoptNone() {}
 
-// TrackKeeping fails on this system.
+// TrackKeeping is Track when there is nothing handed over; a handover fails
+// on this system.
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
+	if rec == nil {
+		return r.Track(stateDir, publish, logf)
+	}
 	return "", errNoHandover()
 }
 
