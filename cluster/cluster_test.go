@@ -90,9 +90,18 @@ func TestEtcdAPI(t *testing.T) {
 
 	// One member of three dies: everything still works.
 	ec.Stop(0, true)
+	// A put in flight while the others elect a new leader may time out; it
+	// succeeds when asked again, as the daemon's calls are.
 	for i := range 20 {
-		if _, err := cli.Put(ctx, c.Key("after-kill"), strconv.Itoa(i)); err != nil {
-			t.Fatalf("put %d with one member down: %v", i, err)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			_, err := cli.Put(ctx, c.Key("after-kill"), strconv.Itoa(i))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("put %d with one member down: %v", i, err)
+			}
 		}
 	}
 	ec.Restart(0)
