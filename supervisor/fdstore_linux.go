@@ -367,8 +367,10 @@ func FromFDStore(stateDir string) (*handover.Record, handover.Files, error) {
 		if p == nil {
 			continue
 		}
+		// Not this daemon's child: one that has ended but is not reaped yet
+		// (a zombie) is gone too.
 		start, _, ok := proctrack.StartTime(p.PID)
-		if !ok || start != p.Start || p.Start == 0 {
+		if !ok || start != p.Start || p.Start == 0 || proctrack.Zombie(p.PID) {
 			rec.Units[i].Proc = nil
 		}
 	}

@@ -270,12 +270,14 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 600"]
 	running = append(running, d1)
 	before := pids("first daemon", func(map[string]int) bool { return true })
 	mgr.waitNames(t, storeNames)
-	// The state record names every worker.
+	// The state record names every worker...
 	recPath := filepath.Join(dir, "state", "handover.json")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, _ := os.ReadFile(recPath)
-		all := true
+		// ...as active: a unit recorded still starting would wait, after the
+		// takeover, for a readiness its worker has already sent.
+		all := strings.Count(string(b), `"State":"active"`) == len(before)
 		for _, pid := range before {
 			if !strings.Contains(string(b), `"pid":`+strconv.Itoa(pid)+`,`) {
 				all = false
@@ -300,7 +302,13 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 600"]
 	}()
 	d1.Wait()
 	running = running[:0]
-	syscall.Kill(before["doomed"], syscall.SIGKILL)
+	syscall.Kill(-before["doomed"], syscall.SIGKILL) // its process group: the shell and its sleep
+	for procAlive(before["doomed"]) { // a kill takes effect a moment later
+		if time.Now().After(deadline) {
+			t.Fatalf("doomed (pid %d) still runs after SIGKILL", before["doomed"])
+		}
+		time.Sleep(10 * time.Millisecond) // polling the process's state, bounded
+	}
 	for _, u := range []string{"pa", "pb", "ipcw", "ntf"} {
 		if !procAlive(before[u]) {
 			t.Fatalf("%s (pid %d) died with the daemon", u, before[u])

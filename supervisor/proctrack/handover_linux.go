@@ -90,3 +90,18 @@ func StartTime(pid int) (start uint64, ppid int, ok bool) {
 	}
 	return st, pp, true
 }
+
+// Zombie reports whether pid has ended and waits to be reaped (state Z in
+// /proc/PID/stat); false when it runs or cannot be read.
+func Zombie(pid int) bool {
+	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}

@@ -568,7 +568,8 @@ func (t *Tracker) Sweep() []Leftover {
 	}
 	byUnit := make(map[string][]int)
 	add := func(unitName string, pid int) {
-		if !containsInt(byUnit[unitName], pid) {
+		// One that has already ended and waits to be reaped ran nothing on.
+		if !containsInt(byUnit[unitName], pid) && !Zombie(pid) {
 			byUnit[unitName] = append(byUnit[unitName], pid)
 		}
 	}
