@@ -303,7 +303,7 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 600"]
 	d1.Wait()
 	running = running[:0]
 	syscall.Kill(-before["doomed"], syscall.SIGKILL) // its process group: the shell and its sleep
-	for procAlive(before["doomed"]) { // a kill takes effect a moment later
+	for procAlive(before["doomed"]) {                // a kill takes effect a moment later
 		if time.Now().After(deadline) {
 			t.Fatalf("doomed (pid %d) still runs after SIGKILL", before["doomed"])
 		}
