@@ -302,8 +302,10 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 600"]
 	}()
 	d1.Wait()
 	running = running[:0]
-	syscall.Kill(-before["doomed"], syscall.SIGKILL) // its process group: the shell and its sleep
-	for procAlive(before["doomed"]) {                // a kill takes effect a moment later
+	// The whole process group (the shell and its sleep); the kill takes
+	// effect a moment later.
+	syscall.Kill(-before["doomed"], syscall.SIGKILL)
+	for procAlive(before["doomed"]) {
 		if time.Now().After(deadline) {
 			t.Fatalf("doomed (pid %d) still runs after SIGKILL", before["doomed"])
 		}
