@@ -568,8 +568,7 @@ func (t *Tracker) Sweep() []Leftover {
 	}
 	byUnit := make(map[string][]int)
 	add := func(unitName string, pid int) {
-		// One that has already ended and waits to be reaped ran nothing on.
-		if !containsInt(byUnit[unitName], pid) && !Zombie(pid) {
+		if !containsInt(byUnit[unitName], pid) {
 			byUnit[unitName] = append(byUnit[unitName], pid)
 		}
 	}
