@@ -213,7 +213,9 @@ type fleetStream struct {
 
 func followFleet(t *testing.T, d *fleetDaemon) *fleetStream {
 	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "events", "--fleet", "--json", "--socket", d.sock)
+	// -n: the latest summaries first, so that what happens while the
+	// follower is still connecting is not missed.
+	cmd := exec.Command(exe, "events", "--fleet", "--json", "-n", "100", "--socket", d.sock)
 	cmd.Args[0] = "opsvc"
 	out, err := cmd.StdoutPipe()
 	if err != nil {
