@@ -74,7 +74,10 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 	if p.Resume {
 		if inc := r.resumable(unit); len(inc) > 0 {
 			old := inc[len(inc)-1]
-			if err := r.SetStatus(old.ID, ChainInterrupted, now); err != nil {
+			if old.Status == ChainRunning && old.Host != r.Host && r.lost(old) {
+				// Its host lost the unit: nothing there will end it.
+				interrupt(old, "its host "+old.Host+" lost the unit", now)
+			} else if err := r.SetStatus(old.ID, ChainInterrupted, now); err != nil {
 				return rec.Begun{}, err
 			}
 			out.RestartedFrom = old.ID
@@ -98,13 +101,35 @@ func (r *Registry) Begin(unit string, p rec.Begin, now time.Time) (rec.Begun, er
 }
 
 // resumable returns the unit's incomplete chains that this host may resume: on a fleet
-// (r.Host set), a chain another host still runs is that host's.
+// (r.Host set), a chain another host still runs is that host's, unless that host lost the fleet
+// unit it ran the chain for (see Registry.Lost).
 func (r *Registry) resumable(unit string) []*Chain {
 	inc := r.FindIncomplete(unit)
 	if r.Host == "" {
 		return inc
 	}
-	return slices.DeleteFunc(inc, func(c *Chain) bool { return c.Status == ChainRunning && c.Host != r.Host })
+	return slices.DeleteFunc(inc, func(c *Chain) bool { return c.Status == ChainRunning && c.Host != r.Host && !r.lost(c) })
+}
+
+func (r *Registry) lost(c *Chain) bool { return r.Lost != nil && r.Lost(c) }
+
+// resumedBy returns the chain that resumed c, or nil.
+func (r *Registry) resumedBy(c *Chain) *Chain {
+	for _, n := range r.Chains {
+		if n.RestartedFrom == c.ID {
+			return n
+		}
+	}
+	return nil
+}
+
+// refuseResumed refuses a change of c once another chain has resumed it: what is left of its
+// worker (on a host that lost its fleet unit, say) no longer speaks for it.
+func (r *Registry) refuseResumed(c *Chain, op string) error {
+	if n := r.resumedBy(c); n != nil {
+		return notAllowed{fmt.Errorf("registry: %s chain %q: chain %s (host %q) has resumed it; it takes no more changes (nothing to do: the chain goes on as %s)", op, c.ID, n.ID, n.Host, n.ID)}
+	}
+	return nil
 }
 
 // RecordFor records p.Session in chain p.ChainID, which must be unit's, and returns the chain's
@@ -112,6 +137,9 @@ func (r *Registry) resumable(unit string) []*Chain {
 func (r *Registry) RecordFor(unit string, p rec.RecordSession, now time.Time) (rec.Totals, error) {
 	c, err := r.findOf(unit, p.ChainID, "record a session of")
 	if err != nil {
+		return rec.Totals{}, err
+	}
+	if err := r.refuseResumed(c, "record a session of"); err != nil {
 		return rec.Totals{}, err
 	}
 	if err := r.RecordSession(c.ID, p.Session, now); err != nil {
@@ -126,6 +154,12 @@ func (r *Registry) RecordFor(unit string, p rec.RecordSession, now time.Time) (r
 func (r *Registry) FinishFor(unit string, p rec.Finish, now time.Time) (rec.Totals, error) {
 	c, err := r.findOf(unit, p.ChainID, "finish")
 	if err != nil {
+		return rec.Totals{}, err
+	}
+	if p.Status == ChainInterrupted && c.Status == ChainInterrupted && r.resumedBy(c) != nil {
+		return c.Totals(), nil // as it was: interrupted, and resumed
+	}
+	if err := r.refuseResumed(c, "finish"); err != nil {
 		return rec.Totals{}, err
 	}
 	final := c.Status.Final()
@@ -147,19 +181,28 @@ func (r *Registry) InterruptOrphans(unit string, before time.Time, reason string
 		if c.Status != ChainRunning || (unit != "" && c.Unit != unit) || c.StartedAt.After(before) {
 			continue
 		}
-		lastSeen := c.UpdatedAt
-		if c.SetStatus(ChainInterrupted, now) == nil {
-			c.Reason = reason
-			c.EndAt(lastSeen) // its last sign of life, not when the loss was noticed
-			for i := range c.Sessions {
-				if s := &c.Sessions[i]; s.Status == SessionRunning {
-					s.Status, s.Reason, s.Error = SessionInterrupted, rec.ReasonGone, "interrupted: "+reason
-				}
-			}
+		if interrupt(c, reason, now) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// interrupt marks interrupted, with reason, a running chain whose worker is gone, and its
+// running sessions; it reports whether it did.
+func interrupt(c *Chain, reason string, now time.Time) bool {
+	lastSeen := c.UpdatedAt
+	if c.SetStatus(ChainInterrupted, now) != nil {
+		return false
+	}
+	c.Reason = reason
+	c.EndAt(lastSeen) // its last sign of life, not when the loss was noticed
+	for i := range c.Sessions {
+		if s := &c.Sessions[i]; s.Status == SessionRunning {
+			s.Status, s.Reason, s.Error = SessionInterrupted, rec.ReasonGone, "interrupted: "+reason
+		}
+	}
+	return true
 }
 
 // InterruptOrphans marks interrupted the running chains of unit ("" for all) that started before

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/opsvc/opsvc/cluster/placement"
 	rec "github.com/opsvc/opsvc/worker/chain"
 )
 
@@ -56,6 +57,7 @@ const maxAttempts = 200
 // at once and no update is lost. It is safe for concurrent use.
 type EtcdStore struct {
 	cli        *clientv3.Client
+	prefix     string
 	chains     string // PREFIX/chains/
 	archive    string // PREFIX/archive/
 	node       string
@@ -75,6 +77,7 @@ func OpenEtcd(opts EtcdOptions) (*EtcdStore, error) {
 	prefix := strings.TrimSuffix(opts.Prefix, "/")
 	s := &EtcdStore{
 		cli:        opts.Client,
+		prefix:     prefix,
 		chains:     prefix + "/chains/",
 		archive:    prefix + "/archive/",
 		node:       opts.Node,
@@ -100,6 +103,9 @@ func (s *EtcdStore) Node() string { return s.node }
 type read struct {
 	r      *Registry
 	stored map[string]storedChain // by chain id
+	// keys is the placement's election keys at the same revision, when
+	// they were asked for.
+	keys placement.Keys
 }
 
 type storedChain struct {
@@ -107,12 +113,16 @@ type storedChain struct {
 	modRev int64
 }
 
-func (s *EtcdStore) read(ctx context.Context) (read, error) {
-	resp, err := s.cli.Get(ctx, s.chains, clientv3.WithPrefix())
+func (s *EtcdStore) read(ctx context.Context, withKeys bool) (read, error) {
+	ops := []clientv3.Op{clientv3.OpGet(s.chains, clientv3.WithPrefix())}
+	if withKeys {
+		ops = append(ops, clientv3.OpGet(placement.Dir(s.prefix), clientv3.WithPrefix()))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return read{}, fmt.Errorf("registry: read chains from etcd: %w", err)
 	}
-	kvs := resp.Kvs
+	kvs := resp.Responses[0].GetResponseRange().Kvs
 	// The order of creation: a chain's key is created once.
 	slices.SortStableFunc(kvs, func(a, b *kvT) int { return cmpInt64(a.CreateRevision, b.CreateRevision) })
 	out := read{r: &Registry{NewID: s.newID, Host: s.node}, stored: make(map[string]storedChain, len(kvs))}
@@ -132,6 +142,9 @@ func (s *EtcdStore) read(ctx context.Context) (read, error) {
 	}
 	if len(bad) > 0 && len(out.r.Chains) == 0 && len(kvs) > 0 {
 		return read{}, fmt.Errorf("%w: %w", ErrCorrupt, errors.Join(bad...))
+	}
+	if withKeys {
+		out.keys = placement.KeysFrom(s.prefix, resp.Responses[1].GetResponseRange().Kvs)
 	}
 	return out, nil
 }
@@ -157,7 +170,16 @@ func cmpInt64(a, b int64) int {
 // EtcdStore). fn runs again, on a fresh read, when another writer changed a
 // chain fn changed in the meantime.
 func (s *EtcdStore) Update(fn func(*Registry) error) error {
-	err := s.update(fn)
+	return s.updateWith(false, func(r *Registry, _ placement.Keys) error { return fn(r) })
+}
+
+// updateWith is Update, with the placement's election keys read at the
+// same revision as the chains, when withKeys: then a running chain of
+// another host that has lost its fleet unit to this host is lost (see
+// Registry.Lost), and a change that counts on it holds only while this host
+// still holds the unit.
+func (s *EtcdStore) updateWith(withKeys bool, fn func(*Registry, placement.Keys) error) error {
+	err := s.update(withKeys, fn)
 	if s.writeFault != nil && !isFnError(err) {
 		s.writeFault(err)
 	}
@@ -179,9 +201,9 @@ func unwrapFn(err error) error {
 	return err
 }
 
-func (s *EtcdStore) update(fn func(*Registry) error) error {
+func (s *EtcdStore) update(withKeys bool, fn func(*Registry, placement.Keys) error) error {
 	for attempt := 0; ; attempt++ {
-		ok, err := s.try(fn)
+		ok, err := s.try(withKeys, fn)
 		if err != nil || ok {
 			return err
 		}
@@ -195,15 +217,31 @@ func (s *EtcdStore) update(fn func(*Registry) error) error {
 }
 
 // try makes one attempt: it reports false when another writer came first.
-func (s *EtcdStore) try(fn func(*Registry) error) (bool, error) {
+func (s *EtcdStore) try(withKeys bool, fn func(*Registry, placement.Keys) error) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	rd, err := s.read(ctx)
+	rd, err := s.read(ctx, withKeys)
 	if err != nil {
 		return false, err
 	}
 	r := rd.r
-	if err := fn(r); err != nil {
+	// The holds of this host that a lost chain was judged by: the change
+	// holds only if they are still this host's.
+	fences := map[string]int64{}
+	if withKeys {
+		r.Lost = func(c *Chain) bool {
+			if c.Host == s.node || c.Hold == "" || rd.keys.Live(c.Hold, c.HoldRev) {
+				return false
+			}
+			h, ok := rd.keys.Holder(c.Unit)
+			if !ok || h.Node != s.node {
+				return false
+			}
+			fences[h.Key] = h.Rev
+			return true
+		}
+	}
+	if err := fn(r, rd.keys); err != nil {
 		return false, fnError{err}
 	}
 	archived := r.Archive(s.archiveCap)
@@ -286,6 +324,9 @@ func (s *EtcdStore) try(fn func(*Registry) error) (bool, error) {
 	if len(ops) == 0 {
 		return true, nil
 	}
+	for key, rev := range fences {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", rev))
+	}
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return false, fmt.Errorf("registry: write chains to etcd: %w", err)
@@ -303,7 +344,7 @@ func mustJSON(c *Chain) []byte {
 func (s *EtcdStore) View(fn func(*Registry) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	rd, err := s.read(ctx)
+	rd, err := s.read(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -341,13 +382,24 @@ func (s *EtcdStore) ReadArchive() ([]Chain, error) {
 	return out, nil
 }
 
-// BeginChain starts a chain of unit as p asks (see Registry.Begin).
+// BeginChain starts a chain of unit as p asks (see Registry.Begin). A chain of a fleet unit this
+// host holds records the hold (Chain.Hold). With p.Resume, a chain of the unit that another host
+// still marks running is resumed too once that host has lost the unit to this one (its hold is
+// gone): exactly once across the fleet, as every resume is a compare-and-swap on the chain resumed.
 func (s *EtcdStore) BeginChain(unit string, p rec.Begin, now time.Time) (rec.Begun, error) {
 	var out rec.Begun
-	err := s.Update(func(r *Registry) error {
+	err := s.updateWith(true, func(r *Registry, keys placement.Keys) error {
 		var err error
 		out, err = r.Begin(unit, p, now)
-		return err
+		if err != nil {
+			return err
+		}
+		if c := r.Find(out.ID); c != nil && c.Host == "" { // made just now
+			if h, ok := keys.Holder(unit); ok && h.Node == s.node {
+				c.Hold, c.HoldRev = h.Key, h.Rev
+			}
+		}
+		return nil
 	})
 	return out, err
 }

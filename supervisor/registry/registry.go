@@ -101,6 +101,11 @@ type Registry struct {
 	// Host is the daemon of a fleet making the change ("" on a single host):
 	// Begin resumes no chain that another host still runs.
 	Host string
+	// Lost, on a fleet, says whether the host of a running chain has lost
+	// the fleet unit it ran the chain for, to the host making the change:
+	// Begin then resumes the chain although it is still marked running.
+	// nil means no chain is lost.
+	Lost func(*Chain) bool
 }
 
 // NewChainID returns a chain id that is unique without coordination:

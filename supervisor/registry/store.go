@@ -335,7 +335,7 @@ func sameChain(a, b *Chain) bool {
 		a.RestartedFrom == b.RestartedFrom && a.Config == b.Config && a.TotalCostUSD == b.TotalCostUSD &&
 		a.TotalTurns == b.TotalTurns && a.TotalDurationMS == b.TotalDurationMS &&
 		a.ConsecutiveErrors == b.ConsecutiveErrors && a.Branch == b.Branch && a.Reason == b.Reason &&
-		a.EndedAt == b.EndedAt && a.Host == b.Host
+		a.EndedAt == b.EndedAt && a.Host == b.Host && a.Hold == b.Hold && a.HoldRev == b.HoldRev
 }
 
 // remember puts freshly written lines in the cache.

@@ -126,6 +126,12 @@ type Chain struct {
 	EndedAt time.Time `json:"ended_at,omitzero"`
 	// Host is the daemon of a fleet that ran the chain ([cluster] node); "" on a single host.
 	Host string `json:"host,omitempty"`
+	// Hold is, for a chain of a fleet unit, the etcd key by which Host held the unit when the
+	// chain began (PREFIX/placement/UNIT/LEASE), and HoldRev that key's create revision. While
+	// the key lives the chain is its host's; once it is gone, the host has lost the unit, and the
+	// unit's next holder resumes the chain.
+	Hold    string `json:"hold,omitempty"`
+	HoldRev int64  `json:"hold_rev,omitempty"`
 }
 
 // Session is one run of the agent command within a chain. It holds no slice or map, so that
