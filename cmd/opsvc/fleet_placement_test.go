@@ -49,13 +49,23 @@ stop_timeout = "1s"
 
 func startFleetDaemon(t testing.TB, name string, endpoints []string) *fleetDaemon {
 	t.Helper()
+	return startFleetDaemonWith(t, name, endpoints, map[string]string{"web": fleetWeb}, "web")
+}
+
+// startFleetDaemonWith starts a daemon of the fleet with units (name to
+// file), and waits until it answers for unit first; env is added to its
+// environment.
+func startFleetDaemonWith(t testing.TB, name string, endpoints []string, units map[string]string, first string, env ...string) *fleetDaemon {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "ofl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.MkdirAll(filepath.Join(dir, "units"), 0o755)
-	os.WriteFile(filepath.Join(dir, "units", "web.toml"), []byte(fleetWeb), 0o644)
+	for u, body := range units {
+		os.WriteFile(filepath.Join(dir, "units", u+".toml"), []byte(body), 0o644)
+	}
 	q := make([]string, len(endpoints))
 	for i, e := range endpoints {
 		q[i] = fmt.Sprintf("%q", e)
@@ -67,13 +77,10 @@ func startFleetDaemon(t testing.TB, name string, endpoints []string) *fleetDaemo
 		var dl net.Dialer
 		return dl.DialContext(ctx, "unix", d.sock)
 	}}}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(exe, "daemon", "--units", filepath.Join(dir, "units"), "--state", filepath.Join(dir, "state"),
+	d.cmd = exec.Command(opsvcBin(t), "daemon", "--units", filepath.Join(dir, "units"), "--state", filepath.Join(dir, "state"),
 		"--socket", d.sock, "--config", filepath.Join(dir, "opsvc.toml"))
 	d.cmd.Args[0] = "opsvc"
+	d.cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +96,7 @@ func startFleetDaemon(t testing.TB, name string, endpoints []string) *fleetDaemo
 	}()
 	t.Cleanup(d.stop)
 	d.waitFor(15*time.Second, "the daemon answers", func() bool {
-		_, err := d.status("web")
+		_, err := d.status(first)
 		return err == nil
 	})
 	return d
