@@ -6,6 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,4 +263,76 @@ func TestFleetDaemons(t *testing.T) {
 		json.Unmarshal(h.opsvc(t, "status", "--json"), &ul)
 		return !strings.Contains(ul.Degraded, "cluster")
 	})
+
+	// A global budget across hosts is overrun by at most one session: with
+	// room for 3 more sessions ($0.01 each), the 12 units all start again.
+	pollUntil(t, time.Minute, "every chain has ended", func() bool {
+		list = registry.ChainList{}
+		json.Unmarshal(hosts[0].opsvc(t, "chains", "ls", "--json"), &list)
+		for _, c := range list.Chains {
+			if c.Status == registry.ChainRunning {
+				return false
+			}
+		}
+		return true
+	})
+	spent := func() float64 {
+		var l registry.ChainList
+		json.Unmarshal(hosts[0].opsvc(t, "chains", "ls", "--json"), &l)
+		total := 0.0
+		for _, c := range l.Chains {
+			total += c.TotalCostUSD
+		}
+		return total
+	}
+	const session = 0.01
+	before0 := spent()
+	budget := fmt.Sprintf(`{"orchestrator":{"global_budget_usd":%.4f}}`, before0+3*session)
+	for _, h := range hosts {
+		h.put(t, "/v1/settings", budget)
+	}
+	for _, h := range hosts {
+		h.opsvc(t, "start", "agent@a", "agent@b", "agent@c", "--no-wait")
+	}
+	pollUntil(t, 2*time.Minute, "every unit has ended its chain or waits for the budget", func() bool {
+		for _, h := range hosts {
+			var ul api.UnitList
+			json.Unmarshal(h.opsvc(t, "status", "--json"), &ul)
+			for _, u := range ul.Units {
+				if u.State != api.StateInactive && !strings.Contains(u.StatusText, "global_budget_usd") {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	over := spent() - before0
+	t.Logf("with $%.2f left, the fleet spent $%.2f", 3*session, over)
+	if over > 4*session+1e-9 || over < 3*session-1e-9 {
+		t.Errorf("with $%.2f of global budget left, the fleet spent $%.2f; want at least that and at most one session ($%.2f) more", 3*session, over, session)
+	}
+}
+
+// put sends body to the daemon's API at path, and wants 200.
+func (h *fleetHost) put(t *testing.T, path, body string) {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", h.sock)
+	}}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodPut, "http://opsvc"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s: PUT %s: %v", h.name, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: PUT %s: %s: %s", h.name, path, resp.Status, b)
+	}
 }
