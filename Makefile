@@ -72,12 +72,12 @@ staticcheck:
 	@[ -x "$(STATICCHECK)" ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) ./...
 
-# Every package builds and vets for each platform opsvc is built for.
+# Every package builds, vets and passes staticcheck for each platform opsvc is built for.
 CROSS_OS := linux darwin freebsd windows
-cross:
+cross: staticcheck
 	@for os in $(CROSS_OS); do \
-		echo "GOOS=$$os go build ./... && go vet ./..."; \
-		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; \
+		echo "GOOS=$$os go build ./... && go vet ./... && staticcheck ./..."; \
+		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... && GOOS=$$os $(STATICCHECK) ./... || exit 1; \
 	done
 
 vet:

@@ -69,8 +69,6 @@ const (
 	PhaseFailed      Phase = 8 // failed: no process
 )
 
-const phaseLast = PhaseFailed
-
 func (p Phase) String() string {
 	switch p {
 	case PhaseDead:

@@ -30,6 +30,9 @@ type outcome struct {
 	effects string // effect kinds in order; publish as "publish:TYPE"
 }
 
+// phaseLast is the highest phase, for the tests that walk every phase.
+const phaseLast = PhaseFailed
+
 func to(p Phase, effects ...string) outcome {
 	return outcome{to: p, effects: strings.Join(effects, " ")}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,6 +24,10 @@ const selfExe = "/proc/self/exe"
 
 // lifelineFD is the guard's end of its lifeline pipe.
 const lifelineFD = 3
+
+// waitDelay bounds how long output pipes held open by a process that left the session's group
+// keep a finished session waiting.
+const waitDelay = 2 * time.Second
 
 // startGuarded starts exe as the guard of a session running argv (an absolute path first), in a
 // new process group, in dir, with env, stdin, stdout and stderr.
@@ -53,7 +58,7 @@ func startGuarded(exe string, argv []string, dir string, env []string, stdin io.
 		w.Close()
 		return nil, err
 	}
-	g := &guarded{cmd: cmd, pgid: cmd.Process.Pid, lifeline: w, exited: make(chan struct{})}
+	g := &guarded{cmd: cmd, lifeline: w, exited: make(chan struct{})}
 	go func() {
 		defer close(g.exited)
 		waitExited(cmd.Process.Pid)

@@ -26,10 +26,6 @@ const stdoutTail = 1 << 20
 // maxLine is the longest output line passed on whole; a longer one is passed on in pieces.
 const maxLine = 64 << 10
 
-// waitDelay bounds how long output pipes held open by a process that left the session's group
-// keep a finished session waiting.
-const waitDelay = 2 * time.Second
-
 // droppedEnv are the worker's variables a session does not inherit: its channel, its
 // configuration, and the daemon's sd_notify socket and watchdog, which are the worker's own.
 var droppedEnv = []string{
@@ -574,7 +570,6 @@ func (t *tailBuffer) bytes() ([]byte, bool) {
 // guarded is a session's guard process, the leader of the session's process group.
 type guarded struct {
 	cmd      *exec.Cmd
-	pgid     int
 	lifeline *os.File      // the worker's end of the guard's lifeline: open while the worker lives
 	exited   chan struct{} // closed when the guard has exited (it is not reaped yet)
 }

@@ -148,10 +148,6 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func main() {
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {

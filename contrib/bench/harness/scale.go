@@ -15,9 +15,6 @@ type scaleOpts struct {
 	largeReps int // cold-start repetitions at N ≥ largeN
 }
 
-// largeN is where a cold start is repeated largeReps times, not -reps.
-const largeN = 5000
-
 func scaleFlags(fs *flag.FlagSet, s *scaleOpts) {
 	fs.BoolVar(&s.on, "scale", false, "scale run: N=100,1000,10000 (or -n), and at each N idle CPU, crash → restart, opsvc's status, list, reload and loop latency with 1% of units crash-looping; about 30 minutes with -only opsvc,floor")
 	fs.IntVar(&s.peerMaxN, "peer-max-n", 0, "peers other than opsvc and the floor run no N above this (0: every N; -scale: 1000)")
@@ -50,19 +47,6 @@ func (o *options) applyScale(fs *flag.FlagSet) {
 	if !explicit["budget"] {
 		o.budget = 90 * 60e9
 	}
-}
-
-// repsAt is how often a cold start of n is repeated.
-func (o *options) repsAt(n int) int {
-	if n >= largeN && o.scale.largeReps > 0 {
-		return min(o.reps, o.scale.largeReps)
-	}
-	return o.reps
-}
-
-// skipN says whether the peer named name does not run n (-peer-max-n).
-func (o *options) skipN(name string, n int) bool {
-	return o.scale.peerMaxN > 0 && n > o.scale.peerMaxN && !slices.Contains([]string{"opsvc", "floor"}, name)
 }
 
 // scaleSample is what the scale run measured of one supervisor at one N.

@@ -7,11 +7,33 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// largeN is where a cold start is repeated largeReps times, not -reps.
+const largeN = 5000
+
+// logf prints a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// repsAt is how often a cold start of n is repeated.
+func (o *options) repsAt(n int) int {
+	if n >= largeN && o.scale.largeReps > 0 {
+		return min(o.reps, o.scale.largeReps)
+	}
+	return o.reps
+}
+
+// skipN says whether the peer named name does not run n (-peer-max-n).
+func (o *options) skipN(name string, n int) bool {
+	return o.scale.peerMaxN > 0 && n > o.scale.peerMaxN && !slices.Contains([]string{"opsvc", "floor"}, name)
+}
 
 // fileLimit is the open-files limit the harness runs with (raised by
 // raiseFileLimit); the supervisors inherit it.
