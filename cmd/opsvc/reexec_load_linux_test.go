@@ -119,6 +119,12 @@ func TestReexecUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := daemonCmd(t, dir, "PATH="+bin+":"+os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0")
+	// The daemon runs an orchestrator's worker as its own executable, by
+	// path: that must be this binary named opsvc (the copy TestMain puts in
+	// PATH), or the worker would run this package's tests instead.
+	if cmd.Path, err = exec.LookPath("opsvc"); err != nil {
+		t.Fatal(err)
+	}
 	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +146,8 @@ func TestReexecUnderLoad(t *testing.T) {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
 			t.Logf("daemon output:\n%s", b)
+			b, _ = os.ReadFile(filepath.Join(dir, "state", "logs", "orch.log"))
+			t.Logf("orch output:\n%s", b)
 		}
 	}()
 
@@ -161,6 +169,16 @@ func TestReexecUnderLoad(t *testing.T) {
 			return fmt.Errorf("%s: %s: %s", path, resp.Status, b)
 		}
 		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	// unitEvents lists the stored events of a unit.
+	unitEvents := func(name string) string {
+		resp, err := client.Get("http://opsvc/v1/events?follow=0&unit=" + name)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return string(b)
 	}
 	// pids waits (bounded) until every unit is active (orch too, with
 	// withOrch) and returns their pids.
@@ -188,6 +206,11 @@ func TestReexecUnderLoad(t *testing.T) {
 				for _, u := range st.Units {
 					if out[u.Name] == 0 {
 						names = append(names, u.Name+" "+u.State)
+					}
+				}
+				for _, u := range st.Units {
+					if out[u.Name] == 0 {
+						t.Logf("%s: events:\n%s\nlog:\n%s", u.Name, unitEvents(u.Name), tail(readFile(filepath.Join(dir, "state", "logs", u.Name+".log")), 2000))
 					}
 				}
 				t.Fatalf("%d of %d units active after 60 s (%v); not: %v", len(out), total, err, names)
@@ -256,7 +279,31 @@ func TestReexecUnderLoad(t *testing.T) {
 			select {
 			case <-newEvent:
 			case <-deadline:
-				t.Fatalf("no %s within 60 s", what)
+				evMu.Lock()
+				n, rc := len(events), reconns
+				var last uint64
+				if n > 0 {
+					last = events[n-1].Seq
+				}
+				evMu.Unlock()
+				var stored []string
+				if resp, err := client.Get("http://opsvc/v1/events?follow=0"); err == nil {
+					dec := json.NewDecoder(resp.Body)
+					for {
+						var e loadEvent
+						if dec.Decode(&e) != nil {
+							break
+						}
+						if e.Unit == "orch" || e.Unit == "" {
+							stored = append(stored, fmt.Sprintf("%d %s %s %v", e.Seq, e.Type, e.Unit, e.Data))
+						}
+					}
+					resp.Body.Close()
+				} else {
+					stored = append(stored, err.Error())
+				}
+				t.Fatalf("no %s within 60 s; the subscriber saw %d events up to seq %d, reconnected %d times; stored events of orch and the daemon:\n%s",
+					what, n, last, rc, strings.Join(stored, "\n"))
 			}
 		}
 	}
@@ -424,6 +471,11 @@ func numbered(t *testing.T, path string) []int {
 		}
 	}
 	return out
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 func lastNumber(t *testing.T, path string) int {
