@@ -103,6 +103,7 @@ type Supervisor struct {
 	units     map[string]*unitRecord
 	observed  map[string]Lifecycle // each record's lifecycle, kept by record, step and forget, for Plan
 	set       *unit.Set
+	base      *unit.Set                 // the set a load of changed files only may start from; nil: load all
 	errors    map[string][]unit.Problem // current load problems by unit
 	instances map[string]bool           // template instances started by name, not by a file
 	waiters   []*waiter
@@ -230,13 +231,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.loopCh)
 	defer s.bg.Wait()
 	var changes <-chan struct{}
+	var watcher *unit.Watcher
 	if s.opts.Watch {
 		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
 		if err != nil {
 			s.logf("watch %s: %v (live reload off; use opsvc reload)", s.opts.Paths.Units, err)
 		} else {
 			defer w.Close()
-			changes = w.Changes()
+			changes, watcher = w.Changes(), w
 		}
 	}
 	defer s.watchSettings(ctx)()
@@ -256,8 +258,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			again = true
 			return
 		}
+		entries, all := watcher.Take()
+		if !all && len(entries) == 0 {
+			return // taken by the load before
+		}
 		loading = true
-		go func() { s.loaded <- s.loadUnits() }()
+		base := s.base
+		go func() { s.loaded <- s.loadChanged(base, entries, all) }()
 	}
 	defer func() {
 		if loading {
@@ -905,6 +912,7 @@ func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdn
 // by one load.
 type loadResult struct {
 	gen     uint64
+	base    *unit.Set // the set a load of changed files only started from
 	set     *unit.Set
 	err     error
 	choices map[string]bool
@@ -932,9 +940,15 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	if r.err == nil && r.base != nil && r.base == s.base {
+		if names, only := r.set.Changed(); only {
+			return s.applyChanged(r, names, why)
+		}
+	}
 	s.order.invalidate()
 	s.applied = r.gen
 	set, err := r.set, r.err
+	s.base = set
 	if err != nil {
 		s.logf("load units: %v", err)
 		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
