@@ -81,20 +81,6 @@ func fingerprint(s *Set) string {
 	return strings.Join(parts, "\n")
 }
 
-func summary(s *Set) string {
-	if s == nil {
-		return "nil"
-	}
-	var parts []string
-	for _, n := range sortedKeys(s.Units) {
-		parts = append(parts, n+"="+s.Units[n].Description)
-	}
-	for _, n := range sortedKeys(s.Problems) {
-		parts = append(parts, n+"!")
-	}
-	return strings.Join(parts, " ")
-}
-
 func unitText(desc string) string {
 	return fmt.Sprintf("[unit]\ndescription = %q\n[service]\nexec = [\"/bin/sh\"]\n", desc)
 }
