@@ -52,6 +52,7 @@ func (s *Supervisor) applyChanged(r loadResult, names []string, why string) Relo
 		if _, ok := s.desired[name]; !ok {
 			s.desired[name] = Desired{}
 			s.order.invalidate()
+			s.touch(name)
 		}
 	}
 	if fleet {

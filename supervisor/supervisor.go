@@ -104,6 +104,7 @@ type Supervisor struct {
 	observed  map[string]Lifecycle // each record's lifecycle, kept by record, step and forget, for Plan
 	set       *unit.Set
 	base      *unit.Set                 // the set a load of changed files only may start from; nil: load all
+	dirty     dirtyPlan                 // the units the next pass plans
 	errors    map[string][]unit.Problem // current load problems by unit
 	instances map[string]bool           // template instances started by name, not by a file
 	waiters   []*waiter
@@ -355,6 +356,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				d.Want = false
 				s.desired[name] = d
 			}
+			s.touchAll()
 		}
 		woke = time.Now()
 	}
@@ -395,8 +397,9 @@ func (s *Supervisor) idle() bool {
 func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
-		// lifecycle per pass.
-		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
+		// lifecycle per pass; only the units whose plan may have changed
+		// are planned.
+		acts := s.planPass(s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -412,7 +415,7 @@ func (s *Supervisor) reconcile() time.Time {
 		}
 		s.checkWaiters()
 		if !changed || i >= 8 {
-			return wake
+			return s.nextDue()
 		}
 	}
 }
@@ -424,6 +427,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
 		s.order.invalidate()
+		s.touch(name)
 	}
 	return rec
 }
@@ -435,6 +439,7 @@ func (s *Supervisor) apply(a Action) bool {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
 		s.order.invalidate()
+		s.touch(a.Unit)
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -492,6 +497,7 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 	}
 	rec.Lifecycle = next
 	s.observed[name] = next
+	s.touch(name)
 	for _, e := range effs {
 		switch e.Kind {
 		case EffStartProcess:
@@ -946,6 +952,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 		}
 	}
 	s.order.invalidate()
+	s.touchAll()
 	s.applied = r.gen
 	set, err := r.set, r.err
 	s.base = set
@@ -1000,6 +1007,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 }
 
 func (s *Supervisor) setUnit(name string, u *unit.Unit, choices map[string]bool, res *ReloadResult) {
+	defer s.touch(name)
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
 		res.Added = append(res.Added, name)
@@ -1155,6 +1163,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	}
 	s.desired[name] = d
 	s.order.invalidate()
+	s.touch(name)
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }
