@@ -57,8 +57,9 @@ func unitEdges(u *unit.Unit) []string {
 }
 
 // planPass plans the units that may have a new plan: every unit after
-// touchAll, else the dirty ones and those whose deadline has come.
-func (s *Supervisor) planPass(now time.Time) []Action {
+// touchAll, else the dirty ones and those whose deadline has come. It
+// returns the actions, and the units it planned.
+func (s *Supervisor) planPass(now time.Time) ([]Action, []string) {
 	p := &s.dirty
 	var names []string
 	if !p.indexed {
@@ -73,7 +74,7 @@ func (s *Supervisor) planPass(now time.Time) []Action {
 			}
 		}
 		if len(p.names) == 0 {
-			return nil
+			return nil, nil
 		}
 		names = make([]string, 0, len(p.names))
 		for n := range p.names {
@@ -87,7 +88,7 @@ func (s *Supervisor) planPass(now time.Time) []Action {
 		slices.Sort(names)
 	}
 	acts, _ := planNames(names, s.desired, s.observed, now, planHooks{dependent: s.runningDependent, due: s.setDue})
-	return acts
+	return acts, names
 }
 
 // indexUnits indexes every unit's dependencies and forgets every deadline:

@@ -399,7 +399,7 @@ func (s *Supervisor) reconcile() time.Time {
 		// s.observed is kept in step with the records: no copy of every
 		// lifecycle per pass; only the units whose plan may have changed
 		// are planned.
-		acts := s.planPass(s.now())
+		acts, _ := s.planPass(s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
