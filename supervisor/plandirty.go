@@ -14,6 +14,8 @@ import (
 // requires them or runs after them), and those whose deadline is due. The
 // plan of any other unit is what it was. Loop-owned.
 type dirtyPlan struct {
+	seq     uint64               // counts touches: a snapshot of the units is as new as the seq it was built at
+	touched map[string]bool      // touched since the last step of the loop
 	indexed bool                 // false: plan every unit next pass (and index them again)
 	names   map[string]bool      // to plan next pass
 	edges   map[string][]string  // unit → what it requires and runs after, as indexed
@@ -25,6 +27,11 @@ type dirtyPlan struct {
 // touch marks a unit whose desired or observed state changed.
 func (s *Supervisor) touch(name string) {
 	p := &s.dirty
+	p.seq++
+	if p.touched == nil {
+		p.touched = make(map[string]bool)
+	}
+	p.touched[name] = true
 	if !p.indexed {
 		return
 	}
@@ -46,7 +53,7 @@ func (s *Supervisor) touch(name string) {
 }
 
 // touchAll makes the next pass plan every unit.
-func (s *Supervisor) touchAll() { s.dirty.indexed = false }
+func (s *Supervisor) touchAll() { s.dirty.indexed, s.dirty.seq = false, s.dirty.seq+1 }
 
 // unitEdges is what u requires and runs after.
 func unitEdges(u *unit.Unit) []string {

@@ -305,6 +305,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.notify("STATUS=stopped")
 			return nil
 		}
+		if due := s.statsDue(); !due.IsZero() && (wake.IsZero() || due.Before(wake)) {
+			wake = due
+		}
 		var timerC <-chan time.Time
 		if !wake.IsZero() {
 			d := wake.Sub(s.now())
@@ -1046,13 +1049,10 @@ func (r ReloadResult) String() string {
 }
 
 func (s *Supervisor) statusLine() string {
-	counts := map[State]int{}
-	for name := range s.desired {
-		st := Inactive
-		if rec := s.units[name]; rec != nil {
-			st = rec.State
-		}
-		counts[st]++
+	counts := s.stats.counts
+	if !s.stats.built {
+		s.buildUnitStats()
+		counts = s.stats.counts
 	}
 	line := fmt.Sprintf("%d units: %d active, %d activating, %d failed, %d inactive",
 		len(s.desired), counts[Active], counts[Activating], counts[Failed], counts[Inactive]+counts[Deactivating])
