@@ -28,8 +28,8 @@ type loopStats struct {
 	cost   time.Duration
 	due    time.Time
 	units  []metrics.Unit
-	orch   []string   // units with an [orchestrator] table
-	counts [6]int     // units by state, for the status line
+	orch   []string // units with an [orchestrator] table
+	counts [6]int   // units by state, for the status line
 	last   *metrics.Snapshot
 }
 
