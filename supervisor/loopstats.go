@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -15,7 +16,25 @@ type loopStats struct {
 	m       *metrics.Metrics
 	counted bool                   // loop-owned: the event counter runs
 	track   map[string]*startTrack // loop-owned
+
+	// Loop-owned: the per-unit part of the snapshot is built again only
+	// when a unit changed, and no sooner than ten times its last build's
+	// length after it (so that it costs the loop at most a tenth of its
+	// time with thousands of units changing); due is when a build put off
+	// so is owed.
+	built  bool
+	seq    uint64 // s.dirty.seq it was built at
+	at     time.Time
+	cost   time.Duration
+	due    time.Time
+	units  []metrics.Unit
+	orch   []string // units with an [orchestrator] table
+	counts [6]int   // units by state, for the status line
+	last   *metrics.Snapshot
 }
+
+// maxStatsPace bounds the wait for a snapshot that is owed.
+const maxStatsPace = 250 * time.Millisecond
 
 // startTrack times a unit's last start.
 type startTrack struct {
@@ -39,7 +58,8 @@ func (s *Supervisor) Metrics() *metrics.Metrics {
 }
 
 // stepDone ends one step of the loop that began at woke: it records how
-// long the step took and publishes the snapshot scrapes read.
+// long the step took and publishes the snapshot scrapes read, when
+// something in it changed.
 func (s *Supervisor) stepDone(woke time.Time) {
 	m := s.Metrics()
 	m.ObserveReconcile(time.Since(woke))
@@ -47,41 +67,102 @@ func (s *Supervisor) stepDone(woke time.Time) {
 		s.stats.counted = true
 		go m.CountEvents(s.loopCh)
 	}
-	m.Publish(s.snapshot())
+	s.observeTouched()
+	st := &s.stats
+	rebuilt := false
+	if !st.built || st.seq != s.dirty.seq {
+		now := time.Now()
+		if next := st.at.Add(min(10*st.cost, maxStatsPace)); st.built && now.Before(next) {
+			st.due = next
+		} else {
+			s.buildUnitStats()
+			st.cost, st.at, st.due = time.Since(now), now, time.Time{}
+			rebuilt = true
+		}
+	}
+	if snap := s.snapshot(); rebuilt || !sameBudgets(snap, st.last) {
+		st.last = snap
+		m.Publish(snap)
+	}
+	if rebuilt {
+		s.updateStatus()
+	}
 }
 
-func (s *Supervisor) snapshot() *metrics.Snapshot {
-	if s.stats.track == nil {
-		s.stats.track = map[string]*startTrack{}
+// statsDue is when a snapshot put off is owed (zero: none).
+func (s *Supervisor) statsDue() time.Time { return s.stats.due }
+
+// observeTouched times the starts of the units changed since the last
+// step, so that a state a paced snapshot does not see still counts.
+func (s *Supervisor) observeTouched() {
+	for n := range s.dirty.touched {
+		if rt := s.units[n]; rt != nil {
+			s.stats.trackOf(n).observe(rt)
+		}
 	}
-	// In no order: the exposition format sorts.
-	snap := &metrics.Snapshot{Units: make([]metrics.Unit, 0, len(s.desired))}
-	orch := map[string]bool{}
+	clear(s.dirty.touched)
+}
+
+func (st *loopStats) trackOf(n string) *startTrack {
+	if st.track == nil {
+		st.track = map[string]*startTrack{}
+	}
+	tr := st.track[n]
+	if tr == nil {
+		tr = &startTrack{}
+		st.track[n] = tr
+	}
+	return tr
+}
+
+// buildUnitStats builds the per-unit part of the snapshot, and the counts
+// of the status line, from every unit.
+func (s *Supervisor) buildUnitStats() {
+	st := &s.stats
+	st.built, st.seq = true, s.dirty.seq
+	// In no order: the exposition format sorts. A new slice: the published
+	// snapshot keeps the last one.
+	units := make([]metrics.Unit, 0, len(s.desired))
+	st.orch = st.orch[:0]
+	st.counts = [6]int{}
 	for n, d := range s.desired {
 		u := metrics.Unit{Name: n, State: Inactive.String()}
 		if d.Unit != nil && d.Unit.Orchestrator != nil {
-			orch[n] = true
+			st.orch = append(st.orch, n)
 		}
+		state := Inactive
 		if rt := s.units[n]; rt != nil {
+			state = rt.State
 			u.State, u.Restarts = rt.State.String(), rt.Restarts
 			if rt.Exit != nil {
 				u.HasExit, u.ExitCode = true, rt.Exit.Code
 			}
-			tr := s.stats.track[n]
-			if tr == nil {
-				tr = &startTrack{}
-				s.stats.track[n] = tr
-			}
+			tr := st.trackOf(n)
 			tr.observe(rt)
 			u.StartDuration, u.ReadyDuration = tr.startDur, tr.readyDur
 			u.StartKnown, u.ReadyKnown = !tr.started.IsZero(), !tr.readyFor.IsZero()
 		}
-		snap.Units = append(snap.Units, u)
-	}
-	for n := range s.stats.track {
-		if _, ok := s.desired[n]; !ok {
-			delete(s.stats.track, n)
+		if int(state) < len(st.counts) {
+			st.counts[state]++
 		}
+		units = append(units, u)
+	}
+	st.units = units
+	if len(st.track) > len(s.desired) {
+		for n := range st.track {
+			if _, ok := s.desired[n]; !ok {
+				delete(st.track, n)
+			}
+		}
+	}
+}
+
+// snapshot is the last per-unit part with the spending as it is now.
+func (s *Supervisor) snapshot() *metrics.Snapshot {
+	snap := &metrics.Snapshot{Units: s.stats.units}
+	orch := make(map[string]bool, len(s.stats.orch))
+	for _, n := range s.stats.orch {
+		orch[n] = true
 	}
 	o := s.opts.Settings.Orchestrator
 	day, total, byUnit := s.leases.Spent(s.now())
@@ -95,6 +176,24 @@ func (s *Supervisor) snapshot() *metrics.Snapshot {
 		snap.UnitUsed = append(snap.UnitUsed, metrics.UnitBudget{Unit: n, UsedUSD: byUnit[n]})
 	}
 	return snap
+}
+
+// sameBudgets reports whether a and b differ at most in their units.
+func sameBudgets(a, b *metrics.Snapshot) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Day == b.Day && a.GlobalUsedUSD == b.GlobalUsedUSD && a.GlobalLimitUSD == b.GlobalLimitUSD &&
+		a.PerWorkerLimitUSD == b.PerWorkerLimitUSD && a.LeasesHeld == b.LeasesHeld && a.LeasesWaiting == b.LeasesWaiting &&
+		maps.Equal(budgetMap(a.UnitUsed), budgetMap(b.UnitUsed))
+}
+
+func budgetMap(l []metrics.UnitBudget) map[string]float64 {
+	m := make(map[string]float64, len(l))
+	for _, b := range l {
+		m[b.Unit] = b.UsedUSD
+	}
+	return m
 }
 
 func (tr *startTrack) observe(rt *unitRecord) {

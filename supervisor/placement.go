@@ -56,6 +56,7 @@ func (s *Supervisor) placeUnits() {
 		}
 		d.Away, d.StopBy = away, stopBy
 		s.desired[name] = d
+		s.touch(name)
 	}
 }
 

@@ -129,17 +129,50 @@ func PlanOrder(desired map[string]Desired, observed map[string]Lifecycle) []stri
 // PlanNames is Plan given PlanOrder(desired, observed), which a caller that
 // plans again and again may keep while no unit comes or goes.
 func PlanNames(names []string, desired map[string]Desired, observed map[string]Lifecycle, now time.Time) ([]Action, time.Time) {
+	return planNames(names, desired, observed, now, planHooks{})
+}
+
+// planHooks let the loop plan a few units among many: it knows which units
+// depend on which, and keeps each unit's next deadline.
+type planHooks struct {
+	// dependent names the first (by name) running unit that must stop
+	// before name does, as runningDependents; nil: found from every unit.
+	dependent func(name string) string
+	// due is given each planned unit's next deadline (zero: none).
+	due func(name string, t time.Time)
+}
+
+func planNames(names []string, desired map[string]Desired, observed map[string]Lifecycle, now time.Time, h planHooks) ([]Action, time.Time) {
 	var (
 		acts  []Action
 		wake  time.Time
+		uwake time.Time         // of the unit being planned
 		rdeps map[string]string // made once, when a unit is to stop
 	)
 	at := func(t time.Time) {
 		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
 			wake = t
 		}
+		if !t.IsZero() && (uwake.IsZero() || t.Before(uwake)) {
+			uwake = t
+		}
 	}
-	for _, name := range names {
+	if h.dependent == nil {
+		h.dependent = func(name string) string {
+			if rdeps == nil {
+				rdeps = runningDependents(desired, observed)
+			}
+			return rdeps[name]
+		}
+	}
+	if h.due != nil && len(names) > 0 {
+		defer func() { h.due(names[len(names)-1], uwake) }()
+	}
+	for i, name := range names {
+		if h.due != nil && i > 0 {
+			h.due(names[i-1], uwake)
+		}
+		uwake = time.Time{}
 		d, inDesired := desired[name]
 		o, seen := observed[name]
 		if !seen {
@@ -183,10 +216,7 @@ func PlanNames(names []string, desired map[string]Desired, observed map[string]L
 		if !wanted {
 			if o.Running {
 				// Stop only once nothing that runs after or requires it is running.
-				if rdeps == nil {
-					rdeps = runningDependents(desired, observed)
-				}
-				if dep := rdeps[name]; dep != "" {
+				if dep := h.dependent(name); dep != "" {
 					acts = append(acts, Action{Kind: ActBlock, Unit: name, Reason: "stopping after " + dep})
 					continue
 				}

@@ -103,6 +103,8 @@ type Supervisor struct {
 	units     map[string]*unitRecord
 	observed  map[string]Lifecycle // each record's lifecycle, kept by record, step and forget, for Plan
 	set       *unit.Set
+	base      *unit.Set                 // the set a load of changed files only may start from; nil: load all
+	dirty     dirtyPlan                 // the units the next pass plans
 	errors    map[string][]unit.Problem // current load problems by unit
 	instances map[string]bool           // template instances started by name, not by a file
 	waiters   []*waiter
@@ -230,13 +232,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.loopCh)
 	defer s.bg.Wait()
 	var changes <-chan struct{}
+	var watcher *unit.Watcher
 	if s.opts.Watch {
 		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
 		if err != nil {
 			s.logf("watch %s: %v (live reload off; use opsvc reload)", s.opts.Paths.Units, err)
 		} else {
 			defer w.Close()
-			changes = w.Changes()
+			changes, watcher = w.Changes(), w
 		}
 	}
 	defer s.watchSettings(ctx)()
@@ -256,8 +259,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			again = true
 			return
 		}
+		entries, all := watcher.Take()
+		if !all && len(entries) == 0 {
+			return // taken by the load before
+		}
 		loading = true
-		go func() { s.loaded <- s.loadUnits() }()
+		base := s.base
+		go func() { s.loaded <- s.loadChanged(base, entries, all) }()
 	}
 	defer func() {
 		if loading {
@@ -296,6 +304,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if s.shutdown && s.idle() {
 			s.notify("STATUS=stopped")
 			return nil
+		}
+		if due := s.statsDue(); !due.IsZero() && (wake.IsZero() || due.Before(wake)) {
+			wake = due
 		}
 		var timerC <-chan time.Time
 		if !wake.IsZero() {
@@ -348,6 +359,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				d.Want = false
 				s.desired[name] = d
 			}
+			s.touchAll()
 		}
 		woke = time.Now()
 	}
@@ -388,8 +400,9 @@ func (s *Supervisor) idle() bool {
 func (s *Supervisor) reconcile() time.Time {
 	for i := 0; ; i++ {
 		// s.observed is kept in step with the records: no copy of every
-		// lifecycle per pass.
-		acts, wake := PlanNames(s.planOrder(), s.desired, s.observed, s.now())
+		// lifecycle per pass; only the units whose plan may have changed
+		// are planned.
+		acts, _ := s.planPass(s.now())
 		changed := false
 		for _, a := range acts {
 			if s.apply(a) {
@@ -405,7 +418,7 @@ func (s *Supervisor) reconcile() time.Time {
 		}
 		s.checkWaiters()
 		if !changed || i >= 8 {
-			return wake
+			return s.nextDue()
 		}
 	}
 }
@@ -417,6 +430,7 @@ func (s *Supervisor) record(name string) *unitRecord {
 		s.units[name] = rec
 		s.observed[name] = rec.Lifecycle
 		s.order.invalidate()
+		s.touch(name)
 	}
 	return rec
 }
@@ -428,6 +442,7 @@ func (s *Supervisor) apply(a Action) bool {
 		delete(s.units, a.Unit)
 		delete(s.observed, a.Unit)
 		s.order.invalidate()
+		s.touch(a.Unit)
 		if s.opts.Logs != nil {
 			s.opts.Logs.Forget(a.Unit)
 		}
@@ -485,6 +500,7 @@ func (s *Supervisor) step(name string, rec *unitRecord, ev Event) {
 	}
 	rec.Lifecycle = next
 	s.observed[name] = next
+	s.touch(name)
 	for _, e := range effs {
 		switch e.Kind {
 		case EffStartProcess:
@@ -905,6 +921,7 @@ func (s *Supervisor) handleNotify(name string, rec *unitRecord, d Desired, m sdn
 // by one load.
 type loadResult struct {
 	gen     uint64
+	base    *unit.Set // the set a load of changed files only started from
 	set     *unit.Set
 	err     error
 	choices map[string]bool
@@ -932,9 +949,16 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	if r.gen <= s.applied {
 		return res
 	}
+	if r.err == nil && r.base != nil && r.base == s.base {
+		if names, only := r.set.Changed(); only {
+			return s.applyChanged(r, names, why)
+		}
+	}
 	s.order.invalidate()
+	s.touchAll()
 	s.applied = r.gen
 	set, err := r.set, r.err
+	s.base = set
 	if err != nil {
 		s.logf("load units: %v", err)
 		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
@@ -986,6 +1010,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 }
 
 func (s *Supervisor) setUnit(name string, u *unit.Unit, choices map[string]bool, res *ReloadResult) {
+	defer s.touch(name)
 	d, ok := s.desired[name]
 	if !ok || d.Unit == nil {
 		res.Added = append(res.Added, name)
@@ -1024,13 +1049,10 @@ func (r ReloadResult) String() string {
 }
 
 func (s *Supervisor) statusLine() string {
-	counts := map[State]int{}
-	for name := range s.desired {
-		st := Inactive
-		if rec := s.units[name]; rec != nil {
-			st = rec.State
-		}
-		counts[st]++
+	counts := s.stats.counts
+	if !s.stats.built {
+		s.buildUnitStats()
+		counts = s.stats.counts
 	}
 	line := fmt.Sprintf("%d units: %d active, %d activating, %d failed, %d inactive",
 		len(s.desired), counts[Active], counts[Activating], counts[Failed], counts[Inactive]+counts[Deactivating])
@@ -1141,6 +1163,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	}
 	s.desired[name] = d
 	s.order.invalidate()
+	s.touch(name)
 	s.supersede(name, verb)
 	return http.StatusOK, ""
 }

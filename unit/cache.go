@@ -147,6 +147,13 @@ func (c *Cache) put(src *source, fi fs.FileInfo, sum [sha256.Size]byte, lay *lay
 	c.files[src.path] = e
 }
 
+// forget drops the entry of a file that is gone.
+func (c *Cache) forget(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.files, path)
+}
+
 // keep drops the entries of files not in seen, and the units built from
 // files no longer kept.
 func (c *Cache) keep(seen map[string]bool) {

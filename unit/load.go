@@ -33,6 +33,8 @@ type Set struct {
 	dropins map[string][]*layer     // NAME → the files of NAME.d/, in order
 	effs    map[string]*effective   // built units (valid or not) → effective definition
 	deps    map[string][]dependency // built units → their requires and after entries
+	changed []string                // LoadChanged: the units it read again
+	partial bool                    // LoadChanged: only those may differ from the set before
 }
 
 // loader reads one units directory. stat and getenv reach the host: stat

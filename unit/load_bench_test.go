@@ -53,3 +53,41 @@ func BenchmarkLoadCachedOneChange(b *testing.B) {
 		}
 	}
 }
+
+// benchOneChange edits one file of n units and loads the directory again,
+// with load, each iteration.
+func benchOneChange(b *testing.B, n int, load func(c *Cache, prev *Set, dir string) (*Set, error)) {
+	dir := benchDir(b, n)
+	c := NewCache()
+	prev, err := LoadCached(c, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		text := fmt.Sprintf("[unit]\ndescription = \"edit %d\"\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n", i)
+		if err := os.WriteFile(filepath.Join(dir, "p0001.toml"), []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		prev, err = load(c, prev, dir)
+		if err != nil || prev.Units["p0001"].Description != fmt.Sprintf("edit %d", i) {
+			b.Fatalf("load: %v", err)
+		}
+	}
+}
+
+// BenchmarkReloadOneOf compares a whole cached load with LoadChanged after
+// an edit of one file among 1000 and 10,000.
+func BenchmarkReloadOneOf(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("%d-whole", n), func(b *testing.B) {
+			benchOneChange(b, n, func(c *Cache, _ *Set, dir string) (*Set, error) { return LoadCached(c, dir) })
+		})
+		b.Run(fmt.Sprintf("%d-changed", n), func(b *testing.B) {
+			benchOneChange(b, n, func(c *Cache, prev *Set, _ string) (*Set, error) {
+				return LoadChanged(c, prev, []string{"p0001.toml"})
+			})
+		})
+	}
+}

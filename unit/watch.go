@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,8 +23,8 @@ const maxSymlinks = 40
 // Watcher tells when a units directory may have changed. It watches the
 // directory, every NAME.d/ in it, the directories of symbolic links on the
 // way to it (so a swapped Kubernetes-style "..data" link is noticed), and the
-// directories of files that *.toml entries link to. A change only says "look
-// again": the receiver reloads the whole set.
+// directories of files that *.toml entries link to. A change says "look
+// again"; Take says at what: the entries that changed, or everything.
 type Watcher struct {
 	fw       *fsnotify.Watcher
 	dir      string // absolute, not resolved
@@ -36,9 +37,16 @@ type Watcher struct {
 	once     sync.Once
 	closeErr error
 
-	mu     sync.Mutex
-	filter map[string]dirFilter // watched directory → the names in it that count
+	mu      sync.Mutex
+	filter  map[string]dirFilter // watched directory → the names in it that count
+	real    string               // the resolved units directory
+	dropins map[string]string    // resolved NAME.d/ directory → "NAME.d"
+	pending map[string]bool      // entries changed since the last Take, relative to the units directory
+	all     bool                 // since the last Take, something changed that no entry names
 }
+
+// maxPending bounds the entries Take returns; past it, Take says "all".
+const maxPending = 1024
 
 // dirFilter says which entries of a watched directory count.
 type dirFilter struct {
@@ -88,11 +96,13 @@ func NewWatcher(dir string, debounce time.Duration) (*Watcher, error) {
 		kickNow:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		filter:   make(map[string]dirFilter),
+		pending:  make(map[string]bool),
 	}
 	if err := w.sync(); err != nil {
 		fw.Close()
 		return nil, fmt.Errorf("unit: watch %s: %w", dir, unwrapPath(err))
 	}
+	w.all = false // what is there now is what the first load reads
 	w.wg.Add(2)
 	go w.read(fw.Events, fw.Errors)
 	go w.loop()
@@ -125,6 +135,7 @@ func (w *Watcher) read(events <-chan fsnotify.Event, errs <-chan error) {
 				continue
 			}
 			if w.relevant(ev) {
+				w.note(ev.Name)
 				if finished(ev) {
 					w.pokeNow()
 				} else {
@@ -137,10 +148,59 @@ func (w *Watcher) read(events <-chan fsnotify.Event, errs <-chan error) {
 				continue
 			}
 			// fsnotify.ErrEventOverflow means events were lost; any other
-			// error may hide a change too. Either way: look again.
+			// error may hide a change too. Either way: look again, at
+			// everything.
+			w.mu.Lock()
+			w.all = true
+			w.mu.Unlock()
 			w.poke()
 		}
 	}
+}
+
+// Take returns what changed since the last Take: the entries of the units
+// directory, as "NAME.toml", "NAME.d" or "NAME.d/FILE.toml", in order; or
+// all, when a change may concern anything (events were lost, the directory
+// or a link on the way to it changed, or too many entries changed).
+func (w *Watcher) Take() (entries []string, all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all, w.all = w.all, false
+	if !all {
+		for p := range w.pending {
+			entries = append(entries, p)
+		}
+		slices.Sort(entries)
+	}
+	clear(w.pending)
+	return entries, all
+}
+
+// note records the entry a relevant event names.
+func (w *Watcher) note(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.all {
+		return
+	}
+	dir, base := filepath.Dir(name), filepath.Base(name)
+	var entry string
+	switch {
+	case name == w.real:
+		// the units directory itself
+	case w.dropins[name] != "":
+		entry = w.dropins[name]
+	case dir == w.real && !strings.HasPrefix(base, "."):
+		entry = base
+	case w.dropins[dir] != "":
+		entry = w.dropins[dir] + "/" + base
+	}
+	if entry == "" || len(w.pending) >= maxPending {
+		w.all = true
+		clear(w.pending)
+		return
+	}
+	w.pending[entry] = true
 }
 
 func (w *Watcher) poke() {
@@ -240,7 +300,7 @@ func (w *Watcher) loop() {
 // sync brings the watch list in line with the directory as it is now. The
 // error is for the units directory itself.
 func (w *Watcher) sync() error {
-	want, real := w.plan()
+	want, real, dropins := w.plan()
 	w.mu.Lock()
 	have := w.filter
 	w.mu.Unlock()
@@ -267,15 +327,20 @@ func (w *Watcher) sync() error {
 		}
 	}
 	w.mu.Lock()
-	w.filter = want
+	w.filter, w.dropins = want, dropins
+	if real != w.real {
+		w.real, w.all = real, true
+	}
 	w.mu.Unlock()
 	return err
 }
 
-// plan returns the directories to watch with their filters, and the
-// resolved units directory ("" if it does not resolve).
-func (w *Watcher) plan() (map[string]dirFilter, string) {
+// plan returns the directories to watch with their filters, the resolved
+// units directory ("" if it does not resolve), and the resolved NAME.d/
+// directories in it with their names.
+func (w *Watcher) plan() (map[string]dirFilter, string, map[string]string) {
 	want := make(map[string]dirFilter)
+	dropins := make(map[string]string)
 	addName := func(dir, name string) {
 		f := want[dir]
 		if f.names == nil {
@@ -310,7 +375,7 @@ func (w *Watcher) plan() (map[string]dirFilter, string) {
 	}
 	real, err := filepath.EvalSymlinks(w.dir)
 	if err != nil {
-		return want, ""
+		return want, "", dropins
 	}
 	addUnits(real)
 	entries, _ := os.ReadDir(real)
@@ -328,6 +393,11 @@ func (w *Watcher) plan() (map[string]dirFilter, string) {
 			}
 			if fi, err := os.Stat(r); err == nil && fi.IsDir() {
 				addUnits(r)
+				if _, taken := dropins[r]; taken {
+					dropins[r] = "" // two names: a change there is a change of all
+				} else if r != real {
+					dropins[r] = n
+				}
 			}
 		case strings.HasSuffix(n, ".toml") && isLink:
 			// A linked file: watch where it points, e.g. ..data/a.toml.
@@ -336,5 +406,5 @@ func (w *Watcher) plan() (map[string]dirFilter, string) {
 			}
 		}
 	}
-	return want, real
+	return want, real, dropins
 }

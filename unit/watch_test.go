@@ -29,36 +29,56 @@ func startWatcher(t *testing.T, dir string) *Watcher {
 }
 
 // waitFor receives changes until Load(dir) satisfies ok. Load runs only
-// after a change, so a missed event fails the test by timeout.
+// after a change, so a missed event fails the test by timeout. Alongside,
+// it follows the changes the way the daemon does, with LoadChanged on what
+// Take says, and waits for that set to be the same as Load's too.
 func waitFor(t *testing.T, w *Watcher, dir, what string, ok func(*Set) bool) {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
+	c := NewCache()
+	w.Take()
+	prev, err := LoadCached(c, dir)
+	if err != nil {
+		prev = nil
+	}
 	for {
 		select {
 		case <-w.Changes():
-			if s, err := Load(dir); err == nil && ok(s) {
+			entries, all := w.Take()
+			if prev == nil || all {
+				prev, err = LoadCached(c, dir)
+			} else {
+				prev, err = LoadChanged(c, prev, entries)
+			}
+			if err != nil {
+				prev = nil
+			}
+			if s, err := Load(dir); err == nil && ok(s) && prev != nil && fingerprint(prev) == fingerprint(s) {
 				return
 			}
 		case <-deadline.C:
 			s, err := Load(dir)
-			t.Fatalf("no change noticed within %v: %s (Load now: %v, err %v)", waitTimeout, what, summary(s), err)
+			t.Fatalf("no change noticed within %v: %s (Load now: %v, err %v; followed by changes: %s)", waitTimeout, what, fingerprint(s), err, fingerprint(prev))
 		}
 	}
 }
 
-func summary(s *Set) string {
+// fingerprint shows every unit's hash and every problem of s.
+func fingerprint(s *Set) string {
 	if s == nil {
 		return "nil"
 	}
 	var parts []string
 	for _, n := range sortedKeys(s.Units) {
-		parts = append(parts, n+"="+s.Units[n].Description)
+		parts = append(parts, n+"="+s.Units[n].Hash)
 	}
 	for _, n := range sortedKeys(s.Problems) {
-		parts = append(parts, n+"!")
+		for _, p := range s.Problems[n] {
+			parts = append(parts, n+"! "+p.Error())
+		}
 	}
-	return strings.Join(parts, " ")
+	return strings.Join(parts, "\n")
 }
 
 func unitText(desc string) string {
