@@ -63,9 +63,18 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	health Health
-	sess   *concurrency.Session
+	mu      sync.Mutex
+	health  Health
+	sess    *concurrency.Session
+	onCheck []func(context.Context) // run after each check etcd answered
+}
+
+// afterCheck runs f on the watching goroutine after each check that etcd
+// answered, with a context that ends at Close.
+func (c *Client) afterCheck(f func(context.Context)) {
+	c.mu.Lock()
+	c.onCheck = append(c.onCheck, f)
+	c.mu.Unlock()
 }
 
 // Dial connects to etcd with the [cluster] settings and checks, within
@@ -238,6 +247,14 @@ func (c *Client) watch(every time.Duration) {
 			return
 		}
 		c.setHealth(err)
+		if err == nil {
+			c.mu.Lock()
+			hooks := c.onCheck
+			c.mu.Unlock()
+			for _, f := range hooks {
+				f(c.ctx)
+			}
+		}
 	}
 }
 

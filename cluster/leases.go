@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,20 +50,34 @@ type Leases struct {
 	c *Client
 
 	mu      sync.Mutex
-	pending []booking // costs not yet booked (etcd did not answer)
+	pending []booking // releases not yet done (etcd did not answer)
+	stale   []string  // markers of done releases, deleted by the next one
 }
 
+// booking is a release to do: a session's slot to end and its cost to book.
 type booking struct {
 	unit string
+	id   string
 	day  string
 	usd  float64
 }
 
-// maxPending bounds the costs kept for booking while etcd does not answer.
+// maxPending bounds the releases kept while etcd does not answer.
 const maxPending = 10000
 
 // NewLeases returns the fleet's session leases through c.
-func NewLeases(c *Client) *Leases { return &Leases{c: c} }
+func NewLeases(c *Client) *Leases {
+	l := &Leases{c: c}
+	c.afterCheck(func(ctx context.Context) {
+		l.mu.Lock()
+		n := len(l.pending)
+		l.mu.Unlock()
+		if n > 0 {
+			l.flush(ctx)
+		}
+	})
+	return l
+}
 
 func (l *Leases) genKey() string             { return l.c.Key("sessions", "gen") }
 func (l *Leases) startsKey() string          { return l.c.Key("sessions", "starts") }
@@ -96,7 +112,7 @@ func (l *Leases) Acquire(ctx context.Context, s config.OrchestratorSettings, uni
 			g    Grant
 			done bool
 		)
-		err := retry(ctx, func() (err error) {
+		err := l.retry(ctx, func() (err error) {
 			g, done, err = l.tryAcquire(ctx, s, unit, chainID, id, sess.Lease())
 			return err
 		})
@@ -221,59 +237,99 @@ func untilTomorrow(now time.Time) int64 {
 
 // Release ends the lease id of unit and books its cost to today's budgets,
 // in one transaction: no other host sees the slot free before the cost is
-// booked. When the slot is gone already (this host's lease expired during an
-// outage) or etcd does not answer, the cost is kept and booked by a later call.
+// booked. When etcd does not answer, the release is kept and done by a later
+// call or by the client's next check that etcd answers: the slot frees then
+// (or when this host's lease expires), and the cost is booked exactly once.
 func (l *Leases) Release(ctx context.Context, unit, id string, costUSD float64) error {
 	if strings.Contains(id, "..") || !strings.HasPrefix(id, l.c.node+"/") {
 		return fmt.Errorf("opsvc: release session lease: no lease %q on this host (release only what session.acquire granted)", id)
 	}
-	b := booking{unit: unit, day: time.Now().UTC().Format("2006-01-02"), usd: costUSD}
-	slot := l.activePrefix() + id
-	tk, uk := l.totalKey(b.day), l.unitKey(b.day, b.unit)
-	tried := false
-	err := retry(ctx, func() error {
-		for {
-			cctx, cancel := context.WithTimeout(ctx, l.c.Timeout())
-			defer cancel()
-			resp, err := l.c.cli.Txn(cctx).Then(clientv3.OpGet(tk), clientv3.OpGet(uk), clientv3.OpGet(slot)).Commit()
-			if err != nil {
-				return err
-			}
-			tkv, ukv := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
-			skv := resp.Responses[2].GetResponseRange().Kvs
-			if len(skv) == 0 {
-				if !tried {
-					l.keep(b) // the slot went with the lease: book the cost alone
-				}
-				return nil // or: an earlier try whose answer was lost did it all
-			}
-			tried = true
-			put, err := l.c.cli.Txn(cctx).If(
-				clientv3.Compare(clientv3.ModRevision(tk), "=", modRev(tkv)),
-				clientv3.Compare(clientv3.ModRevision(uk), "=", modRev(ukv)),
-				clientv3.Compare(clientv3.ModRevision(slot), "=", skv[0].ModRevision),
-			).Then(
-				clientv3.OpDelete(slot),
-				clientv3.OpPut(l.genKey(), ""),
-				clientv3.OpPut(tk, strconv.FormatFloat(floatOf(tkv)+b.usd, 'g', -1, 64)),
-				clientv3.OpPut(uk, strconv.FormatFloat(floatOf(ukv)+b.usd, 'g', -1, 64)),
-			).Commit()
-			if err != nil {
-				return err
-			}
-			if put.Succeeded {
-				return nil
-			}
-		}
-	})
-	if err != nil {
-		if !tried {
-			l.keep(b)
-		}
+	b := booking{unit: unit, id: id, day: time.Now().UTC().Format("2006-01-02"), usd: costUSD}
+	if err := l.retry(ctx, func() error { return l.release(ctx, b) }); err != nil {
+		l.keep(b)
 		l.c.setHealth(err)
-		return fmt.Errorf("opsvc: release session lease: %w: %s (its slot frees when this host's lease expires; its cost is booked when etcd answers)", ErrUnreachable, why(err))
+		return fmt.Errorf("opsvc: release session lease: %w: %s (its slot frees and its cost is booked when etcd answers)", ErrUnreachable, why(err))
 	}
 	return l.flush(ctx)
+}
+
+// release ends b's slot and books its cost, once: the transaction that does
+// it also puts a marker PREFIX/sessions/released/ID, so a try whose answer was
+// lost is not done twice. The marker lives with this host's lease and is
+// deleted by the next release. When the slot is gone already (this host's
+// lease expired during an outage), the cost is booked alone.
+func (l *Leases) release(ctx context.Context, b booking) error {
+	sess, err := l.c.Session(ctx)
+	if err != nil {
+		return err
+	}
+	slot, marker := l.activePrefix()+b.id, l.c.Key("sessions", "released", b.id)
+	tk, uk := l.totalKey(b.day), l.unitKey(b.day, b.unit)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, l.c.Timeout())
+		resp, err := l.c.cli.Txn(cctx).Then(clientv3.OpGet(tk), clientv3.OpGet(uk), clientv3.OpGet(slot), clientv3.OpGet(marker)).Commit()
+		if err != nil {
+			cancel()
+			return err
+		}
+		tkv, ukv := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+		skv, mkv := resp.Responses[2].GetResponseRange().Kvs, resp.Responses[3].GetResponseRange().Kvs
+		if len(mkv) > 0 {
+			cancel()
+			l.released(marker, nil)
+			return nil // an earlier try whose answer was lost did it all
+		}
+		l.mu.Lock()
+		stale := l.stale
+		l.mu.Unlock()
+		cmp := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(tk), "=", modRev(tkv)),
+			clientv3.Compare(clientv3.ModRevision(uk), "=", modRev(ukv)),
+			clientv3.Compare(clientv3.ModRevision(slot), "=", modRev(skv)),
+			clientv3.Compare(clientv3.CreateRevision(marker), "=", 0),
+		}
+		ops := []clientv3.Op{clientv3.OpPut(marker, "", clientv3.WithLease(sess.Lease()))}
+		if b.usd != 0 {
+			ops = append(ops,
+				clientv3.OpPut(tk, strconv.FormatFloat(floatOf(tkv)+b.usd, 'g', -1, 64)),
+				clientv3.OpPut(uk, strconv.FormatFloat(floatOf(ukv)+b.usd, 'g', -1, 64)))
+		}
+		if len(skv) > 0 {
+			ops = append(ops, clientv3.OpDelete(slot), clientv3.OpPut(l.genKey(), ""))
+		}
+		for _, k := range stale {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+		put, err := l.c.cli.Txn(cctx).If(cmp...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return err
+		}
+		if put.Succeeded {
+			l.released(marker, stale)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// released records marker as the one the next release deletes, and that the
+// markers in gone were deleted.
+func (l *Leases) released(marker string, gone []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	left := l.stale[:0:0]
+	for _, k := range l.stale {
+		if !slices.Contains(gone, k) && k != marker {
+			left = append(left, k)
+		}
+	}
+	if len(left) < maxPending {
+		left = append(left, marker)
+	}
+	l.stale = left
 }
 
 // keep holds a cost for booking later.
@@ -285,23 +341,37 @@ func (l *Leases) keep(b booking) {
 	l.mu.Unlock()
 }
 
-// retry runs f again while it fails because a member went away (another
-// member answers the next call), within ctx and a few tries.
-func retry(ctx context.Context, f func() error) error {
-	var err error
-	for i := 0; i < 8; i++ {
+// retry runs f again while it fails because a member went away or did not
+// answer in time (another member or a new leader answers the next call),
+// within ctx and one dial_timeout from the first failure.
+func (l *Leases) retry(ctx context.Context, f func() error) error {
+	var (
+		err   error
+		until time.Time
+	)
+	for i := 0; ; i++ {
 		if err = f(); err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if i == 0 {
+			until = time.Now().Add(l.c.Timeout())
+		}
+		if i == 8 || time.Now().After(until) {
 			return err
 		}
 		time.Sleep(time.Duration(50*(i+1)) * time.Millisecond)
 	}
-	return err
 }
 
-// transient reports whether err is a lost connection to one member.
+// transient reports whether err is a lost connection to one member or a
+// call without an answer in time (a leader election): trying again is safe,
+// as every write holds only if what it read did not change.
 func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
 	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.Unavailable
+	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded)
 }
 
 // ReleaseUnit drops every lease of unit on this host (its worker is gone).
@@ -326,55 +396,21 @@ func (l *Leases) ReleaseUnit(ctx context.Context, unit string) error {
 	return err
 }
 
-// flush books the pending costs, each in a transaction on the counters it
-// raises; what cannot be booked now stays pending.
+// flush does the pending releases; what cannot be done now stays pending.
 func (l *Leases) flush(ctx context.Context) error {
 	l.mu.Lock()
 	todo := l.pending
 	l.pending = nil
 	l.mu.Unlock()
 	for i, b := range todo {
-		if err := retry(ctx, func() error { return l.book(ctx, b) }); err != nil {
+		if err := l.retry(ctx, func() error { return l.release(ctx, b) }); err != nil {
 			l.mu.Lock()
 			l.pending = append(todo[i:], l.pending...)
 			l.mu.Unlock()
-			return fmt.Errorf("opsvc: book a session's cost: %w: %s (it is booked when etcd answers)", ErrUnreachable, why(err))
+			return fmt.Errorf("opsvc: release a session lease: %w: %s (it is done when etcd answers)", ErrUnreachable, why(err))
 		}
 	}
 	return nil
-}
-
-func (l *Leases) book(ctx context.Context, b booking) error {
-	if b.usd == 0 {
-		return nil
-	}
-	tk, uk := l.totalKey(b.day), l.unitKey(b.day, b.unit)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, l.c.Timeout())
-		resp, err := l.c.cli.Txn(cctx).Then(clientv3.OpGet(tk), clientv3.OpGet(uk)).Commit()
-		if err != nil {
-			cancel()
-			return err
-		}
-		tkv, ukv := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
-		put, err := l.c.cli.Txn(cctx).If(
-			clientv3.Compare(clientv3.ModRevision(tk), "=", modRev(tkv)),
-			clientv3.Compare(clientv3.ModRevision(uk), "=", modRev(ukv)),
-		).Then(
-			clientv3.OpPut(tk, strconv.FormatFloat(floatOf(tkv)+b.usd, 'g', -1, 64)),
-			clientv3.OpPut(uk, strconv.FormatFloat(floatOf(ukv)+b.usd, 'g', -1, 64)),
-		).Commit()
-		cancel()
-		if err != nil {
-			return err
-		}
-		if put.Succeeded {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
 }
 
 func modRev(kvs []*kvT) int64 {

@@ -265,6 +265,18 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 	}
 }
 
+// click clicks the element sel names, found and clicked in one step in the
+// page: live events re-render the unit and chain rows, so an element found
+// by one call may be gone by the next.
+func click(t *testing.T, ctx context.Context, what, sel string) {
+	t.Helper()
+	do(t, ctx, what, chromedp.WaitVisible(chromedp.CSS(sel)))
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, sel)
+	for !eval[bool](t, ctx, js) {
+		do(t, ctx, what, chromedp.WaitVisible(chromedp.CSS(sel)))
+	}
+}
+
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
@@ -333,8 +345,8 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Stop the ticker with its button: its row changes in place.
 	eval[bool](t, ctx, `window.__sameDocument = true`)
+	click(t, ctx, "stop ticker", `#units tr[data-unit="ticker"] button[data-action="stop"]`)
 	do(t, ctx, "stop ticker",
-		chromedp.Click(chromedp.CSS(`#units tr[data-unit="ticker"] button[data-action="stop"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#units tr[data-unit="ticker"][data-state="inactive"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#units tr[data-unit="ticker"] button[data-action="start"]`)))
 	if !eval[bool](t, ctx, `window.__sameDocument === true`) {
@@ -385,8 +397,8 @@ func TestConsoleBrowser(t *testing.T) {
 	if txt := eval[string](t, ctx, `document.getElementById('archive').textContent`); !strings.Contains(txt, "No archived chains") {
 		t.Errorf("archive panel says %q, want the daemon's (empty) archive", txt)
 	}
+	click(t, ctx, "chain page", `#chains tr[data-chain]:not([data-sessions="0"]) th a`)
 	do(t, ctx, "chain page",
-		chromedp.Click(chromedp.CSS(`#chains tr[data-chain]:not([data-sessions="0"]) th a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-session="0"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#lineage li[data-chain]`)))
 	screenshot(t, ctx, "chain")
