@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,8 @@ type Grant struct {
 // etcd does not answer. Each call blocks on the network: make it off any loop.
 type Leases struct {
 	c *Client
+
+	flushMu sync.Mutex // one flush at a time: a call waits for the check's
 
 	mu      sync.Mutex
 	pending []booking // releases not yet done (etcd did not answer)
@@ -370,6 +373,10 @@ func transient(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
+	var ee rpctypes.EtcdError // what the client makes of a server's answer, e.g. "leader changed"
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
 	st, ok := status.FromError(err)
 	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded)
 }
@@ -398,6 +405,8 @@ func (l *Leases) ReleaseUnit(ctx context.Context, unit string) error {
 
 // flush does the pending releases; what cannot be done now stays pending.
 func (l *Leases) flush(ctx context.Context) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	l.mu.Lock()
 	todo := l.pending
 	l.pending = nil
