@@ -14,13 +14,10 @@ import (
 // daemonCmd runs this test binary as `opsvc daemon` (testscript dispatches on argv[0]).
 func daemonCmd(t *testing.T, dir string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "daemon", "--units", filepath.Join(dir, "units"), "--state", filepath.Join(dir, "state"),
+	// The binary named opsvc on PATH: a worker or guard the daemon starts
+	// from its own path must find opsvc there, not this test binary.
+	cmd := exec.Command(opsvcBin(t), "daemon", "--units", filepath.Join(dir, "units"), "--state", filepath.Join(dir, "state"),
 		"--socket", filepath.Join(dir, "s.sock"), "--config", filepath.Join(dir, "opsvc.toml"))
-	cmd.Args[0] = "opsvc"
 	cmd.Env = append(os.Environ(), extraEnv...)
 	return cmd
 }

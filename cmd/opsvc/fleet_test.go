@@ -68,7 +68,6 @@ func startFleetHost(t *testing.T, name string, endpoints []string, logPath, agen
 	}
 	h := &fleetHost{name: name, dir: dir, sock: filepath.Join(dir, "s.sock"), stderr: &syncBuffer{}}
 	h.cmd = daemonCmd(t, dir, "GORACE=atexit_sleep_ms=0")
-	h.cmd.Path = opsvcBin(t)
 	h.cmd.Stderr = h.stderr
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
