@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opsvc/opsvc/supervisor/registry"
 	"github.com/opsvc/opsvc/unit"
@@ -191,12 +193,9 @@ agent = ["` + agent + `"]
 		t.Errorf("budgets: %s, want 0.25 spent by orch", b)
 	}
 
-	code, b = h.do("GET", "/metrics", nil)
-	if code != 200 {
-		t.Fatalf("metrics: %d %s", code, b)
-	}
-	out := string(b)
-	for _, want := range []string{
+	// The loop publishes its metrics snapshot at a paced rate: wait for the
+	// one that has the stop, within a bound.
+	want := []string{
 		`opsvc_unit_state{state="active",unit="web"} 1`,
 		`opsvc_unit_state{state="inactive",unit="orch"} 1`,
 		`opsvc_unit_last_exit_code{unit="orch"} 0`,
@@ -208,10 +207,25 @@ agent = ["` + agent + `"]
 		`opsvc_reconcile_duration_seconds_bucket`,
 		`opsvc_unit_start_duration_seconds{unit="web"}`,
 		"go_goroutines ",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("no %q in /metrics", want)
+	}
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, b := h.do("GET", "/metrics", nil)
+		if code != 200 {
+			t.Fatalf("metrics: %d %s", code, b)
 		}
+		out = string(b)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(out, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, w := range missing {
+				t.Errorf("no %q in /metrics", w)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling: the snapshot is published when due
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", out)
