@@ -700,10 +700,11 @@ func TestNotifyWatchdog(t *testing.T) {
 	if _, err := exec.LookPath("systemd-notify"); err != nil {
 		t.Skip("systemd-notify not installed (apt-get install systemd)")
 	}
-	// Pings WATCHDOG=1 for twice the watchdog, then stops: the watchdog fires
-	// only after the pings stopped.
+	// Pings WATCHDOG=1 every 0.25 s for 2 s, then stops: the watchdog fires
+	// only after the pings stopped. Its 3 s leave room for a ping delayed by a
+	// loaded machine.
 	h := newHarness(t, map[string]string{
-		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.25; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"1s\"\nrestart = \"no\"\n",
+		"wd.toml": "[service]\ntype = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"systemd-notify --ready; for i in 1 2 3 4 5 6 7 8; do sleep 0.25; systemd-notify WATCHDOG=1; done; echo pinged; exec sleep 1000\"]\nwatchdog = \"3s\"\nrestart = \"no\"\n",
 	})
 	h.waitEvent("unit.ready", "wd")
 	h.waitLog("wd", "pinged")
