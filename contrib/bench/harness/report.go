@@ -109,6 +109,7 @@ type statusRun struct {
 	N           int       `json:"n"`
 	StatusJSONS []float64 `json:"status_json_s"`
 	ListS       []float64 `json:"list_s"`
+	Load        string    `json:"loadavg,omitempty"` // /proc/loadavg just before the runs
 }
 
 // opsvcExtra holds the figures only opsvc has.
@@ -526,7 +527,11 @@ func (r *results) writeOpsvcOnly(w io.Writer) {
 				continue
 			}
 			p50, _ := median(x.xs)
-			line(fmt.Sprintf("`%s` with %d units running, p50 / max (%d runs)", x.what, sr.N, len(x.xs)),
+			load := ""
+			if sr.Load != "" {
+				load = "; load " + sr.Load
+			}
+			line(fmt.Sprintf("`%s` with %d units running, p50 / max (%d runs%s)", x.what, sr.N, len(x.xs), load),
 				text(fmt.Sprintf("%.1f ms / %.1f ms", p50*1000, slices.Max(x.xs)*1000)))
 		}
 	}
