@@ -21,15 +21,8 @@ func (c *cli) unitList(op string) ([]unitStatus, string, error) {
 	if err != nil {
 		return nil, "", asExit(op, err)
 	}
-	if l, ok := api.ReadUnitList(body); ok {
-		var units []unitStatus
-		if l.Units != nil {
-			units = make([]unitStatus, len(l.Units))
-			for i := range l.Units {
-				units[i].UnitStatus = l.Units[i]
-			}
-		}
-		return units, l.Degraded, nil
+	if units, degraded, ok := api.ReadUnits(body, func(u *unitStatus) *api.UnitStatus { return &u.UnitStatus }); ok {
+		return units, degraded, nil
 	}
 	var out struct {
 		Units    []unitStatus `json:"units"`
@@ -41,10 +34,13 @@ func (c *cli) unitList(op string) ([]unitStatus, string, error) {
 	return out.Units, out.Degraded, nil
 }
 
-// appendUnitsJSON appends {"degraded": …, "units": [...]} as encoding/json
+// writeUnitsJSON writes {"degraded": …, "units": [...]} as encoding/json
 // encodes the map of those keys (degraded left out when empty), indented
-// by two spaces when pretty, else compact, with the final newline.
-func appendUnitsJSON(b []byte, units []unitStatus, degraded string, pretty bool) ([]byte, error) {
+// by two spaces when pretty, else compact, with the final newline; a few
+// units at a time.
+func writeUnitsJSON(w io.Writer, units []unitStatus, degraded string, pretty bool) error {
+	const flushAt = 64 << 10
+	b := make([]byte, 0, flushAt+4<<10)
 	nl := func(depth int) {
 		if pretty {
 			b = append(b, '\n')
@@ -79,7 +75,7 @@ func appendUnitsJSON(b []byte, units []unitStatus, degraded string, pretty bool)
 		if u.Enabled != nil || u.StoppedByHand { // fields beyond the daemon's list
 			raw, err := json.Marshal(u)
 			if err != nil {
-				return b, err
+				return err
 			}
 			if pretty {
 				var ind bytes.Buffer
@@ -91,7 +87,13 @@ func appendUnitsJSON(b []byte, units []unitStatus, degraded string, pretty bool)
 		}
 		var err error
 		if b, err = api.AppendUnitStatus(b, &u.UnitStatus, prefix, indent); err != nil {
-			return b, err
+			return err
+		}
+		if len(b) >= flushAt {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
 		}
 	}
 	if len(units) > 0 {
@@ -99,5 +101,6 @@ func appendUnitsJSON(b []byte, units []unitStatus, degraded string, pretty bool)
 	}
 	b = append(b, ']')
 	nl(0)
-	return append(b, '}', '\n'), nil
+	_, err := w.Write(append(b, '}', '\n'))
+	return err
 }

@@ -32,6 +32,10 @@ func listFixture() []unitStatus {
 // encoding/json writes for the map they wrote before, byte for byte.
 func TestUnitsJSONAsEncodingJSON(t *testing.T) {
 	all := listFixture()
+	var many []unitStatus // more than a buffer's worth
+	for range 500 {
+		many = append(many, all...)
+	}
 	for _, tc := range []struct {
 		name     string
 		units    []unitStatus
@@ -39,6 +43,7 @@ func TestUnitsJSONAsEncodingJSON(t *testing.T) {
 	}{
 		{"none", nil, ""}, {"empty", []unitStatus{}, ""}, {"none degraded", nil, "logs: <disk full>"},
 		{"one", all[:1], ""}, {"plain", all[:2], "event log"}, {"all", all, ""}, {"all degraded", all, "registry"},
+		{"many", many, ""},
 	} {
 		units := tc.units
 		if units == nil {
@@ -52,18 +57,20 @@ func TestUnitsJSONAsEncodingJSON(t *testing.T) {
 			doc["degraded"] = tc.degraded
 		}
 		enc.Encode(doc)
-		got, err := appendUnitsJSON(nil, tc.units, tc.degraded, true)
-		if err != nil || string(got) != pretty.String() {
-			t.Errorf("%s: status --json wrote (%v)\n%s\nencoding/json writes\n%s", tc.name, err, got, pretty.String())
+		var got bytes.Buffer
+		err := writeUnitsJSON(&got, tc.units, tc.degraded, true)
+		if err != nil || got.String() != pretty.String() {
+			t.Errorf("%s: status --json wrote (%v)\n%s\nencoding/json writes\n%s", tc.name, err, got.String(), pretty.String())
 		}
 		if tc.degraded != "" {
 			continue // list --json leaves it out
 		}
 		var compact bytes.Buffer
 		json.NewEncoder(&compact).Encode(map[string]any{"units": units})
-		got, err = appendUnitsJSON(nil, tc.units, "", false)
-		if err != nil || string(got) != compact.String() {
-			t.Errorf("%s: list --json wrote (%v)\n%s\nencoding/json writes\n%s", tc.name, err, got, compact.String())
+		got.Reset()
+		err = writeUnitsJSON(&got, tc.units, "", false)
+		if err != nil || got.String() != compact.String() {
+			t.Errorf("%s: list --json wrote (%v)\n%s\nencoding/json writes\n%s", tc.name, err, got.String(), compact.String())
 		}
 	}
 }

@@ -133,8 +133,9 @@ func (c *cli) list() error {
 	if err != nil {
 		return err
 	}
-	var units []unitStatus
-	for _, u := range all {
+	units := all[:0] // filtered in place
+	for i := range all {
+		u := &all[i]
 		if len(states) > 0 && !states[u.State.String()] {
 			continue
 		}
@@ -150,15 +151,10 @@ func (c *cli) list() error {
 				continue
 			}
 		}
-		units = append(units, u)
+		units = append(units, *u)
 	}
 	if c.args.has("json") {
-		b, err := appendUnitsJSON(nil, units, "", false)
-		if err != nil {
-			return fail(exitFailure, "list: cannot write the units as JSON: %v (report this to opsvc's developers)", err)
-		}
-		_, err = c.stdout.Write(b)
-		return err
+		return writeUnitsJSON(c.stdout, units, "", false)
 	}
 	c.stdout.Write(c.listTable(units, time.Now()))
 	if len(units) == 0 {

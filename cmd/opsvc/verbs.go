@@ -54,11 +54,9 @@ func (c *cli) status() error {
 		}
 	}
 	if c.args.has("json") {
-		b, err := appendUnitsJSON(nil, units, degraded, true)
-		if err != nil {
-			return fail(exitFailure, "status: cannot write the units as JSON: %v (report this to opsvc's developers)", err)
+		if err := writeUnitsJSON(c.stdout, units, degraded, true); err != nil {
+			return fail(exitFailure, "status: cannot write the units as JSON: %v (is stdout closed?)", err)
 		}
-		c.stdout.Write(b)
 	} else {
 		now := time.Now()
 		for i, us := range units {

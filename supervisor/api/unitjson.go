@@ -162,12 +162,18 @@ func (errSlowPath) Error() string { return "api: not the plain shape" }
 // decodes those with encoding/json, which gives its own errors. Like a
 // json.Decoder, it reads the first value and ignores what follows.
 func ReadUnitList(b []byte) (UnitList, bool) {
-	var out UnitList
+	units, degraded, ok := ReadUnits(b, func(u *UnitStatus) *UnitStatus { return u })
+	return UnitList{Units: units, Degraded: degraded}, ok
+}
+
+// ReadUnits is ReadUnitList into elements of a client's own type, each
+// holding a UnitStatus (status returns it), without a copy of the list.
+func ReadUnits[T any](b []byte, status func(*T) *UnitStatus) (units []T, degraded string, ok bool) {
 	d := jsonReader{b: b}
-	if d.unitList(&out) != nil {
-		return UnitList{}, false
+	if readUnits(&d, status, &units, &degraded) != nil {
+		return nil, "", false
 	}
-	return out, true
+	return units, degraded, true
 }
 
 // jsonReader reads the plain JSON of a unit list; any surprise is
@@ -342,24 +348,26 @@ func (d *jsonReader) object(member func(key []byte) error) error {
 	}
 }
 
-func (d *jsonReader) unitList(list *UnitList) error {
+func readUnits[T any](d *jsonReader, status func(*T) *UnitStatus, units *[]T, degraded *string) error {
 	return d.object(func(k []byte) error {
 		switch string(k) {
 		case "units":
 			if d.lit("null") {
-				list.Units = nil
+				*units = nil
 				return nil
 			}
 			if !d.byte('[') {
 				return errSlowPath{}
 			}
-			list.Units = make([]UnitStatus, 0, bytes.Count(d.b[d.i:], []byte(`"name"`)))
+			list := make([]T, 0, bytes.Count(d.b[d.i:], []byte(`"name"`)))
+			defer func() { *units = list }()
 			if d.byte(']') {
 				return nil
 			}
 			for {
-				list.Units = append(list.Units, UnitStatus{})
-				if err := d.unit(&list.Units[len(list.Units)-1]); err != nil {
+				var zero T
+				list = append(list, zero)
+				if err := d.unit(status(&list[len(list)-1])); err != nil {
 					return err
 				}
 				if d.byte(']') {
@@ -370,7 +378,7 @@ func (d *jsonReader) unitList(list *UnitList) error {
 				}
 			}
 		case "degraded":
-			return d.str(&list.Degraded)
+			return d.str(degraded)
 		}
 		return errSlowPath{}
 	})
