@@ -301,18 +301,14 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	if !sorted {
 		slices.SortFunc(rows, func(a, b statusRow) int { return strings.Compare(a.name, b.name) })
 	}
-	out := make([]UnitStatus, len(rows))
-	for i, row := range rows {
-		out[i] = row.status()
-	}
-	list := api.UnitList{Units: out}
+	degraded := ""
 	if s.opts.Bus != nil {
-		list.Degraded = s.opts.Bus.FaultText()
+		degraded = s.opts.Bus.FaultText()
 	}
 	if t := s.fleetText(); t != "" {
-		list.Degraded = strings.TrimPrefix(list.Degraded+"; "+t, "; ")
+		degraded = strings.TrimPrefix(degraded+"; "+t, "; ")
 	}
-	writeUnitList(w, http.StatusOK, &list)
+	writeUnits(w, http.StatusOK, len(rows), func(i int) UnitStatus { return rows[i].status() }, degraded)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/opsvc/opsvc/supervisor/api"
@@ -12,25 +11,33 @@ import (
 // thousands of units, encoding/json's reflection and its second pass to
 // indent were most of the cost of a list.
 func writeUnitList(w http.ResponseWriter, code int, list *api.UnitList) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	if len(list.Units) == 0 {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(list)
+	if list.Units == nil {
+		writeJSON(w, code, list)
 		return
 	}
+	writeUnits(w, code, len(list.Units), func(i int) UnitStatus { return list.Units[i] }, list.Degraded)
+}
+
+// writeUnits is writeUnitList of the n units unit makes, one at a time.
+func writeUnits(w http.ResponseWriter, code, n int, unit func(i int) UnitStatus, degraded string) {
+	if n == 0 {
+		writeJSON(w, code, api.UnitList{Units: []UnitStatus{}, Degraded: degraded})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
 	const flushAt = 64 << 10
 	buf := make([]byte, 0, flushAt+4<<10)
 	buf = append(buf, "{\n  \"units\": [\n"...)
-	for i := range list.Units {
+	for i := range n {
 		buf = append(buf, "    "...)
+		us := unit(i)
 		var err error
-		if buf, err = api.AppendUnitStatus(buf, &list.Units[i], "    ", "  "); err != nil {
+		if buf, err = api.AppendUnitStatus(buf, &us, "    ", "  "); err != nil {
 			w.Write(buf) // a time JSON cannot carry: the body ends unfinished, and decoding it fails
 			return
 		}
-		if i < len(list.Units)-1 {
+		if i < n-1 {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, '\n')
@@ -42,9 +49,9 @@ func writeUnitList(w http.ResponseWriter, code int, list *api.UnitList) {
 		}
 	}
 	buf = append(buf, "  ]"...)
-	if list.Degraded != "" {
+	if degraded != "" {
 		buf = append(buf, ",\n  \"degraded\": "...)
-		buf = api.AppendJSONString(buf, list.Degraded)
+		buf = api.AppendJSONString(buf, degraded)
 	}
 	buf = append(buf, "\n}\n"...)
 	w.Write(buf)
