@@ -274,8 +274,15 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	err := s.do(r.Context(), func() {
 		rows = make([]statusRow, 0, len(s.desired))
 		lcs := make([]statusLC, 0, len(s.units))
+		probs, holds := len(s.errors) > 0, len(s.holds) > 0 // most often neither: no lookup per unit
 		add := func(n string, d Desired) {
-			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n], away: d.Away, hold: s.holds[n]}
+			row := statusRow{name: n, want: d.Want, unit: d.Unit, away: d.Away}
+			if probs {
+				row.probs = s.errors[n]
+			}
+			if holds {
+				row.hold = s.holds[n]
+			}
 			if rec := s.units[n]; rec != nil {
 				lcs = append(lcs, newStatusLC(&rec.Lifecycle))
 				row.lc = &lcs[len(lcs)-1]
