@@ -258,6 +258,7 @@ func (h *harness) machine() meta {
 		GoVersion: gov, Commit: commit, Versions: map[string]string{}, Timing: h.w.method, WorkFS: fsType(h.work),
 		LoadStart: loadavg(), NList: o.ns, DetailN: o.detailN, Reps: o.reps, StopReps: o.stopReps,
 		CrashReps: o.crashReps, RapidReps: o.rapidReps, IdleS: o.idle.Seconds(), StopTimeout: o.stopTimeout.Seconds(),
+		StatusOnly: o.statusOnly,
 	}
 }
 
