@@ -202,10 +202,27 @@ type statusRow struct {
 	name  string
 	want  bool
 	unit  *unit.Unit // not changed after load
-	lc    *Lifecycle // a copy; nil without a record
+	lc    *statusLC  // a copy; nil without a record
 	probs []unit.Problem
 	away  string         // Desired.Away
 	hold  placement.Hold // a fleet unit's hold
+}
+
+// statusLC is the part of a Lifecycle a status shows.
+type statusLC struct {
+	State                                  State
+	Sub                                    string
+	PID                                    int
+	Since                                  time.Time
+	Restarts                               int
+	Running                                bool
+	Exit                                   *ExitStatus
+	Result, StatusText, LastError, Blocked string
+}
+
+func newStatusLC(lc *Lifecycle) statusLC {
+	return statusLC{State: lc.State, Sub: lc.Sub, PID: lc.PID, Since: lc.Since, Restarts: lc.Restarts, Running: lc.Running,
+		Exit: lc.Exit, Result: lc.Result, StatusText: lc.StatusText, LastError: lc.LastError, Blocked: lc.Blocked}
 }
 
 // statusRow copies what the status of name needs. On the loop.
@@ -213,7 +230,7 @@ func (s *Supervisor) statusRow(name string) statusRow {
 	d := s.desired[name]
 	r := statusRow{name: name, want: d.Want, unit: d.Unit, probs: s.errors[name], away: d.Away, hold: s.holds[name]}
 	if rec := s.units[name]; rec != nil {
-		lc := rec.Lifecycle
+		lc := newStatusLC(&rec.Lifecycle)
 		r.lc = &lc
 	}
 	return r
@@ -249,38 +266,56 @@ func (r statusRow) status() UnitStatus {
 }
 
 // handleList lists every unit. The loop only copies what the statuses are
-// made of; sorting and making them is done here, off the loop.
+// made of, in the order of names it keeps for planning (sorted); making
+// and writing them is done here, off the loop.
 func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 	var rows []statusRow
+	sorted := true
 	err := s.do(r.Context(), func() {
 		rows = make([]statusRow, 0, len(s.desired))
-		lcs := make([]Lifecycle, 0, len(s.units))
-		for n, d := range s.desired {
-			row := statusRow{name: n, want: d.Want, unit: d.Unit, probs: s.errors[n], away: d.Away, hold: s.holds[n]}
+		lcs := make([]statusLC, 0, len(s.units))
+		probs, holds := len(s.errors) > 0, len(s.holds) > 0 // most often neither: no lookup per unit
+		add := func(n string, d Desired) {
+			row := statusRow{name: n, want: d.Want, unit: d.Unit, away: d.Away}
+			if probs {
+				row.probs = s.errors[n]
+			}
+			if holds {
+				row.hold = s.holds[n]
+			}
 			if rec := s.units[n]; rec != nil {
-				lcs = append(lcs, rec.Lifecycle)
+				lcs = append(lcs, newStatusLC(&rec.Lifecycle))
 				row.lc = &lcs[len(lcs)-1]
 			}
 			rows = append(rows, row)
+		}
+		for _, n := range s.planOrder() {
+			if d, ok := s.desired[n]; ok {
+				add(n, d)
+			}
+		}
+		if len(rows) != len(s.desired) { // the kept order is behind: every unit, to be sorted
+			rows, lcs, sorted = rows[:0], lcs[:0], false
+			for n, d := range s.desired {
+				add(n, d)
+			}
 		}
 	})
 	if err != nil {
 		unavailable(w, err)
 		return
 	}
-	slices.SortFunc(rows, func(a, b statusRow) int { return strings.Compare(a.name, b.name) })
-	out := make([]UnitStatus, len(rows))
-	for i, row := range rows {
-		out[i] = row.status()
+	if !sorted {
+		slices.SortFunc(rows, func(a, b statusRow) int { return strings.Compare(a.name, b.name) })
 	}
-	list := api.UnitList{Units: out}
+	degraded := ""
 	if s.opts.Bus != nil {
-		list.Degraded = s.opts.Bus.FaultText()
+		degraded = s.opts.Bus.FaultText()
 	}
 	if t := s.fleetText(); t != "" {
-		list.Degraded = strings.TrimPrefix(list.Degraded+"; "+t, "; ")
+		degraded = strings.TrimPrefix(degraded+"; "+t, "; ")
 	}
-	writeUnitList(w, http.StatusOK, &list)
+	writeUnits(w, http.StatusOK, len(rows), func(i int) UnitStatus { return rows[i].status() }, degraded)
 }
 
 // lookup validates a unit name from a request and reports whether the unit exists.

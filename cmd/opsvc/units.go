@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -17,13 +18,8 @@ import (
 
 // allUnits asks the daemon for every unit.
 func (c *cli) allUnits(op string) ([]unitStatus, error) {
-	var out struct {
-		Units []unitStatus `json:"units"`
-	}
-	if err := c.call("GET", "/v1/units", nil, nil, &out); err != nil {
-		return nil, asExit(op, err)
-	}
-	return out.Units, nil
+	units, _, err := c.unitList(op)
+	return units, err
 }
 
 // oneUnit asks the daemon for one unit; an unknown unit exits 4.
@@ -137,8 +133,9 @@ func (c *cli) list() error {
 	if err != nil {
 		return err
 	}
-	var units []unitStatus
-	for _, u := range all {
+	units := all[:0] // filtered in place
+	for i := range all {
+		u := &all[i]
 		if len(states) > 0 && !states[u.State.String()] {
 			continue
 		}
@@ -154,17 +151,26 @@ func (c *cli) list() error {
 				continue
 			}
 		}
-		units = append(units, u)
+		units = append(units, *u)
 	}
 	if c.args.has("json") {
-		if units == nil {
-			units = []unitStatus{}
-		}
-		return json.NewEncoder(c.stdout).Encode(map[string]any{"units": units})
+		return writeUnitsJSON(c.stdout, units, "", false)
 	}
+	c.stdout.Write(c.listTable(units, time.Now()))
+	if len(units) == 0 {
+		fmt.Fprintln(c.stderr, "opsvc: list: no unit matches")
+	}
+	return nil
+}
+
+// listTable is list's table: a header and a line per unit, columns padded
+// to their widest cell, trailing spaces trimmed.
+func (c *cli) listTable(units []unitStatus, now time.Time) []byte {
 	col := c.colors()
-	now := time.Now()
-	rows := [][]string{{"UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "DESCRIPTION"}}
+	type row struct{ cells [6]string }
+	rows := make([]row, 0, len(units)+1)
+	rows = append(rows, row{[6]string{"UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "DESCRIPTION"}})
+	size := 0
 	for _, u := range units {
 		pid, up := "-", "-"
 		if u.PID > 0 {
@@ -177,32 +183,35 @@ func (c *cli) list() error {
 		if u.Error != "" {
 			desc = "(its unit file has problems: opsvc status " + u.Name + ")"
 		}
-		rows = append(rows, []string{u.Name, stateWord(u), pid, up, strconv.Itoa(u.Restarts), desc})
+		rows = append(rows, row{[6]string{u.Name, stateWord(u), pid, up, strconv.Itoa(u.Restarts), desc}})
 	}
-	width := make([]int, len(rows[0]))
+	var width [6]int
 	for _, r := range rows {
-		for i, f := range r {
+		for i, f := range r.cells {
 			width[i] = max(width[i], len(f))
 		}
 	}
+	for _, w := range width {
+		size += w + 2
+	}
+	out := make([]byte, 0, len(rows)*(size+1))
 	for ri, r := range rows {
-		var b strings.Builder
-		for i, f := range r {
-			cell := f
+		start := len(out)
+		for i, f := range r.cells {
 			if ri > 0 && i == 1 {
-				cell = col.state(units[ri-1].State, f)
+				out = append(out, col.state(units[ri-1].State, f)...)
+			} else {
+				out = append(out, f...)
 			}
-			b.WriteString(cell)
-			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", width[i]-len(f)+2))
+			if i < len(r.cells)-1 {
+				for range width[i] - len(f) + 2 {
+					out = append(out, ' ')
+				}
 			}
 		}
-		fmt.Fprintln(c.stdout, strings.TrimRight(b.String(), " "))
+		out = append(out[:start+len(bytes.TrimRight(out[start:], " "))], '\n')
 	}
-	if len(units) == 0 {
-		fmt.Fprintln(c.stderr, "opsvc: list: no unit matches")
-	}
-	return nil
+	return out
 }
 
 func stateWord(u unitStatus) string {
@@ -212,13 +221,18 @@ func stateWord(u unitStatus) string {
 func shortDur(d time.Duration) string {
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
+		return strconv.Itoa(int(d.Seconds())) + "s"
 	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
+		return strconv.Itoa(int(d.Minutes())) + "m"
 	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+		m := int(d.Minutes()) % 60 // d ≥ 1h: 0..59
+		pad := ""
+		if m < 10 {
+			pad = "0"
+		}
+		return strconv.Itoa(int(d.Hours())) + "h" + pad + strconv.Itoa(m) + "m"
 	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return strconv.Itoa(int(d.Hours()/24)) + "d"
 }
 
 // is answers is-active, is-failed and is-enabled: one word per unit unless

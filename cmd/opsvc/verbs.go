@@ -27,17 +27,13 @@ func (c *cli) status() error {
 	var degraded string
 	missing := 0
 	if len(c.args.pos) == 0 {
-		var out struct {
-			Units    []unitStatus `json:"units"`
-			Degraded string       `json:"degraded"`
+		var err error
+		if units, degraded, err = c.unitList("status"); err != nil {
+			return err
 		}
-		if err := c.call("GET", "/v1/units", nil, nil, &out); err != nil {
-			return asExit("status", err)
-		}
-		units, degraded = out.Units, out.Degraded
-		if out.Degraded != "" && !c.args.has("json") {
+		if degraded != "" && !c.args.has("json") {
 			// A daemon that cannot write to disk keeps running; say so first.
-			fmt.Fprintf(c.stdout, "opsvc daemon is %s (free space or fix the file system; it recovers by itself)\n\n", out.Degraded)
+			fmt.Fprintf(c.stdout, "opsvc daemon is %s (free space or fix the file system; it recovers by itself)\n\n", degraded)
 		}
 	} else {
 		names, err := c.expand("status", c.args.pos)
@@ -58,16 +54,9 @@ func (c *cli) status() error {
 		}
 	}
 	if c.args.has("json") {
-		if units == nil {
-			units = []unitStatus{}
+		if err := writeUnitsJSON(c.stdout, units, degraded, true); err != nil {
+			return fail(exitFailure, "status: cannot write the units as JSON: %v (is stdout closed?)", err)
 		}
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		doc := map[string]any{"units": units}
-		if degraded != "" {
-			doc["degraded"] = degraded
-		}
-		enc.Encode(doc)
 	} else {
 		now := time.Now()
 		for i, us := range units {

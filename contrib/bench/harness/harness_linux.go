@@ -42,6 +42,10 @@ func run(o options) error {
 	}
 	defer h.cleanup()
 
+	if o.statusOnly {
+		h.statusOnly()
+		return h.finish()
+	}
 	peers := h.peers()
 	logf("run %s: %s; N=%v; detail N=%d; work dir on %s; timing by %s", strings.TrimSuffix(h.prefix, ":"),
 		names(peers), o.ns, o.detailN, h.res.Meta.WorkFS, h.w.method)
@@ -62,6 +66,26 @@ func run(o options) error {
 		h.res.Problems = append(h.res.Problems, "the run was interrupted; the figures are incomplete")
 	}
 	return h.finish()
+}
+
+// statusOnly times opsvc's status commands at each -status-n, and nothing
+// else.
+func (h *harness) statusOnly() {
+	p := opsvcPeer{bin: h.opt.opsvcBin}
+	pr := &peerResult{Name: p.name()}
+	h.res.Peers = append(h.res.Peers, pr)
+	if err := p.available(); err != nil {
+		pr.Skipped = err.Error()
+		logf("%s: skipped (%v)", p.name(), err)
+		return
+	}
+	pr.Version = p.version()
+	for _, n := range h.opt.statusNs {
+		if h.overBudget() || h.ctx.Err() != nil {
+			return
+		}
+		h.statusCost(p, pr, n)
+	}
 }
 
 func names(ps []peer) string {
@@ -234,6 +258,7 @@ func (h *harness) machine() meta {
 		GoVersion: gov, Commit: commit, Versions: map[string]string{}, Timing: h.w.method, WorkFS: fsType(h.work),
 		LoadStart: loadavg(), NList: o.ns, DetailN: o.detailN, Reps: o.reps, StopReps: o.stopReps,
 		CrashReps: o.crashReps, RapidReps: o.rapidReps, IdleS: o.idle.Seconds(), StopTimeout: o.stopTimeout.Seconds(),
+		StatusOnly: o.statusOnly,
 	}
 }
 

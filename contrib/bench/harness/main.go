@@ -53,7 +53,10 @@ type options struct {
 	command  string // the command line to print with the results
 	keepWork bool
 	scale    scaleOpts
-	reportOf string // render the table and plot of this results file, measure nothing
+	// statusOnly measures only opsvc's status commands at each statusNs:
+	// no cold starts of the other figures, no peers.
+	statusOnly bool
+	reportOf   string // render the table and plot of this results file, measure nothing
 }
 
 func parseFlags(args []string) (options, error) {
@@ -90,6 +93,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.command, "command", "", "the command line to print with the results")
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
 	scaleFlags(fs, &o.scale)
+	fs.BoolVar(&o.statusOnly, "status-only", false, "measure only opsvc status --json and opsvc list at each -status-n, nothing else (give -out another directory to keep results/latest.* as they are)")
 	fs.StringVar(&o.reportOf, "report", "", "render latest.md and the plot again from this latest.json into -out; measure nothing")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -302,7 +302,8 @@ func (h *harness) statusCost(p opsvcPeer, pr *peerResult, n int) {
 	}
 	defer h.down(in, pr)
 	h.sleep(h.opt.settle)
-	r := statusRun{N: n}
+	r := statusRun{N: n, Load: loadavg()}
+	logf("opsvc: %d units: timing status --json and list (load %s)", n, r.Load)
 	for _, x := range []struct {
 		args []string
 		out  *[]float64

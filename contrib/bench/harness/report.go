@@ -45,6 +45,7 @@ type meta struct {
 	IdleS       float64           `json:"idle_s"`
 	StopTimeout float64           `json:"stop_timeout_s"`
 	EventsLost  int               `json:"events_lost"`
+	StatusOnly  bool              `json:"status_only,omitempty"` // -status-only: nothing but the status commands
 }
 
 type peerResult struct {
@@ -109,6 +110,7 @@ type statusRun struct {
 	N           int       `json:"n"`
 	StatusJSONS []float64 `json:"status_json_s"`
 	ListS       []float64 `json:"list_s"`
+	Load        string    `json:"loadavg,omitempty"` // /proc/loadavg just before the runs
 }
 
 // opsvcExtra holds the figures only opsvc has.
@@ -434,7 +436,9 @@ func (r *results) writeMarkdown(w io.Writer) {
 	r.writeScale(w)
 	r.writeOpsvcOnly(w)
 	r.writeGoBench(w)
-	r.writeTargets(w)
+	if !r.Meta.StatusOnly {
+		r.writeTargets(w)
+	}
 
 	fmt.Fprintf(w, "\nVersions: ")
 	var vs []string
@@ -447,9 +451,11 @@ func (r *results) writeMarkdown(w io.Writer) {
 	m := r.Meta
 	fmt.Fprintf(w, "\nMachine: %d CPUs (%s), %s, kernel %s, %s; %s; work directory on %s; timing by %s.\n",
 		m.NProc, m.CPU, m.MemTotal, m.Kernel, m.OS, m.GoVersion, m.WorkFS, m.Timing)
-	fmt.Fprintf(w, "Medians of %d runs for (a) and (c), of %d runs for (e); %d kills for (b), %d for (b'). "+
-		"Load average %s at the start, %s at the end; the run took %.0f s.\n",
-		m.Reps, m.StopReps, m.CrashReps, m.RapidReps, m.LoadStart, m.LoadEnd, m.DurationS)
+	if !m.StatusOnly {
+		fmt.Fprintf(w, "Medians of %d runs for (a) and (c), of %d runs for (e); %d kills for (b), %d for (b'). ",
+			m.Reps, m.StopReps, m.CrashReps, m.RapidReps)
+	}
+	fmt.Fprintf(w, "Load average %s at the start, %s at the end; the run took %.0f s.\n", m.LoadStart, m.LoadEnd, m.DurationS)
 	if m.Command != "" {
 		fmt.Fprintf(w, "Command: `%s`", m.Command)
 		if m.Commit != "" {
@@ -526,7 +532,11 @@ func (r *results) writeOpsvcOnly(w io.Writer) {
 				continue
 			}
 			p50, _ := median(x.xs)
-			line(fmt.Sprintf("`%s` with %d units running, p50 / max (%d runs)", x.what, sr.N, len(x.xs)),
+			load := ""
+			if sr.Load != "" {
+				load = "; load " + sr.Load
+			}
+			line(fmt.Sprintf("`%s` with %d units running, p50 / max (%d runs%s)", x.what, sr.N, len(x.xs), load),
 				text(fmt.Sprintf("%.1f ms / %.1f ms", p50*1000, slices.Max(x.xs)*1000)))
 		}
 	}
