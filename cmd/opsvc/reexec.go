@@ -66,7 +66,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func longRequest(r *http.Request) bool {
 	q := r.URL.Query()
 	p := r.URL.Path
-	return strings.HasSuffix(p, "/events") || strings.HasSuffix(p, "/events/ws") || p == "/v1/daemon/reexec" ||
+	return strings.HasSuffix(p, "/events") || strings.HasSuffix(p, "/events/ws") || p == "/v1/daemon/reexec" || p == "/v1/daemon/handover" ||
 		q.Get("follow") == "1" || q.Get("wait") == "1"
 }
 
@@ -169,8 +169,13 @@ type reexecer struct {
 	logs   *logs.Logs
 	logf   func(string, ...any)
 	notify func(string) error
+	// state is the state directory; managed is set under a service
+	// manager (NOTIFY_SOCKET), which a handover to a new daemon would
+	// leave believing the service ended.
+	state   string
+	managed bool
 
-	mu sync.Mutex // one re-exec at a time
+	mu sync.Mutex // one re-exec or handover at a time
 }
 
 // prepare pauses the daemon and has the binary at x.exe check the state. On
