@@ -79,7 +79,7 @@ func (s *Supervisor) handleHandover(w http.ResponseWriter, r *http.Request) {
 	}
 	step, err := s.opts.Replace(r, req)
 	if err != nil {
-		writeErr(w, http.StatusConflict, "handover refused: "+err.Error(), "the daemon runs on as it was, with its workers; see: opsvc events --type daemon.reexec_refused")
+		writeErr(w, http.StatusConflict, "handover refused: "+err.Error(), "the running daemon runs on as it was, with its workers")
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()

@@ -267,10 +267,13 @@ func answerError(c net.Conn, code int, head http.Header) error {
 	body, _ := io.ReadAll(io.LimitReader(c, int64(n)))
 	var e api.Error
 	if json.Unmarshal(body, &e) == nil && e.Message != "" {
-		if e.Hint != "" {
-			return fmt.Errorf("%s (%s)", e.Message, e.Hint)
+		switch {
+		case e.Hint == "":
+			return errors.New(e.Message)
+		case strings.HasSuffix(e.Message, ")"): // the reason has its own hint
+			return fmt.Errorf("%s; %s)", strings.TrimSuffix(e.Message, ")"), e.Hint)
 		}
-		return errors.New(e.Message)
+		return fmt.Errorf("%s (%s)", e.Message, e.Hint)
 	}
 	return fmt.Errorf("the daemon answered %d %s (is it an opsvc daemon, as new as this one?)", code, http.StatusText(code))
 }
