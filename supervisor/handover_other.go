@@ -3,8 +3,10 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os/exec"
 
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/handover"
@@ -54,5 +56,19 @@ func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
 	return NewExecRunner(reapAll)
 }
 
-// HoldReaping does nothing on this system.
-func (r *ExecRunner) HoldReaping() (release func()) { return func() {} }
+// RunChild runs cmd to its end and returns its output, stdout and stderr
+// together, as exec.Cmd.CombinedOutput does; when ctx ends, it is killed.
+func (r *ExecRunner) RunChild(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	stop()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return b.Bytes(), err
+}

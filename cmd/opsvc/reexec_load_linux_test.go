@@ -118,7 +118,9 @@ func TestReexecUnderLoad(t *testing.T) {
 	if err := os.Symlink(fake, filepath.Join(bin, "claude")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := daemonCmd(t, dir, "PATH="+bin+":"+os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0")
+	// OPSVC_LOAD_TESTS is cleared for the daemon: a worker that ran this
+	// package's tests by mistake must not start this test again.
+	cmd := daemonCmd(t, dir, "PATH="+bin+":"+os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0", "OPSVC_LOAD_TESTS=")
 	// The daemon runs an orchestrator's worker as its own executable, by
 	// path: that must be this binary named opsvc (the copy TestMain puts in
 	// PATH), or the worker would run this package's tests instead.
