@@ -156,16 +156,20 @@ func replaceRunning(socket, state, exe string, logf func(string, ...any)) (*hand
 	}
 	uc := conn.(*net.UnixConn)
 	defer uc.Close()
-	oldPID := 0
+	oldPID, oldUID := 0, -1
 	if raw, err := uc.SyscallConn(); err == nil {
 		raw.Control(func(fd uintptr) {
 			if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-				oldPID = int(cred.Pid)
+				oldPID, oldUID = int(cred.Pid), int(cred.Uid)
 			}
 		})
 	}
 	if oldPID <= 0 {
 		return nil, nil, fmt.Errorf("the process on %s is not known (its peer credentials cannot be read; stop it and start this daemon without --replace)", socket)
+	}
+	// Its workers would become this daemon's: only from root or this user.
+	if oldUID != 0 && oldUID != os.Geteuid() {
+		return nil, nil, fmt.Errorf("the daemon on %s runs as uid %d, not as root or this user (run opsvc daemon --replace as uid %d)", socket, oldUID, oldUID)
 	}
 	uc.SetDeadline(time.Now().Add(replaceTimeout))
 	body, err := json.Marshal(api.HandoverRequest{Version: handover.Version, State: state, Executable: exe})

@@ -381,6 +381,17 @@ func TestReplaceRefused(t *testing.T) {
 		t.Fatalf("daemon exit: %v", err)
 	}
 	checkLines(t, filepath.Join(dir, "state", "logs", "p0.log"))
+
+	// With no daemon on the socket, --replace just starts.
+	c := startReplaceDaemon(t, dir, "c.log", "--replace")
+	waitUnits(t, sock, "units active under a daemon started with --replace and nothing to replace", allActive(n))
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.wait(t); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+	if b, _ := os.ReadFile(c.log); !strings.Contains(string(b), "no daemon answers on "+sock) {
+		t.Errorf("the daemon started with --replace and nothing to replace did not say so:\n%s", b)
+	}
 }
 
 // refuseHandover plays a new daemon that asks for the handover, receives
