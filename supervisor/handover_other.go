@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os/exec"
@@ -59,16 +58,5 @@ func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
 // RunChild runs cmd to its end and returns its output, stdout and stderr
 // together, as exec.Cmd.CombinedOutput does; when ctx ends, it is killed.
 func (r *ExecRunner) RunChild(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
-	var b bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &b, &b
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
-	err := cmd.Wait()
-	stop()
-	if ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	return b.Bytes(), err
+	return combinedOutput(ctx, cmd)
 }

@@ -247,7 +247,7 @@ const maxChildOutput = 64 << 10
 // is killed.
 func (r *ExecRunner) RunChild(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
 	if !r.reapAll {
-		return cmd.CombinedOutput()
+		return combinedOutput(ctx, cmd)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
