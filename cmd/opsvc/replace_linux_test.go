@@ -94,11 +94,14 @@ func (d *replaceDaemon) running() bool {
 	}
 }
 
-func unixClient(sock string) *http.Client {
+// unixClient talks HTTP to the daemon on sock; its idle connections are
+// closed when the test ends.
+func unixClient(t *testing.T, sock string) *http.Client {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}
+	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
 }
 
@@ -113,10 +116,10 @@ type follower struct {
 	done   chan struct{}
 }
 
-func follow(sock string) *follower {
+func follow(t *testing.T, sock string) *follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &follower{got: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
-	client := unixClient(sock)
+	client := unixClient(t, sock)
 	go func() {
 		defer close(f.done)
 		var last uint64
@@ -204,7 +207,7 @@ func TestReplaceKeepsWorkers(t *testing.T) {
 	sock := filepath.Join(dir, "s.sock")
 	a := startReplaceDaemon(t, dir, "a.log")
 	before := waitUnits(t, sock, "units active under the first daemon", allActive(n))
-	f := follow(sock)
+	f := follow(t, sock)
 	defer func() { f.stop(); <-f.done }()
 	seqA := lastSeq(storedEventList(t, sock))
 	f.waitSeq(t, seqA)
@@ -311,7 +314,7 @@ func TestReplaceRefused(t *testing.T) {
 	sock := filepath.Join(dir, "s.sock")
 	a := startReplaceDaemon(t, dir, "a.log")
 	before := waitUnits(t, sock, "units active", allActive(n))
-	client := unixClient(sock)
+	client := unixClient(t, sock)
 	state := filepath.Join(dir, "state")
 
 	// Another state directory: the new daemon exits 1 with the reason.
