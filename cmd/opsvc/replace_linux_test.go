@@ -432,3 +432,43 @@ func refuseHandover(t *testing.T, sock, state string, refusal error) {
 		}
 	}
 }
+
+// TestReadAnswerHeadIsBounded: the answer's head is read a byte at a time
+// up to its end and no further, and a head that does not end, or is not
+// HTTP, is refused.
+func TestReadAnswerHeadIsBounded(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		code     int
+		rest     string
+		fail     string
+	}{
+		{"switch", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: opsvc-handover\r\n\r\nFRAMES", 101, "FRAMES", ""},
+		{"refusal", "HTTP/1.1 409 Conflict\r\nContent-Length: 2\r\n\r\n{}", 409, "{}", ""},
+		{"endless", "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", maxAnswerHead), 0, "", "headers over"},
+		{"not http", "SSH-2.0-OpenSSH\r\n\r\n", 0, "", "not an HTTP answer"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			go func() {
+				b.Write([]byte(c.in))
+				b.Close()
+			}()
+			code, _, err := readAnswerHead(a)
+			if c.fail != "" {
+				if err == nil || !strings.Contains(err.Error(), c.fail) {
+					t.Fatalf("error %v, want %q", err, c.fail)
+				}
+				return
+			}
+			if err != nil || code != c.code {
+				t.Fatalf("code %d, error %v; want %d", code, err, c.code)
+			}
+			rest, _ := io.ReadAll(a)
+			if string(rest) != c.rest {
+				t.Errorf("left %q after the head, want %q", rest, c.rest)
+			}
+		})
+	}
+}
