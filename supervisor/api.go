@@ -66,6 +66,10 @@ func peerOf(r *http.Request) (Peer, bool) {
 	return p, ok
 }
 
+// RequestPeer is the process that sent r over the control socket; ok is
+// false over TCP.
+func RequestPeer(r *http.Request) (p Peer, ok bool) { return peerOf(r) }
+
 // emit publishes an event whose data is one of the api package's types.
 func (s *Supervisor) emit(unitName string, pid int, d api.EventData) {
 	s.publish(d.EventType(), unitName, pid, api.Map(d))
@@ -104,6 +108,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/units/{name}/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	mux.HandleFunc("POST /v1/daemon/reexec", s.handleReexec)
+	mux.HandleFunc("POST /v1/daemon/handover", s.handleHandover)
 	s.chainRoutes(mux)
 	s.operatorRoutes(mux)
 	s.registerCLIRoutes(mux)

@@ -5,6 +5,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"os/exec"
 
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/handover"
@@ -54,5 +55,8 @@ func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
 	return NewExecRunner(reapAll)
 }
 
-// HoldReaping does nothing on this system.
-func (r *ExecRunner) HoldReaping() (release func()) { return func() {} }
+// RunChild runs cmd to its end and returns its output, stdout and stderr
+// together, as exec.Cmd.CombinedOutput does; when ctx ends, it is killed.
+func (r *ExecRunner) RunChild(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
+	return combinedOutput(ctx, cmd)
+}

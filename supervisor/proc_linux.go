@@ -56,6 +56,10 @@ type ExecRunner struct {
 	adopting bool
 	exits    map[int]unix.WaitStatus
 
+	// Children run by RunChild, whose exits the reaper hands over; under
+	// mu.
+	waited map[int]chan unix.WaitStatus
+
 	mainForks bool // forks run on the process's main thread (NewExecRunnerOnMain)
 }
 
@@ -224,7 +228,7 @@ func (r *ExecRunner) reap() {
 		r.mu.Lock()
 		p := r.procs[pid]
 		delete(r.procs, pid)
-		if p == nil {
+		if p == nil && !r.claimWaited(pid, ws) {
 			r.unclaimed(pid, ws)
 		}
 		r.mu.Unlock()

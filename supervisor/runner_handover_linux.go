@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -234,10 +236,86 @@ func (r *ExecRunner) Exec(path string, argv, env []string) error {
 	return nil
 }
 
-// HoldReaping keeps the reaper from reaping any child until release: a
-// child the caller starts itself (os/exec) can then be waited for by pid.
-// Starts wait meanwhile.
-func (r *ExecRunner) HoldReaping() (release func()) {
-	r.forkMu.RLock()
-	return r.forkMu.RUnlock
+// maxChildOutput bounds what RunChild keeps of a child's output.
+const maxChildOutput = 64 << 10
+
+// RunChild runs cmd (not started; its Stdout and Stderr are set here) to
+// its end and returns its output, stdout and stderr together (at
+// most 64 KiB), as exec.Cmd.CombinedOutput does. The daemon's reaper,
+// which reaps every child, hands this one's exit over instead of taking it,
+// so that starts and reaping go on while it runs. When ctx ends, the child
+// is killed.
+func (r *ExecRunner) RunChild(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
+	if !r.reapAll {
+		return combinedOutput(ctx, cmd)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	exited := make(chan unix.WaitStatus, 1)
+	r.forkMu.RLock() // no reaping between the fork and the registration
+	err = cmd.Start()
+	if err == nil {
+		r.mu.Lock()
+		if r.waited == nil {
+			r.waited = make(map[int]chan unix.WaitStatus)
+		}
+		r.waited[cmd.Process.Pid] = exited
+		r.mu.Unlock()
+	}
+	r.forkMu.RUnlock()
+	pw.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer cmd.Process.Release() // waited for by the reaper, not by os/exec
+	out := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(pr, maxChildOutput))
+		io.Copy(io.Discard, pr) // to EOF, so that the child never blocks on a full pipe
+		out <- b
+	}()
+	var ws unix.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		select {
+		case ws = <-exited:
+		case <-r.done:
+		}
+	case <-r.done: // the runner closed: nobody reaps any more
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("%s: the daemon is stopping", cmd.Path)
+	}
+	var b []byte
+	select {
+	case b = <-out:
+	case <-ctx.Done():
+		// A process the child started holds the pipe open.
+	}
+	switch {
+	case ctx.Err() != nil:
+		return b, ctx.Err()
+	case ws.Signaled():
+		return b, fmt.Errorf("%s: killed by %v", cmd.Path, ws.Signal())
+	case ws.ExitStatus() != 0:
+		return b, fmt.Errorf("%s: exit status %d", cmd.Path, ws.ExitStatus())
+	}
+	return b, nil
+}
+
+// claimWaited hands a reaped child's exit to its RunChild; it reports
+// whether one waited for it. Called under r.mu.
+func (r *ExecRunner) claimWaited(pid int, ws unix.WaitStatus) bool {
+	ch := r.waited[pid]
+	if ch == nil {
+		return false
+	}
+	delete(r.waited, pid)
+	ch <- ws
+	return true
 }

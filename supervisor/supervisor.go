@@ -70,6 +70,9 @@ type Options struct {
 	FDStore *FDStore
 	// Reexec serves POST /v1/daemon/reexec; nil = not offered.
 	Reexec ReexecFunc
+	// Replace serves POST /v1/daemon/handover, a new daemon taking over
+	// from this one (opsvc daemon --replace); nil = not offered.
+	Replace ReplaceFunc
 	// Placer places fleet units ([cluster] in opsvc.toml); nil = no fleet.
 	Placer Placer
 	// FleetEvents follows every host's events ([cluster]); nil = no fleet.

@@ -58,6 +58,21 @@ func daemonMain(c *cli, forks chan func()) error {
 			*d = abs
 		}
 	}
+	logger := log.New(c.stderr, "opsvc: ", 0)
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	replaced := false
+	if hrec == nil && herr == nil && c.args.has("replace") {
+		// Taking over from the daemon running on the socket: its state and
+		// files once it has exited.
+		hrec, hfiles, err = replaceRunning(p.Socket, p.State, exe, logger.Printf)
+		if err != nil {
+			return fail(exitFailure, "replace the running daemon: %v", err)
+		}
+		replaced = hrec != nil
+	}
 	if hrec == nil && herr == nil {
 		// Restarted by a service manager after a crash: the workers' files
 		// from its store, the state record from the state directory.
@@ -80,7 +95,6 @@ func daemonMain(c *cli, forks chan func()) error {
 		return fail(exitFailure, "%v", err)
 	}
 	defer fleet.close()
-	logger := log.New(c.stderr, "opsvc: ", 0)
 	if herr != nil {
 		logger.Printf("%v; starting afresh (workers left by the daemon before are ended)", herr)
 	}
@@ -164,12 +178,9 @@ func daemonMain(c *cli, forks chan func()) error {
 		return fail(exitFailure, "daemon: %v", err)
 	}
 	logf("processes of units are tracked %s", how)
-	exe, err := os.Executable()
-	if err != nil {
-		exe = os.Args[0]
-	}
 	notify := func(state string) error { _, err := sdnotify.Notify(state); return err }
-	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify}
+	x := &reexecer{exe: exe, argv: os.Args, runner: runner, bus: b, logs: lg, logf: logf, notify: notify,
+		state: p.State, managed: os.Getenv("NOTIFY_SOCKET") != ""}
 	fleetUnits := newFleetUnits(placementClient(fleet), logf)
 	sup, err := supervisor.New(supervisor.Options{
 		Paths:            p,
@@ -189,6 +200,9 @@ func daemonMain(c *cli, forks chan func()) error {
 		FDStore:          fdStore(p.State, logf),
 		Reexec: func(r *http.Request) (api.ReexecReply, func(), error) {
 			return x.prepare(r.Context())
+		},
+		Replace: func(r *http.Request, req api.HandoverRequest) (func(*net.UnixConn, error), error) {
+			return x.handOver(r.Context(), r, req)
 		},
 		Placer:      fleetUnits.placerOpt(),
 		FleetEvents: fleetUnits.eventsOpt(),
@@ -240,7 +254,10 @@ func daemonMain(c *cli, forks chan func()) error {
 			}
 		}
 	}()
-	if hrec != nil {
+	switch {
+	case replaced:
+		logf("daemon replaced: taking over %d units from pid %d", len(hrec.Units), hrec.PID)
+	case hrec != nil:
 		logf("daemon re-executed: taking over %d units from pid %d", len(hrec.Units), hrec.PID)
 	}
 	if addr := pprofAddr(); addr != "" {

@@ -66,7 +66,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func longRequest(r *http.Request) bool {
 	q := r.URL.Query()
 	p := r.URL.Path
-	return strings.HasSuffix(p, "/events") || strings.HasSuffix(p, "/events/ws") || p == "/v1/daemon/reexec" ||
+	return strings.HasSuffix(p, "/events") || strings.HasSuffix(p, "/events/ws") || p == "/v1/daemon/reexec" || p == "/v1/daemon/handover" ||
 		q.Get("follow") == "1" || q.Get("wait") == "1"
 }
 
@@ -169,8 +169,13 @@ type reexecer struct {
 	logs   *logs.Logs
 	logf   func(string, ...any)
 	notify func(string) error
+	// state is the state directory; managed is set under a service
+	// manager (NOTIFY_SOCKET), which a handover to a new daemon would
+	// leave believing the service ended.
+	state   string
+	managed bool
 
-	mu sync.Mutex // one re-exec at a time
+	mu sync.Mutex // one re-exec or handover at a time
 }
 
 // prepare pauses the daemon and has the binary at x.exe check the state. On
@@ -189,12 +194,12 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	// The new binary checks it reads this binary's records before anything
 	// stops: a refusal costs no pause.
 	probe := &handover.Record{Written: time.Now(), PID: os.Getpid(), Units: []handover.Unit{}}
-	release := x.runner.HoldReaping() // the daemon reaps every child; this one is waited for here
-	err := checkState(ctx, x.exe, x.argv[0], probe)
-	release()
+	began := time.Now()
+	err := checkState(ctx, x.runner, x.exe, x.argv[0], probe)
 	if err != nil {
 		return refuse(err)
 	}
+	x.logf("re-exec: %s read the state record in %v", x.exe, time.Since(began).Round(time.Millisecond))
 	lf, err := x.ctl.pause()
 	if err != nil {
 		return refuse(err)
@@ -258,9 +263,10 @@ func (x *reexecer) exec(fr *supervisor.Frozen, lf *os.File) error {
 	return err
 }
 
-// checkState runs `EXE daemon --check-state` on the record, bounded in time;
-// argv0 is the name the daemon was started under.
-func checkState(ctx context.Context, exe, argv0 string, rec *handover.Record) error {
+// checkState runs `EXE daemon --check-state` on the record as a child of
+// runner (whose reaper takes every child's exit), bounded in time; argv0 is
+// the name the daemon was started under.
+func checkState(ctx context.Context, runner *supervisor.ExecRunner, exe, argv0 string, rec *handover.Record) error {
 	mf, err := handover.WriteMemfd(rec)
 	if err != nil {
 		return err
@@ -268,11 +274,11 @@ func checkState(ctx context.Context, exe, argv0 string, rec *handover.Record) er
 	defer mf.Close()
 	ctx, cancel := context.WithTimeout(ctx, checkStateTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "daemon", "--check-state", "/dev/fd/3")
+	cmd := exec.Command(exe, "daemon", "--check-state", "/dev/fd/3")
 	cmd.Args[0] = argv0
 	cmd.ExtraFiles = []*os.File{mf}
 	cmd.Env = os.Environ()
-	out, err := cmd.CombinedOutput()
+	out, err := runner.RunChild(ctx, cmd)
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
 		if len(msg) > 512 {

@@ -84,8 +84,13 @@ func TestReexecUnderLoad(t *testing.T) {
 	if _, ok := findVerb("daemon-reexec"); !ok {
 		t.Skip("this build has no daemon-reexec verb")
 	}
-	if os.Getenv("OPSVC_LOAD_TESTS") == "" {
-		t.Skip("heavy (over 100 processes): set OPSVC_LOAD_TESTS=1 to run it")
+	if testing.Short() {
+		t.Skip("over 100 processes for about 20 s: not with -short")
+	}
+	if os.Getenv("OPSVC_UNDER_LOAD_TEST") != "" {
+		// A worker of this test's daemon that ran the package's tests
+		// (by a wrong executable) must not start it again.
+		t.Skip("inside the load test's own daemon")
 	}
 	dir, err := os.MkdirTemp("", "orx")
 	if err != nil {
@@ -118,7 +123,7 @@ func TestReexecUnderLoad(t *testing.T) {
 	if err := os.Symlink(fake, filepath.Join(bin, "claude")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := daemonCmd(t, dir, "PATH="+bin+":"+os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0")
+	cmd := daemonCmd(t, dir, "PATH="+bin+":"+os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0", "OPSVC_UNDER_LOAD_TEST=1")
 	// The daemon runs an orchestrator's worker as its own executable, by
 	// path: that must be this binary named opsvc (the copy TestMain puts in
 	// PATH), or the worker would run this package's tests instead.

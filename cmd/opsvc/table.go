@@ -60,6 +60,7 @@ func verbTable() []verbSpec {
 				{name: "no-watch", help: "do not watch the units directory (reload by hand)"},
 				{name: "listen", value: "ADDR", help: "serve the API and web console on a TCP address"},
 				{name: "check-state", value: "FILE", help: "check that this binary can take over the state in FILE, then exit", comp: "files"},
+				{name: "replace", help: "take over from the daemon running on the socket: it hands its workers over and exits"},
 			}, run: runDaemonEntry},
 		{name: "status", args: "[UNIT...]", summary: "show units in full (exit 3 if a named one is not active)",
 			example: "opsvc status web", comp: "units", run: (*cli).status},

@@ -32,7 +32,7 @@ _opsvc() {
 	case $cur in
 	-*)
 		case $verb in
-		daemon) COMPREPLY=($(compgen -W "--check-state --color --config --full --help --json --listen --no-pager --no-watch --socket --state --units --version -h -l" -- "$cur")) ;;
+		daemon) COMPREPLY=($(compgen -W "--check-state --color --config --full --help --json --listen --no-pager --no-watch --replace --socket --state --units --version -h -l" -- "$cur")) ;;
 		status) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		list) COMPREPLY=($(compgen -W "--color --config --failed --full --help --json --no-pager --socket --state --units --version -h -l" -- "$cur")) ;;
 		start) COMPREPLY=($(compgen -W "--color --config --full --help --json --no-pager --no-wait --socket --state --units --version -h -l" -- "$cur")) ;;

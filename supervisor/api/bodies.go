@@ -168,6 +168,7 @@ func Routes() []Route {
 		{"GET", "/v1/units/{name}/logs", "", "LogLine"},
 		{"POST", "/v1/reload", "", "ReloadResult"},
 		{"POST", "/v1/daemon/reexec", "", "ReexecReply"},
+		{"POST", "/v1/daemon/handover", "HandoverRequest", "101 Switching Protocols, then the handover"},
 		{"GET", "/v1/events", "", "Event"},
 		{"GET", "/v1/chains", "", "{chains: [registry.ChainSummary]}"},
 		{"GET", "/v1/chains/{id}", "", "registry.Chain"},

@@ -53,3 +53,18 @@ type ReexecReply struct {
 	Executable string `json:"executable"`
 	Seq        uint64 `json:"seq"`
 }
+
+// HandoverRequest is the body of POST /v1/daemon/handover: a new daemon
+// (opsvc daemon --replace) asks the running one to hand its workers over
+// and exit. Version is the state record version the new daemon reads;
+// State its state directory, which must be the running daemon's.
+type HandoverRequest struct {
+	Version    int    `json:"version"`
+	State      string `json:"state"`
+	Executable string `json:"executable,omitempty"`
+}
+
+// HandoverUpgrade is the protocol of the 101 Switching Protocols answer to
+// POST /v1/daemon/handover: the state record and the files follow on the
+// same connection (package handover's Send).
+const HandoverUpgrade = "opsvc-handover"
