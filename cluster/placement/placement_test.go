@@ -273,8 +273,17 @@ func TestMoveHandsTheUnitToTheNamedHost(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := r.p.Move(ctx, "u", to.name); err != nil {
-		t.Fatal(err)
+	// A host that has just started may not campaign yet: the move says so
+	// (ErrNotCandidate) until it does.
+	for {
+		err := r.p.Move(ctx, "u", to.name)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, placement.ErrNotCandidate) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling etcd for the candidate
 	}
 	if got := runner(t, hosts, 5*time.Second); got != to {
 		t.Fatalf("after the move %s runs the unit, want %s", got.name, to.name)
