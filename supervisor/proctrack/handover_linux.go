@@ -38,17 +38,6 @@ func (t *Tracker) kept(marker string) bool {
 	return t.runs[marker] != nil
 }
 
-func (t *Tracker) keptCgroup(dir string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, r := range t.runs {
-		if r.dir == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // Adopted returns the handed-over run with this marker (Options.Keep), nil
 // if there is none.
 func (t *Tracker) Adopted(marker string) *Run {

@@ -602,8 +602,21 @@ func (t *Tracker) Sweep() []Leftover {
 			}
 		}
 	}
+	// The handed-over runs, looked up once: their main processes are known
+	// by pid and start time, so their environments need not be read.
+	keptPID, keptDir := make(map[int]uint64), make(map[string]bool)
+	t.mu.Lock()
+	for _, r := range t.runs {
+		if r.pid > 0 {
+			keptPID[r.pid] = r.start
+		}
+		if r.dir != "" {
+			keptDir[r.dir] = true
+		}
+	}
+	t.mu.Unlock()
 	for _, g := range groups {
-		if t.keptCgroup(g) {
+		if keptDir[g] {
 			continue
 		}
 		name := cgUnit[g]
@@ -624,6 +637,9 @@ func (t *Tracker) Sweep() []Leftover {
 		for _, pid := range allPIDs() {
 			info, ok := readStat(pid)
 			if !ok {
+				continue
+			}
+			if start, k := keptPID[pid]; k && start == info.start {
 				continue
 			}
 			name := ""
@@ -665,7 +681,7 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	for _, g := range groups {
-		if t.keptCgroup(g) {
+		if keptDir[g] {
 			continue
 		}
 		if err := removeCgroup(g, deadline); err != nil {
