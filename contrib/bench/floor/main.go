@@ -48,6 +48,8 @@ type floor struct {
 	stopping bool
 	running  map[int]*os.Process // by pid
 	wg       sync.WaitGroup
+
+	reaper reaper // how a child's exit is waited for (reap_linux.go, reap_other.go)
 }
 
 func (f *floor) tag(i int) string { return fmt.Sprintf("%sp%04d", f.prefix, i) }
@@ -89,7 +91,7 @@ func (f *floor) spawn(i int) *exec.Cmd {
 // keep waits for child i and starts it again at once, until the floor stops.
 func (f *floor) keep(i int, cmd *exec.Cmd) {
 	for failures := 0; ; {
-		cmd.Wait()
+		f.reaper.wait(cmd)
 		f.mu.Lock()
 		delete(f.running, cmd.Process.Pid)
 		stopping := f.stopping
@@ -135,6 +137,7 @@ func (f *floor) stop(timeout, limit time.Duration) bool {
 	for {
 		select {
 		case <-done:
+			f.reaper.stop()
 			return true
 		case <-kill.C:
 			f.mu.Lock()
