@@ -724,11 +724,30 @@ func (l *Logs) reportDropped() {
 		Fields: map[string]string{"PRIORITY": droppedReportPriority},
 	}
 	u := l.unitLocked("")
-	l.keepLocked(u, line)
-	if !l.closed {
+	if l.closed || len(l.sinks) == 0 {
+		l.keepLocked(u, line)
+	} else {
+		// A report may take one place beyond a full queue: it is what says lines are
+		// missing. When even that place is taken (the sink has not written the last
+		// report yet) and no sink took it, its counts go to the next report.
+		taken := false
 		for _, sq := range l.sinks {
-			// When it is full, the next report counts again what is dropped meanwhile.
-			sq.pushLocked(queued{line: line}, l.opts.QueueLen)
+			if sq.pushLocked(queued{line: line}, l.opts.QueueLen+1) {
+				taken = true
+			}
+		}
+		if taken {
+			l.keepLocked(u, line)
+		} else {
+			for _, c := range counts {
+				cu := l.unitLocked(c.unit)
+				cu.dropped += c.n
+				l.dropping[cu] = struct{}{}
+			}
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 	l.mu.Unlock()
