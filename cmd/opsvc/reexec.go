@@ -200,21 +200,8 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		return refuse(err)
 	}
 	x.logf("re-exec: %s read the state record in %v", x.exe, time.Since(began).Round(time.Millisecond))
-	lf, err := x.ctl.pause()
+	lf, fr, resumeServing, err := x.pauseAndFreeze(ctx, "re-exec")
 	if err != nil {
-		return refuse(err)
-	}
-	resumeServing := func() {
-		if err := x.ctl.resume(lf); err != nil {
-			x.logf("control socket: serve again: %v", err)
-		}
-	}
-	if !x.gate.drain(drainTimeout) {
-		x.logf("re-exec: control requests still under way after %v are cut", drainTimeout)
-	}
-	fr, err := x.sup.Freeze(ctx)
-	if err != nil {
-		resumeServing()
 		return refuse(err)
 	}
 	ev := x.bus.Publish(bus.Event{Type: api.TypeDaemonReexec, PID: os.Getpid(), Data: api.Map(api.DaemonReexec{Executable: x.exe, Units: len(fr.Record.Units)})})
@@ -229,6 +216,28 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		resumeServing()
 		refuse(err)
 	}, nil
+}
+
+// pauseAndFreeze stops serving the control socket (its listener is lf),
+// lets the requests under way finish (within drainTimeout) and freezes the
+// supervisor. resume serves the socket again; on an error it has run already.
+func (x *reexecer) pauseAndFreeze(ctx context.Context, what string) (lf *os.File, fr *supervisor.Frozen, resume func(), err error) {
+	if lf, err = x.ctl.pause(); err != nil {
+		return nil, nil, nil, err
+	}
+	resume = func() {
+		if err := x.ctl.resume(lf); err != nil {
+			x.logf("control socket: serve again: %v", err)
+		}
+	}
+	if !x.gate.drain(drainTimeout) {
+		x.logf("%s: control requests still under way after %v are cut", what, drainTimeout)
+	}
+	if fr, err = x.sup.Freeze(ctx); err != nil {
+		resume()
+		return nil, nil, nil, err
+	}
+	return lf, fr, resume, nil
 }
 
 // exec hands everything over and execs; it returns only on failure.

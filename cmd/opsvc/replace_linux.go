@@ -72,21 +72,8 @@ func (x *reexecer) handOver(ctx context.Context, r *http.Request, req api.Handov
 	if p, ok := supervisor.RequestPeer(r); ok {
 		peer = p.PID
 	}
-	lf, err := x.ctl.pause()
+	lf, fr, resumeServing, err := x.pauseAndFreeze(ctx, "handover")
 	if err != nil {
-		return nil, refuse(err)
-	}
-	resumeServing := func() {
-		if err := x.ctl.resume(lf); err != nil {
-			x.logf("control socket: serve again: %v", err)
-		}
-	}
-	if !x.gate.drain(drainTimeout) {
-		x.logf("handover: control requests still under way after %v are cut", drainTimeout)
-	}
-	fr, err := x.sup.Freeze(ctx)
-	if err != nil {
-		resumeServing()
 		return nil, refuse(err)
 	}
 	x.bus.Publish(bus.Event{Type: api.TypeDaemonReexec, PID: os.Getpid(), Data: api.Map(api.DaemonReexec{Executable: req.Executable, Units: len(fr.Record.Units), Takeover: true})})
