@@ -37,15 +37,25 @@ type ExecRunner struct {
 	forks   chan func()
 	forkers sync.WaitGroup
 
-	// forkMu: starts hold it shared around fork+register, the reaper holds it
-	// exclusively, so no child is reaped before it is registered.
-	forkMu  sync.RWMutex
-	mu      sync.Mutex
-	procs   map[int]*execProc
-	out     *outputPoller
-	devnull int // every worker's stdin
-	stop    chan struct{}
-	done    chan struct{}
+	// forkMu: starts hold it shared around fork+register, and the exit
+	// poller around its reaping by pid; a sweep (wait4(-1)) and a freeze
+	// hold it exclusively, so no child is reaped before it is registered and
+	// no pid is reused while its exit is being looked up.
+	forkMu sync.RWMutex
+	mu     sync.Mutex
+	procs  map[int]*execProc
+	exitp  *exitPoller       // nil without reapAll
+	byFD   map[int]*execProc // children by pidfd; under mu
+	// unpolled counts registered children without a pidfd: while there
+	// are any, every SIGCHLD sweeps. Under mu.
+	unpolled int
+	reapers  sync.WaitGroup
+	// sweepOnly forks without pidfds, as on a kernel that has none.
+	sweepOnly bool
+	out       *outputPoller
+	devnull   int // every worker's stdin
+	stop      chan struct{}
+	done      chan struct{}
 
 	// Adopted processes that are not children, waited for by pidfd.
 	pidfds   map[*os.File]bool // under mu
@@ -78,7 +88,7 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), byFD: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
 	if forks == nil {
 		r.forks = make(chan func())
 		for range forkThreads {
@@ -90,27 +100,44 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 		close(r.done)
 		return r, nil
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+	fail := func(err error) (*ExecRunner, error) {
 		close(r.stop)
 		r.forkers.Wait()
 		out.Close()
 		unix.Close(devnull)
-		return nil, fmt.Errorf("supervisor: set child subreaper: %w", err)
+		return nil, err
 	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fail(fmt.Errorf("supervisor: set child subreaper: %w", err))
+	}
+	exitp, err := newExitPoller()
+	if err != nil {
+		return fail(err)
+	}
+	r.exitp = exitp
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGCHLD)
+	sig := make(chan struct{}, 1)
+	r.reapers.Add(2)
+	go r.pollExits()
 	go func() {
-		defer close(r.done)
-		defer signal.Stop(sigc)
+		defer r.reapers.Done()
 		for {
 			select {
 			case <-sigc:
-				r.reap()
+				select {
+				case sig <- struct{}{}:
+				default:
+				}
 			case <-r.stop:
-				r.reap()
+				signal.Stop(sigc)
 				return
 			}
 		}
+	}()
+	go func() {
+		defer close(r.done)
+		r.reapSignals(sig)
 	}()
 	return r, nil
 }
@@ -208,34 +235,20 @@ func (r *ExecRunner) Close() error {
 	}
 	r.forkers.Wait()
 	<-r.done
+	if r.exitp != nil {
+		r.stopPolling()
+		r.reapers.Wait()
+		r.mu.Lock()
+		for fd := range r.byFD {
+			unix.Close(fd)
+		}
+		r.byFD = nil
+		r.mu.Unlock()
+		r.exitp.close()
+	}
 	r.stopWatching()
 	unix.Close(r.devnull)
 	return r.out.Close()
-}
-
-func (r *ExecRunner) reap() {
-	r.forkMu.Lock()
-	defer r.forkMu.Unlock()
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			return
-		}
-		r.mu.Lock()
-		p := r.procs[pid]
-		delete(r.procs, pid)
-		if p == nil && !r.claimWaited(pid, ws) {
-			r.unclaimed(pid, ws)
-		}
-		r.mu.Unlock()
-		if p != nil {
-			p.exited(ws)
-		}
-	}
 }
 
 // Start forks spec's process in a new process group.
@@ -294,10 +307,19 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
 	p := &execProc{done: make(chan struct{}), onExit: spec.OnExit, run: run, stdout: outR, stderr: errR}
 	var pid int
+	pidfd := -1
+	if r.reapAll && !r.sweepOnly {
+		sys.PidFD = &pidfd
+	}
 	fork := func() {
 		r.forkMu.RLock()
 		defer r.forkMu.RUnlock()
 		pid, err = syscall.ForkExec(path, spec.Argv, attr)
+		if err != nil && sys.PidFD != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)) {
+			// A kernel without pidfds: the child is reaped by sweeps.
+			sys.PidFD, pidfd = nil, -1
+			pid, err = syscall.ForkExec(path, spec.Argv, attr)
+		}
 		if err != nil && sys.UseCgroupFD && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
 			// A kernel that cannot fork into a cgroup: fork, then move.
 			sys.UseCgroupFD = false
@@ -316,7 +338,7 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 			}
 			if r.reapAll {
 				r.mu.Lock()
-				r.procs[pid] = p
+				r.watch(p, pidfd)
 				r.mu.Unlock()
 			}
 		} else if run != nil {
@@ -363,6 +385,7 @@ func lookPath(name string, env []string) (string, error) {
 
 type execProc struct {
 	pid    int
+	pidfd  int // watched by the runner's exit poller; -1 = none; under the runner's mu
 	done   chan struct{}
 	exit   ExitStatus
 	onExit func()

@@ -38,7 +38,7 @@ func (r *ExecRunner) adoptDone() {
 	r.adopting, r.exits = false, nil
 	r.mu.Unlock()
 	if r.reapAll {
-		r.reap()
+		r.sweep()
 	}
 }
 
@@ -52,7 +52,7 @@ func (r *ExecRunner) freeze() (thaw func()) {
 		r.out.resume()
 		r.forkMu.Unlock()
 		if r.reapAll {
-			r.reap()
+			r.sweep()
 		}
 	}
 }
@@ -93,7 +93,9 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 		}
 	}
 	r.mu.Lock()
-	delete(r.procs, ep.pid)
+	if r.procs[ep.pid] == ep {
+		r.unwatch(ep)
+	}
 	r.mu.Unlock()
 	return hp, files[0], files[1], nil
 }
@@ -185,8 +187,15 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		return p, nil
 	}
 	if r.reapAll {
+		// Not reaped yet (forkMu is held): the pid is still this child.
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			pidfd = -1
+		} else {
+			unix.CloseOnExec(pidfd)
+		}
 		r.mu.Lock()
-		r.procs[pid] = p
+		r.watch(p, pidfd)
 		r.mu.Unlock()
 	} else {
 		go p.wait()

@@ -1,0 +1,168 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestReaperExitCodes: many workers started from many goroutines end with
+// their own exit codes, whether the runner finds exits by pidfd or by
+// sweeps only (a kernel without pidfds).
+func TestReaperExitCodes(t *testing.T) {
+	for _, sweepOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sweepOnly=%v", sweepOnly), func(t *testing.T) {
+			r, err := NewExecRunner(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.sweepOnly = sweepOnly
+			const n = 200
+			procs := make([]Process, n)
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := g; i < n; i += 8 {
+						p, err := r.Start(Spec{Unit: "w" + strconv.Itoa(i), Argv: []string{"/bin/sh", "-c", "exit " + strconv.Itoa(i%50)}, Stdout: io.Discard, Stderr: io.Discard})
+						if err != nil {
+							errs <- err
+							return
+						}
+						procs[i] = p
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			for i, p := range procs {
+				select {
+				case <-p.Done():
+				case <-time.After(30 * time.Second):
+					t.Fatalf("worker %d (pid %d) was not reaped", i, p.PID())
+				}
+				if c := p.Exit().Code; c != i%50 {
+					t.Errorf("worker %d: exit code %d, want %d", i, c, i%50)
+				}
+			}
+			r.mu.Lock()
+			left, fds, unpolled := len(r.procs), len(r.byFD), r.unpolled
+			r.mu.Unlock()
+			if left != 0 || fds != 0 || unpolled != 0 {
+				t.Errorf("after every exit: %d registered, %d pidfds, %d without pidfd; want none", left, fds, unpolled)
+			}
+		})
+	}
+}
+
+// TestReaperWatchesByPidfd: a worker is registered with a pidfd, which is
+// closed once it is reaped.
+func TestReaperWatchesByPidfd(t *testing.T) {
+	r, err := NewExecRunner(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	p, err := r.Start(Spec{Unit: "w", Argv: []string{"/bin/sh", "-c", "read x <&3; exit 4"}, Stdout: io.Discard, Stderr: io.Discard, ExtraFiles: []*os.File{pr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := p.(*execProc)
+	r.mu.Lock()
+	fd := ep.pidfd
+	r.mu.Unlock()
+	if fd < 0 {
+		t.Fatal("the worker has no pidfd")
+	}
+	pw.Close() // the worker reads EOF on fd 3 and ends
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("not reaped")
+	}
+	if c := p.Exit().Code; c != 4 {
+		t.Errorf("exit code %d, want 4", c)
+	}
+	r.mu.Lock()
+	fd = ep.pidfd
+	r.mu.Unlock()
+	if fd != -1 {
+		t.Errorf("pidfd %d still held after the exit", fd)
+	}
+}
+
+// TestReaperSweepsOrphans: a worker's child left behind when the worker
+// exits is reparented to the runner (the process's subreaper) and reaped
+// by a sweep, not left a zombie.
+func TestReaperSweepsOrphans(t *testing.T) {
+	r, err := NewExecRunner(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out syncBuffer
+	p, err := r.Start(Spec{Unit: "w", Argv: []string{"/bin/sh", "-c", "sleep 0.2 & echo $!; exit 0"}, Stdout: &out, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker not reaped")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var orphan int
+	for orphan == 0 && time.Now().Before(deadline) {
+		orphan, _ = strconv.Atoi(strings.TrimSpace(out.String()))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if orphan == 0 {
+		t.Fatalf("the worker's child's pid never came out (output %q)", out.String())
+	}
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+		if err != nil {
+			return // reaped
+		}
+		if i := bytes.LastIndexByte(b, ')'); i < 0 || len(b) < i+3 || b[i+2] != 'Z' {
+			time.Sleep(10 * time.Millisecond) // still running
+			continue
+		}
+		time.Sleep(10 * time.Millisecond) // a zombie until the next sweep
+	}
+	t.Fatalf("orphan %d still there 20 s after the worker's exit", orphan)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
