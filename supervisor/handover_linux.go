@@ -84,15 +84,12 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 	if s.shutdown {
 		return nil, nil, nil, errors.New("supervisor: handover: the daemon is stopping")
 	}
+	// Forks in flight end first: they need the runner, which freezing
+	// stops.
+	s.waitForks()
 	thawRunner := r.freeze()
 	// Exits reaped before the freeze.
-	s.exitMu.Lock()
-	q := s.exitQ
-	s.exitQ = nil
-	s.exitMu.Unlock()
-	for _, ev := range q {
-		s.handleExit(ev)
-	}
+	s.drainProcs()
 	// Stop every reader; handle what they still deliver.
 	type det struct {
 		name string
@@ -327,7 +324,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 // killed, and its exit handled as any other. It reports whether the
 // process is this daemon's again.
 func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp handover.Proc, files handover.Files) bool {
-	holder := &procHolder{}
+	holder := &procHolder{launched: true}
 	onExit := func() {
 		s.exitMu.Lock()
 		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: holder})

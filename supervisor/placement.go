@@ -50,7 +50,7 @@ func (s *Supervisor) placeUnits() {
 			continue
 		}
 		if away == "" {
-			if rec := s.units[name]; rec == nil || !rec.Running {
+			if rec := s.units[name]; rec == nil || !rec.busy() {
 				d.StartGen++
 			}
 		}

@@ -94,6 +94,25 @@ func (s *Supervisor) planPass(now time.Time) ([]Action, []string) {
 		clear(p.names)
 		slices.Sort(names)
 	}
+	// A unit being forked is planned once its fork is recorded (which
+	// touches it).
+	var keep []string
+	skipped := false
+	for i, n := range names {
+		if rec := s.units[n]; rec != nil && rec.launch != nil {
+			if !skipped {
+				skipped = true
+				keep = append(make([]string, 0, len(names)), names[:i]...)
+			}
+			continue
+		}
+		if skipped {
+			keep = append(keep, n)
+		}
+	}
+	if skipped {
+		names = keep
+	}
 	acts, _ := planNames(names, s.desired, s.observed, now, planHooks{dependent: s.runningDependent, due: s.setDue})
 	return acts, names
 }

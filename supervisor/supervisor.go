@@ -89,7 +89,9 @@ type Supervisor struct {
 	reqs    chan func()
 	exitMu  sync.Mutex
 	exitQ   []exitEvent
-	exitSig chan struct{} // a value when exitQ has events
+	startQ  []*launch      // forks done, for the loop to record; under exitMu
+	exitSig chan struct{}  // a value when exitQ or startQ has events
+	forking sync.WaitGroup // forks in flight
 	msgs    chan unitMsg
 	ready   chan struct{} // closed once the first plan ran
 	loopCh  chan struct{} // closed when Run returns
@@ -134,20 +136,33 @@ type unitRecord struct {
 	proc    Process
 	channel *worker.Channel
 	notify  *sdnotify.Server
+	// launch is the start being forked off the loop, nil when none: the
+	// unit is not planned meanwhile, and the messages of its notify socket
+	// wait in held until the fork is recorded.
+	launch *launch
+	held   []unitMsg
 	// fields are extra journald fields for output lines (the running session
 	// of an orchestrator); written by the loop, read by output goroutines.
 	fields atomic.Pointer[map[string]string]
 }
 
 // exitEvent names a process that was reaped. holder.proc is set by the loop
-// right after Start returns, so it is always set by the time the loop reads
-// the event.
+// when it records the fork (startFinish), which the loop always handles
+// before the exit: an exit reaped before the fork is queued waits for it.
 type exitEvent struct {
 	unit   string
 	holder *procHolder
 }
 
-type procHolder struct{ proc Process }
+// busy is true while the unit has a process, or one is being forked.
+func (r *unitRecord) busy() bool { return r.Running || r.launch != nil }
+
+type procHolder struct {
+	proc Process
+	// Under Supervisor.exitMu: the fork is queued for the loop; the process
+	// exited before that.
+	launched, exitEarly bool
+}
 
 type unitMsg struct {
 	unit    string
@@ -324,13 +339,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case f := <-s.reqs:
 			f()
 		case <-s.exitSig:
-			s.exitMu.Lock()
-			q := s.exitQ
-			s.exitQ = nil
-			s.exitMu.Unlock()
-			for _, ev := range q {
-				s.handleExit(ev)
-			}
+			s.drainProcs()
 		case m := <-s.msgs:
 			s.handleMsg(m)
 		case <-timerC:
@@ -391,7 +400,7 @@ func (s *Supervisor) maxStopTimeout() time.Duration {
 // idle is true when no process of any unit is alive.
 func (s *Supervisor) idle() bool {
 	for _, rec := range s.units {
-		if rec.Running {
+		if rec.Running || rec.launch != nil {
 			return false
 		}
 	}
@@ -414,10 +423,7 @@ func (s *Supervisor) reconcile() time.Time {
 		}
 		if ls := s.launches; len(ls) > 0 {
 			s.launches = nil
-			s.forkAll(ls)
-			for _, l := range ls {
-				s.startFinish(l)
-			}
+			s.dispatch(ls)
 		}
 		s.checkWaiters()
 		if !changed || i >= 8 {
@@ -533,6 +539,11 @@ func (s *Supervisor) startPrepare(name string, rec *unitRecord, u *unit.Unit) *l
 	l := &launch{name: name, rec: rec, holder: holder}
 	l.spec, l.ch, l.ns, l.cleanup, l.err = s.prepareSpawn(name, u, rec, func() {
 		s.exitMu.Lock()
+		if !holder.launched {
+			holder.exitEarly = true // queued with the fork
+			s.exitMu.Unlock()
+			return
+		}
 		s.exitQ = append(s.exitQ, exitEvent{unit: name, holder: holder})
 		s.exitMu.Unlock()
 		select {
@@ -543,38 +554,104 @@ func (s *Supervisor) startPrepare(name string, rec *unitRecord, u *unit.Unit) *l
 	return l
 }
 
-// forkAll forks prepared starts, several at once: a fork waits for its
-// child's exec, and those waits overlap.
-func (s *Supervisor) forkAll(ls []*launch) {
+// dispatch forks prepared starts off the loop; each is recorded by the loop
+// when its fork is done (drainProcs), so that no request, exit or message
+// waits for forks. Starts whose preparation failed are recorded at once.
+func (s *Supervisor) dispatch(ls []*launch) {
 	var todo []*launch
 	for _, l := range ls {
-		if l.err == nil {
-			todo = append(todo, l)
+		if l.err != nil {
+			s.startFinish(l)
+			continue
 		}
+		l.rec.launch = l
+		todo = append(todo, l)
 	}
-	fork := func(l *launch) {
-		l.proc, l.err = s.opts.Runner.Start(l.spec)
-	}
-	if len(todo) == 1 {
-		fork(todo[0])
+	if len(todo) == 0 {
 		return
 	}
-	next := make(chan *launch)
+	s.forking.Add(len(todo))
+	go s.forkAll(todo)
+}
+
+// forkAll forks prepared starts, several at once (a fork waits for its
+// child's exec), and queues them for the loop as they are done, in their
+// order: the loop records a pass's starts in the order it planned them.
+func (s *Supervisor) forkAll(ls []*launch) {
+	var (
+		mu   sync.Mutex
+		done = make([]bool, len(ls))
+		next int // the first not queued
+	)
+	fork := func(i int) {
+		l := ls[i]
+		l.proc, l.err = s.opts.Runner.Start(l.spec)
+		mu.Lock()
+		defer mu.Unlock()
+		done[i] = true
+		for ; next < len(ls) && done[next]; next++ {
+			s.queueStart(ls[next])
+		}
+	}
+	if len(ls) == 1 {
+		fork(0)
+		return
+	}
+	idx := make(chan int)
 	var wg sync.WaitGroup
-	for i := 0; i < min(len(todo), forkers); i++ {
+	for range min(len(ls), forkers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for l := range next {
-				fork(l)
+			for i := range idx {
+				fork(i)
 			}
 		}()
 	}
-	for _, l := range todo {
-		next <- l
+	for i := range ls {
+		idx <- i
 	}
-	close(next)
+	close(idx)
 	wg.Wait()
+}
+
+// queueStart hands a fork done to the loop, with the exit of its process if
+// it was reaped already.
+func (s *Supervisor) queueStart(l *launch) {
+	s.exitMu.Lock()
+	s.startQ = append(s.startQ, l)
+	l.holder.launched = true
+	if l.holder.exitEarly {
+		s.exitQ = append(s.exitQ, exitEvent{unit: l.name, holder: l.holder})
+	}
+	s.exitMu.Unlock()
+	s.forking.Done()
+	select {
+	case s.exitSig <- struct{}{}:
+	default:
+	}
+}
+
+// drainProcs records the forks done and handles the exits reaped, forks
+// first: a process's exit is never handled before its start.
+func (s *Supervisor) drainProcs() {
+	s.exitMu.Lock()
+	ls, q := s.startQ, s.exitQ
+	s.startQ, s.exitQ = nil, nil
+	s.exitMu.Unlock()
+	for _, l := range ls {
+		s.startFinish(l)
+	}
+	for _, ev := range q {
+		s.handleExit(ev)
+	}
+}
+
+// waitForks waits for every fork in flight and records it, with the exits
+// reaped meanwhile.
+func (s *Supervisor) waitForks() {
+	s.forking.Wait()
+	s.drainProcs()
 }
 
 // forkers is how many forks run at once.
@@ -583,6 +660,8 @@ const forkers = 4
 // startFinish records the outcome of a fork.
 func (s *Supervisor) startFinish(l *launch) {
 	name, rec := l.name, l.rec
+	held := rec.held
+	rec.launch, rec.held = nil, nil
 	if l.err != nil {
 		if l.cleanup != nil {
 			l.cleanup()
@@ -598,7 +677,14 @@ func (s *Supervisor) startFinish(l *launch) {
 	if l.ch != nil {
 		go s.pumpIPC(name, l.proc, l.ch)
 	}
+	for _, m := range held {
+		s.handleMsg(m)
+	}
 }
+
+// maxHeld bounds the messages a unit's notify socket may send before the
+// loop has recorded its fork; more are dropped.
+const maxHeld = 64
 
 // sendStop asks a unit's process to stop: the IPC shutdown message for
 // workers with a channel, else the stop signal.
@@ -808,6 +894,12 @@ func (s *Supervisor) send(m unitMsg) {
 func (s *Supervisor) handleMsg(m unitMsg) {
 	rec := s.units[m.unit]
 	if rec == nil {
+		return
+	}
+	if rec.launch != nil {
+		if len(rec.held) < maxHeld {
+			rec.held = append(rec.held, m)
+		}
 		return
 	}
 	d := s.desired[m.unit]
@@ -1148,7 +1240,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 	switch verb {
 	case "start":
 		d.Want, d.Drain = true, false
-		if rec == nil || !rec.Running || rec.Stopping {
+		if rec == nil || !rec.busy() || rec.Stopping {
 			d.StartGen++ // a new run (after the stop under way); a running unit is left as it is
 		}
 	case "stop":
@@ -1158,7 +1250,7 @@ func (s *Supervisor) ask(name, verb string, drain bool, peer Peer) (int, string)
 		}
 	case "restart":
 		d.Want, d.Drain = true, false
-		if rec != nil && rec.Running {
+		if rec != nil && rec.busy() {
 			d.RestartGen++
 		} else {
 			d.StartGen++
@@ -1222,7 +1314,7 @@ func startDone(rec *unitRecord, d Desired) (bool, error) {
 }
 
 func stopDone(rec *unitRecord, d Desired) (bool, error) {
-	return !rec.Running, nil
+	return !rec.busy(), nil
 }
 
 func restartDone(rec *unitRecord, d Desired) (bool, error) {

@@ -52,6 +52,7 @@ func TestEnvironmentFileFIFO(t *testing.T) {
 	})
 	h.waitEvent("unit.failed", "fifo")
 	h.waitEvent("unit.failed", "zero")
+	h.waitEvent("unit.ready", "other") // forked off the loop: after the failures, which need no fork
 	for name, want := range map[string]string{"fifo": "is a named pipe (FIFO), not a regular file", "zero": "is a character device, not a regular file"} {
 		if us := h.status(name); !strings.Contains(us.LastError, want) {
 			t.Errorf("%s: last error %q, want %q", name, us.LastError, want)
