@@ -55,14 +55,14 @@ func TestRunChildLetsStartsAndReapingGoOn(t *testing.T) {
 		t.Fatalf("RunChild returned before its child ended: %q %v", got.out, got.err)
 	default:
 	}
-	pr.Close()
-	pw.Close() // the child reads EOF and ends
+	pw.Close() // the child reads EOF and ends (pr is closed once RunChild returns: it may not have forked yet)
 	var got result
 	select {
 	case got = <-res:
 	case <-time.After(20 * time.Second):
 		t.Fatal("RunChild did not return once its child ended")
 	}
+	pr.Close()
 	if out := string(got.out); !strings.Contains(out, "waiting") || !strings.Contains(out, "done") {
 		t.Errorf("output %q, want stdout and stderr", out)
 	}

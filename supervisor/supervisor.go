@@ -93,7 +93,7 @@ type Supervisor struct {
 	exitSig chan struct{}  // a value when exitQ or startQ has events
 	forking sync.WaitGroup // forks in flight
 	msgs    chan unitMsg
-	ready   chan struct{} // closed once the first plan ran
+	ready   chan struct{} // closed once the first plan ran and its forks are recorded
 	loopCh  chan struct{} // closed when Run returns
 
 	control controlSnapshot // [control] settings for the access check, read off the loop
@@ -114,14 +114,17 @@ type Supervisor struct {
 	instances map[string]bool           // template instances started by name, not by a file
 	waiters   []*waiter
 	launches  []*launch // starts prepared by the current reconcile pass
-	leases    *Leases
-	shutdown  bool
-	applied   uint64   // loadGen of the last load applied
-	kept      []string // instances started by name, as last written (keepInstances)
-	notifyN   int
-	lastStat  string
-	stats     loopStats // metrics: the snapshot scrapes read
-	order     planOrder // the sorted names Plan walks
+	// firstForks counts the forks of the first pass not yet recorded:
+	// the daemon is ready once they are.
+	firstForks int
+	leases     *Leases
+	shutdown   bool
+	applied    uint64   // loadGen of the last load applied
+	kept       []string // instances started by name, as last written (keepInstances)
+	notifyN    int
+	lastStat   string
+	stats      loopStats // metrics: the snapshot scrapes read
+	order      planOrder // the sorted names Plan walks
 
 	// Fleet placement ([cluster]), on the loop too.
 	fleet     []string                   // the fleet units, as of the last placeUnits
@@ -223,7 +226,8 @@ func New(opts Options) (*Supervisor, error) {
 	}, nil
 }
 
-// Ready is closed once the first plan has run.
+// Ready is closed once the first plan has run and the processes it
+// started are forked.
 func (s *Supervisor) Ready() <-chan struct{} { return s.ready }
 
 // publish puts an event on the bus.
@@ -304,13 +308,23 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.opts.Placer != nil {
 		placed = s.opts.Placer.Changed()
 	}
-	first := true
+	first, readyDone := true, false
 	done := ctx.Done()
 	woke := time.Now()
 	for {
 		wake := s.reconcile()
 		if first {
 			first = false
+			for _, rec := range s.units {
+				if rec.launch != nil {
+					rec.launch.first = true
+					s.firstForks++
+				}
+			}
+		}
+		if !readyDone && s.firstForks == 0 {
+			readyDone = true
+			s.buildUnitStats() // the counts READY carries are of now
 			close(s.ready)
 			s.emit("", os.Getpid(), api.DaemonReady{Units: len(s.desired)})
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
@@ -642,6 +656,11 @@ func (s *Supervisor) drainProcs() {
 	for _, l := range ls {
 		s.startFinish(l)
 	}
+	if len(ls) > 0 {
+		// A start or restart waited for is done once its process is forked
+		// (and, for a simple unit, active), even if it exits right after.
+		s.checkWaiters()
+	}
 	for _, ev := range q {
 		s.handleExit(ev)
 	}
@@ -662,6 +681,9 @@ func (s *Supervisor) startFinish(l *launch) {
 	name, rec := l.name, l.rec
 	held := rec.held
 	rec.launch, rec.held = nil, nil
+	if l.first {
+		s.firstForks--
+	}
 	if l.err != nil {
 		if l.cleanup != nil {
 			l.cleanup()
@@ -757,6 +779,7 @@ type launch struct {
 	ch      *worker.Channel
 	ns      *sdnotify.Server
 	cleanup func() // undoes the preparation when the fork fails
+	first   bool   // started by the first pass
 	proc    Process
 	err     error
 }
