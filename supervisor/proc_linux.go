@@ -46,9 +46,12 @@ type ExecRunner struct {
 	procs  map[int]*execProc
 	exitp  *exitPoller       // nil without reapAll
 	byFD   map[int]*execProc // children by pidfd; under mu
-	// unpolled counts registered children without a pidfd: while there
-	// are any, every SIGCHLD sweeps. Under mu.
-	unpolled int
+	// unpolled are the registered children without a pidfd, looked at
+	// one by one at each SIGCHLD; pollDead: the exit poller failed, every
+	// SIGCHLD sweeps. Under mu.
+	unpolled map[*execProc]struct{}
+	pollDead bool
+	fdLimit  int // the open-files limit; 0 = unknown
 	reapers  sync.WaitGroup
 	// sweepOnly forks without pidfds, as on a kernel that has none.
 	sweepOnly bool
@@ -88,7 +91,7 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), byFD: make(map[int]*execProc), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), byFD: make(map[int]*execProc), unpolled: make(map[*execProc]struct{}), fdLimit: openFileLimit(), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
 	if forks == nil {
 		r.forks = make(chan func())
 		for range forkThreads {
@@ -315,8 +318,9 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		r.forkMu.RLock()
 		defer r.forkMu.RUnlock()
 		pid, err = syscall.ForkExec(path, spec.Argv, attr)
-		if err != nil && sys.PidFD != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)) {
-			// A kernel without pidfds: the child is reaped by sweeps.
+		if err != nil && sys.PidFD != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) {
+			// A kernel without pidfds, or no file left for one: the
+			// child is reaped without.
 			sys.PidFD, pidfd = nil, -1
 			pid, err = syscall.ForkExec(path, spec.Argv, attr)
 		}

@@ -14,15 +14,36 @@ import (
 // wait4(-1) walks every child the process has: with 10,000 workers, each
 // exit would cost a walk of 10,000.
 //
+// A pidfd is one more open file per worker. Where the open-files limit is
+// near (see pidfdReserve), a worker goes without: at each SIGCHLD those
+// workers are looked at one by one (wait4 on each pid, no walk of every
+// child), so their exits are not late, and the cost is what they number.
+//
 // Other children (orphans of workers, which the runner adopts as the
-// process's subreaper; children started without a pidfd) are reaped by a
-// sweep with wait4(-1): at once on SIGCHLD while a child without a pidfd is
-// registered, else at most every sweepEvery after a SIGCHLD, so that
-// orphans do not stay zombies for long and the walk's cost stays bounded.
+// process's subreaper) are reaped by a sweep with wait4(-1), at most every
+// sweepEvery after a SIGCHLD, so that orphans do not stay zombies for long
+// and the walk's cost stays bounded. A child run by RunChild makes every
+// SIGCHLD sweep at once while it runs.
 
 // sweepEvery spaces the sweeps for orphans while every registered child has
 // a pidfd.
 const sweepEvery = 250 * time.Millisecond
+
+// pidfdReserve is how many open files, below the limit, pidfds leave to
+// everything else (output pipes first): a pidfd whose number falls in it
+// is closed, and that worker reaped without one. File numbers are given
+// lowest first, so a new file numbered k means k files are open below it.
+func pidfdReserve(limit int) int { return max(256, limit/16) }
+
+// openFileLimit is the process's open-files limit (the Go runtime raised
+// the soft limit to the hard one at start); 0 if unknown.
+func openFileLimit() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return 0
+	}
+	return int(rl.Cur)
+}
 
 // exitPoller is the epoll set of the runner's pidfds, and an eventfd that
 // ends its wait.
@@ -70,6 +91,10 @@ func (x *exitPoller) close() {
 func (r *ExecRunner) watch(p *execProc, pidfd int) {
 	p.pidfd = -1
 	r.procs[p.pid] = p
+	if pidfd >= 0 && r.fdLimit > 0 && pidfd >= r.fdLimit-pidfdReserve(r.fdLimit) {
+		unix.Close(pidfd) // near the open-files limit: keep the file for output pipes
+		pidfd = -1
+	}
 	if pidfd >= 0 && r.exitp != nil {
 		if err := r.exitp.add(pidfd); err == nil {
 			p.pidfd = pidfd
@@ -78,7 +103,7 @@ func (r *ExecRunner) watch(p *execProc, pidfd int) {
 		}
 		unix.Close(pidfd)
 	}
-	r.unpolled++
+	r.unpolled[p] = struct{}{}
 }
 
 // unwatch forgets a registered child: reaped, or handed over. Called under
@@ -92,7 +117,7 @@ func (r *ExecRunner) unwatch(p *execProc) {
 		r.exitp.remove(p.pidfd)
 		p.pidfd = -1
 	} else {
-		r.unpolled--
+		delete(r.unpolled, p)
 	}
 }
 
@@ -109,7 +134,7 @@ func (r *ExecRunner) pollExits() {
 		if err != nil {
 			// Exits are found by sweeps at every SIGCHLD from now on.
 			r.mu.Lock()
-			r.unpolled++
+			r.pollDead = true
 			r.mu.Unlock()
 			return
 		}
@@ -129,30 +154,59 @@ func (r *ExecRunner) pollExits() {
 			}
 		}
 		r.mu.Unlock()
-		var exited []*execProc
-		var statuses []unix.WaitStatus
-		for _, p := range ready {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
-			for err == unix.EINTR {
-				pid, err = unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
-			}
-			if err != nil || pid != p.pid {
-				continue
-			}
+		r.reapEach(ready)
+	}
+}
+
+// reapEach reaps, by pid, those of ps that have exited, and hands each its
+// exit. Called with forkMu held shared (released here), so no sweep runs
+// and no pid of ps is reused meanwhile.
+func (r *ExecRunner) reapEach(ps []*execProc) {
+	var exited, lost []*execProc
+	var statuses []unix.WaitStatus
+	for _, p := range ps {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
+		for err == unix.EINTR {
+			pid, err = unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
+		}
+		switch {
+		case err == unix.ECHILD:
+			// Reaped by someone else (another reaper in this process):
+			// its status is lost, its pidfd would stay readable.
+			lost = append(lost, p)
+		case err == nil && pid == p.pid:
 			exited = append(exited, p)
 			statuses = append(statuses, ws)
 		}
-		r.mu.Lock()
-		for _, p := range exited {
-			r.unwatch(p)
-		}
-		r.mu.Unlock()
-		r.forkMu.RUnlock()
-		for i, p := range exited {
-			p.exited(statuses[i])
-		}
 	}
+	r.mu.Lock()
+	for _, p := range exited {
+		r.unwatch(p)
+	}
+	for _, p := range lost {
+		r.unwatch(p)
+	}
+	r.mu.Unlock()
+	r.forkMu.RUnlock()
+	for i, p := range exited {
+		p.exited(statuses[i])
+	}
+	for _, p := range lost {
+		p.gone()
+	}
+}
+
+// reapUnpolled looks at each registered child without a pidfd.
+func (r *ExecRunner) reapUnpolled() {
+	r.forkMu.RLock()
+	r.mu.Lock()
+	ps := make([]*execProc, 0, len(r.unpolled))
+	for p := range r.unpolled {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	r.reapEach(ps)
 }
 
 // stopPolling ends pollExits.
@@ -161,8 +215,9 @@ func (r *ExecRunner) stopPolling() {
 	unix.Write(r.exitp.wake, one[:])
 }
 
-// reapSignals sweeps on SIGCHLD: at once while a child without a pidfd is
-// registered, else at most every sweepEvery.
+// reapSignals handles SIGCHLD: the children without a pidfd are looked at,
+// and a sweep follows within sweepEvery (at once while RunChild waits, or
+// when the exit poller failed).
 func (r *ExecRunner) reapSignals(sigc <-chan struct{}) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
@@ -171,11 +226,17 @@ func (r *ExecRunner) reapSignals(sigc <-chan struct{}) {
 		select {
 		case <-sigc:
 			r.mu.Lock()
-			now := r.unpolled > 0 || len(r.waited) > 0
+			now := len(r.waited) > 0 || r.pollDead
+			some := len(r.unpolled) > 0
 			r.mu.Unlock()
 			if now {
 				r.sweep()
-			} else if !armed {
+				continue
+			}
+			if some {
+				r.reapUnpolled()
+			}
+			if !armed {
 				armed = true
 				t.Reset(sweepEvery)
 			}

@@ -13,17 +13,23 @@ import (
 )
 
 // TestReaperExitCodes: many workers started from many goroutines end with
-// their own exit codes, whether the runner finds exits by pidfd or by
-// sweeps only (a kernel without pidfds).
+// their own exit codes, whether the runner finds exits by pidfd, without
+// pidfds (a kernel without them), or with pidfds given up near the
+// open-files limit.
 func TestReaperExitCodes(t *testing.T) {
-	for _, sweepOnly := range []bool{false, true} {
-		t.Run(fmt.Sprintf("sweepOnly=%v", sweepOnly), func(t *testing.T) {
+	for _, mode := range []string{"pidfd", "no-pidfd", "near-limit"} {
+		t.Run(mode, func(t *testing.T) {
 			r, err := NewExecRunner(true)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			r.sweepOnly = sweepOnly
+			switch mode {
+			case "no-pidfd":
+				r.sweepOnly = true
+			case "near-limit":
+				r.fdLimit = 1 // every pidfd falls in the reserve
+			}
 			const n = 200
 			procs := make([]Process, n)
 			var wg sync.WaitGroup
@@ -47,6 +53,14 @@ func TestReaperExitCodes(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
+			if mode != "pidfd" {
+				r.mu.Lock()
+				fds := len(r.byFD)
+				r.mu.Unlock()
+				if fds != 0 {
+					t.Errorf("%d workers watched by pidfd, want none", fds)
+				}
+			}
 			for i, p := range procs {
 				select {
 				case <-p.Done():
@@ -58,7 +72,7 @@ func TestReaperExitCodes(t *testing.T) {
 				}
 			}
 			r.mu.Lock()
-			left, fds, unpolled := len(r.procs), len(r.byFD), r.unpolled
+			left, fds, unpolled := len(r.procs), len(r.byFD), len(r.unpolled)
 			r.mu.Unlock()
 			if left != 0 || fds != 0 || unpolled != 0 {
 				t.Errorf("after every exit: %d registered, %d pidfds, %d without pidfd; want none", left, fds, unpolled)
