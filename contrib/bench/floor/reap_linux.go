@@ -52,13 +52,15 @@ func (r *reaper) init() {
 // the child's until it is reaped here.
 func (r *reaper) wait(cmd *exec.Cmd) {
 	r.init()
-	defer cmd.Process.Release() // reaped here, not by os/exec
 	pid := cmd.Process.Pid
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		cmd.Wait() // no pidfd (an old kernel): one thread waits
 		return
 	}
+	// Reaped here, not by os/exec: its own pidfd is closed at once, so that
+	// each child costs one open file.
+	cmd.Process.Release()
 	c := &child{pid: pid, exited: make(chan struct{})}
 	r.mu.Lock()
 	r.waiting[int32(fd)] = c
@@ -68,8 +70,12 @@ func (r *reaper) wait(cmd *exec.Cmd) {
 		delete(r.waiting, int32(fd))
 		r.mu.Unlock()
 		unix.Close(fd)
-		cmd.Wait()
-		return
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+				return
+			}
+		}
 	}
 	select {
 	case <-c.exited:
