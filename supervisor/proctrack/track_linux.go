@@ -3,7 +3,6 @@ package proctrack
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,9 +26,6 @@ const MarkerVar = "OPSVC_TRACK"
 // RecordName is the record of running units' processes in the state
 // directory.
 const RecordName = "procs.json"
-
-// maxRecord bounds the record file read back at start.
-const maxRecord = 16 << 20
 
 // killWait bounds how long ending a unit's leftovers waits for them to go.
 const killWait = 5 * time.Second
@@ -58,10 +54,14 @@ type Tracker struct {
 	reason string // why base is ""
 	path   string
 
-	mu     sync.Mutex
-	runs   map[string]*Run // by marker
-	seq    uint64
-	closed bool
+	mu      sync.Mutex
+	runs    map[string]*Run // by marker
+	changes []recordLine    // to the record since its last write
+	seq     uint64
+	closed  bool
+
+	saveMu sync.Mutex
+	file   recordFile
 
 	dirty chan struct{}
 	stop  chan struct{}
@@ -72,19 +72,6 @@ type Tracker struct {
 	pending  []scanReq
 	scanWake chan struct{}
 	scanDone chan struct{}
-}
-
-type record struct {
-	Cgroup string      `json:"cgroup,omitempty"`
-	Runs   []runRecord `json:"runs"`
-}
-
-type runRecord struct {
-	Unit   string `json:"unit"`
-	Marker string `json:"marker"`
-	PID    int    `json:"pid"`
-	Start  uint64 `json:"start"`
-	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Open starts tracking for a state directory. Call Sweep before starting
@@ -218,6 +205,8 @@ func (r *Run) Started(pid int) {
 	t.mu.Lock()
 	if !t.closed {
 		t.runs[r.marker] = r
+		rec := r.record()
+		t.changes = append(t.changes, recordLine{Add: &rec})
 	}
 	t.mu.Unlock()
 	t.markDirty()
@@ -419,7 +408,10 @@ func (r *Run) reportEscaped(found []int, how string) {
 func (r *Run) finish() {
 	t := r.t
 	t.mu.Lock()
-	delete(t.runs, r.marker)
+	if t.runs[r.marker] == r {
+		delete(t.runs, r.marker)
+		t.changes = append(t.changes, recordLine{End: r.marker})
+	}
 	t.mu.Unlock()
 	t.markDirty()
 	if r.dir == "" {
@@ -487,36 +479,6 @@ func (t *Tracker) flusher() {
 	}
 }
 
-func (t *Tracker) save() {
-	t.mu.Lock()
-	rec := record{Cgroup: t.base, Runs: make([]runRecord, 0, len(t.runs))}
-	for _, r := range t.runs {
-		r.mu.Lock()
-		rec.Runs = append(rec.Runs, runRecord{Unit: r.unit, Marker: r.marker, PID: r.pid, Start: r.start, Cgroup: r.dir})
-		r.mu.Unlock()
-	}
-	t.mu.Unlock()
-	slices.SortFunc(rec.Runs, func(a, b runRecord) int { return strings.Compare(a.Marker, b.Marker) })
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return
-	}
-	if err := writeRecord(t.path, append(b, '\n')); err != nil {
-		t.opts.Logf("process record: %v (a restart after a crash may miss leftovers)", err)
-	}
-}
-
-// writeRecord replaces the record by rename. It is not synced: the record
-// matters after the daemon dies, not the machine (its processes die too).
-func writeRecord(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 // Close ends every run still tracked, removes the cgroups and writes the
 // record one last time.
 func (t *Tracker) Close() error {
@@ -539,7 +501,13 @@ func (t *Tracker) Close() error {
 	close(t.stop)
 	<-t.done
 	<-t.scanDone
+	t.saveMu.Lock()
+	t.file.reset() // the last write is a whole record, without changes after it
+	t.saveMu.Unlock()
 	t.save()
+	t.saveMu.Lock()
+	t.file.reset()
+	t.saveMu.Unlock()
 	if t.base != "" {
 		removeCgroup(t.base, time.Now().Add(killWait))
 	}
@@ -559,13 +527,7 @@ type Leftover struct {
 // It waits (boundedly) for them to be gone and publishes daemon.leftovers
 // for each unit that had some.
 func (t *Tracker) Sweep() []Leftover {
-	var rec record
-	if b, err := readBounded(t.path, maxRecord); err == nil && len(b) > 0 {
-		if err := json.Unmarshal(b, &rec); err != nil {
-			t.opts.Logf("process record %s: %v (looking for leftovers by cgroup and environment only)", t.path, err)
-			rec = record{}
-		}
-	}
+	rec := t.readRecord()
 	byUnit := make(map[string][]int)
 	add := func(unitName string, pid int) {
 		if !containsInt(byUnit[unitName], pid) {
