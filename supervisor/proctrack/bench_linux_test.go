@@ -98,9 +98,11 @@ func BenchmarkScanMarker(b *testing.B) {
 				}
 				tr.Close()
 			}()
+			var pr procReader
+			want := map[string]bool{"none": true}
 			b.ResetTimer()
 			for range b.N {
-				if got := tr.scanMarker(func(m string) bool { return m == "none" }); len(got) != 0 {
+				if got := tr.scanMarker(&pr, want); len(got) != 0 {
 					b.Fatalf("found %v", got)
 				}
 			}

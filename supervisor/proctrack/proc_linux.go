@@ -2,10 +2,14 @@ package proctrack
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxEnviron bounds how much of a process's environment is read when looking
@@ -44,38 +48,140 @@ func readStat(pid int) (procInfo, bool) {
 	return procInfo{pid: pid, pgid: pgid, start: start}, true
 }
 
-// allPIDs lists the pids in /proc, without this process.
-func allPIDs() []int {
-	d, err := os.Open("/proc")
+// procReader reads /proc for the passes that look for markers, through
+// buffers it keeps: after the first pass, listing the processes and reading
+// one's environment allocate nothing. One goroutine uses it at a time.
+type procReader struct {
+	dirents []byte
+	pids    []int
+	known   []knownPID
+	path    []byte
+	env     []byte
+}
+
+// knownPID is a pid a pass did not read: the main process of run.
+type knownPID struct {
+	pid int
+	run *Run
+}
+
+// list returns the pids in /proc, without this process; the slice is
+// reused by the next call.
+func (pr *procReader) list() []int {
+	pr.pids = pr.pids[:0]
+	fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
-	defer d.Close()
-	names, _ := d.Readdirnames(-1)
+	defer unix.Close(fd)
+	if pr.dirents == nil {
+		pr.dirents = make([]byte, 32<<10)
+	}
 	self := os.Getpid()
-	pids := make([]int, 0, len(names))
-	for _, n := range names {
-		if pid, err := strconv.Atoi(n); err == nil && pid > 0 && pid != self {
-			pids = append(pids, pid)
+	for {
+		n, err := unix.Getdents(fd, pr.dirents)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return pr.pids
+		}
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for b := pr.dirents[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			if pid := atoiName(b[19:reclen]); pid > 0 && pid != self {
+				pr.pids = append(pr.pids, pid)
+			}
+			b = b[reclen:]
 		}
 	}
-	return pids
 }
 
-// markerOf returns the value of the marker variable in a process's
-// environment, "" if it has none or cannot be read.
-func markerOf(pid int) string {
-	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/environ", maxEnviron)
-	if err != nil {
-		return ""
+// atoiName parses a NUL-terminated directory name made of digits only; 0
+// for anything else.
+func atoiName(b []byte) int {
+	n := 0
+	for i, c := range b {
+		if c == 0 {
+			if i == 0 {
+				return 0
+			}
+			return n
+		}
+		if c < '0' || c > '9' || n > 1<<30 {
+			return 0
+		}
+		n = n*10 + int(c-'0')
 	}
-	prefix := []byte(MarkerVar + "=")
-	for _, kv := range bytes.Split(b, []byte{0}) {
-		if v, ok := bytes.CutPrefix(kv, prefix); ok {
-			return string(v)
+	return n
+}
+
+// marker returns the value of the marker variable in a process's
+// environment (its first occurrence), nil if it has none or cannot be read.
+// The value is valid until the next call.
+func (pr *procReader) marker(pid int) []byte {
+	pr.path = append(strconv.AppendInt(append(pr.path[:0], "/proc/"...), int64(pid), 10), "/environ\x00"...)
+	fd, err := openPath(pr.path)
+	if err != nil {
+		return nil
+	}
+	if pr.env == nil {
+		pr.env = make([]byte, 16<<10)
+	}
+	n := 0
+	for n < maxEnviron {
+		if n == len(pr.env) {
+			pr.env = append(pr.env, make([]byte, min(len(pr.env), maxEnviron-n))...)
+		}
+		k, err := unix.Read(fd, pr.env[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || k <= 0 {
+			break
+		}
+		n += k
+		// A short read that ends a string is the end of the environment:
+		// no second read to learn it.
+		if n < len(pr.env) && pr.env[n-1] == 0 {
+			break
 		}
 	}
-	return ""
+	unix.Close(fd)
+	env := pr.env[:n]
+	const prefix = MarkerVar + "="
+	i := 0
+	if !bytes.HasPrefix(env, []byte(prefix)) {
+		i = bytes.Index(env, []byte("\x00"+prefix))
+		if i < 0 {
+			return nil
+		}
+		i++
+	}
+	v := env[i+len(prefix):]
+	if j := bytes.IndexByte(v, 0); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// openPath opens a NUL-terminated path read-only, without the copy
+// unix.Open makes of it.
+func openPath(path []byte) (int, error) {
+	cwd := unix.AT_FDCWD // the path is absolute
+	for {
+		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(cwd), uintptr(unsafe.Pointer(&path[0])), uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(fd), nil
+	}
 }
 
 // readBounded reads at most n bytes of a file.

@@ -1,6 +1,7 @@
 package proctrack
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -56,6 +57,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	runs    map[string]*Run // by marker
+	mains   map[int]*Run    // by main pid, while it runs: neither reaped nor handed over
 	changes []recordLine    // to the record since its last write
 	seq     uint64
 	closed  bool
@@ -90,6 +92,7 @@ func Open(opts Options) (*Tracker, error) {
 		key:      hex.EncodeToString(sum[:6]),
 		path:     filepath.Join(dir, RecordName),
 		runs:     make(map[string]*Run),
+		mains:    make(map[int]*Run),
 		dirty:    make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -205,6 +208,7 @@ func (r *Run) Started(pid int) {
 	t.mu.Lock()
 	if !t.closed {
 		t.runs[r.marker] = r
+		t.mains[pid] = r
 		rec := r.record()
 		t.changes = append(t.changes, recordLine{Add: &rec})
 	}
@@ -232,7 +236,18 @@ func (r *Run) closeFD() {
 func (r *Run) Exited() {
 	r.mu.Lock()
 	r.exited = true
+	pid := r.pid
 	r.mu.Unlock()
+	r.t.forgetMain(pid, r)
+}
+
+// forgetMain drops a main process that was reaped: its pid may be reused.
+func (t *Tracker) forgetMain(pid int, r *Run) {
+	t.mu.Lock()
+	if t.mains[pid] == r {
+		delete(t.mains, pid)
+	}
+	t.mu.Unlock()
 }
 
 // Signal sends sig to every process of the run: the cgroup's members, or the
@@ -307,6 +322,7 @@ const scanPace = 9
 func (t *Tracker) scanner() {
 	defer close(t.scanDone)
 	var next time.Time // the earliest start of the next pass
+	var pr procReader
 	for {
 		select {
 		case <-t.scanWake:
@@ -336,7 +352,7 @@ func (t *Tracker) scanner() {
 				want[q.run.marker] = true
 			}
 			found := make(map[string][]procInfo)
-			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
+			for _, p := range t.scanMarker(&pr, want) {
 				found[p.marker] = append(found[p.marker], p.procInfo)
 			}
 			next = time.Now().Add(scanPace * time.Since(began))
@@ -407,7 +423,13 @@ func (r *Run) reportEscaped(found []int, how string) {
 // finish drops an ended run from the record and removes its cgroup.
 func (r *Run) finish() {
 	t := r.t
+	r.mu.Lock()
+	pid := r.pid
+	r.mu.Unlock()
 	t.mu.Lock()
+	if t.mains[pid] == r {
+		delete(t.mains, pid)
+	}
 	if t.runs[r.marker] == r {
 		delete(t.runs, r.marker)
 		t.changes = append(t.changes, recordLine{End: r.marker})
@@ -431,17 +453,43 @@ type markedProc struct {
 	marker string
 }
 
-// scanMarker lists the running processes whose marker matches.
-func (t *Tracker) scanMarker(match func(string) bool) []markedProc {
+// scanMarker lists the running processes whose marker is wanted.
+//
+// The main process of a run that is neither reaped nor wanted is known
+// without reading anything: it carries its own run's marker, and its pid
+// cannot be reused before the reaper waits for it. A pid whose run was
+// reaped while the pass went on is read after all, at the end.
+func (t *Tracker) scanMarker(pr *procReader, want map[string]bool) []markedProc {
 	var out []markedProc
-	for _, pid := range allPIDs() {
-		m := markerOf(pid)
-		if m == "" || !match(m) {
-			continue
+	look := func(pid int) {
+		m := pr.marker(pid)
+		if m == nil || !want[string(m)] {
+			return
 		}
 		if info, ok := readStat(pid); ok {
-			out = append(out, markedProc{info, m})
+			out = append(out, markedProc{info, string(m)})
 		}
+	}
+	pr.known = pr.known[:0]
+	for _, pid := range pr.list() {
+		t.mu.Lock()
+		r := t.mains[pid]
+		known := r != nil && !want[r.marker]
+		t.mu.Unlock()
+		if known {
+			pr.known = append(pr.known, knownPID{pid, r})
+			continue
+		}
+		look(pid)
+	}
+	for i, k := range pr.known {
+		t.mu.Lock()
+		still := t.mains[k.pid] == k.run
+		t.mu.Unlock()
+		if !still {
+			look(k.pid)
+		}
+		pr.known[i].run = nil
 	}
 	return out
 }
@@ -593,10 +641,11 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	// Processes by marker and by recorded process group, until none is found.
-	prefix := t.key + ":"
+	prefix := []byte(t.key + ":")
+	var pr procReader
 	for range 10 {
 		found := 0
-		for _, pid := range allPIDs() {
+		for _, pid := range pr.list() {
 			info, ok := readStat(pid)
 			if !ok {
 				continue
@@ -605,11 +654,11 @@ func (t *Tracker) Sweep() []Leftover {
 				continue
 			}
 			name := ""
-			if m := markerOf(pid); strings.HasPrefix(m, prefix) {
-				if t.kept(m) {
+			if m := pr.marker(pid); bytes.HasPrefix(m, prefix) {
+				if t.kept(string(m)) {
 					continue
 				}
-				name = unitOfMarker(m)
+				name = unitOfMarker(string(m))
 			} else {
 				for _, run := range rec.Runs {
 					if run.PID <= 0 || info.pgid != run.PID || t.kept(run.Marker) {

@@ -1,9 +1,13 @@
 package proctrack
 
 import (
+	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,4 +70,162 @@ func TestSweepCorruptRecord(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(b), `{"runs":[]}`) {
 		t.Errorf("record after close = %q, %v", b, err)
 	}
+}
+
+// markerReference is how a process's marker was read before procReader:
+// the whole environment, split.
+func markerReference(pid int) string {
+	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/environ", maxEnviron)
+	if err != nil {
+		return ""
+	}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte(MarkerVar+"=")); ok {
+			return string(v)
+		}
+	}
+	return ""
+}
+
+func TestProcReaderMarker(t *testing.T) {
+	big := "BIG=" + strings.Repeat("x", 100<<10)
+	var huge []string // more than maxEnviron, in strings the kernel takes
+	for i := range maxEnviron/(64<<10) + 1 {
+		huge = append(huge, "H"+strconv.Itoa(i)+"="+strings.Repeat("y", 64<<10))
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{MarkerVar + "=k:first:1", "A=1"}, "k:first:1"},
+		{[]string{"A=1", MarkerVar + "=k:mid:2", "B=2"}, "k:mid:2"},
+		{[]string{"A=1", MarkerVar + "=k:one:3", MarkerVar + "=k:two:4"}, "k:one:3"},
+		{[]string{"X" + MarkerVar + "=no", "A=" + MarkerVar + "=no"}, ""},
+		{[]string{"A=1", big, MarkerVar + "=k:after-big:5"}, "k:after-big:5"},
+		{append(append([]string{"A=1"}, huge...), MarkerVar+"=k:beyond:6"), ""},
+		{[]string{MarkerVar + "="}, ""},
+		{[]string{}, ""},
+	} {
+		pid := startReady(t, tc.env...)
+		var pr procReader
+		got := string(pr.marker(pid))
+		ref := markerReference(pid)
+		if got != tc.want || got != ref {
+			t.Errorf("marker with env %.60q = %q, want %q (read whole: %q)", tc.env, got, tc.want, ref)
+		}
+		if !slices.Contains(pr.list(), pid) {
+			t.Errorf("pid %d not listed", pid)
+		}
+	}
+	var pr procReader
+	if slices.Contains(pr.list(), os.Getpid()) {
+		t.Error("the list holds this process")
+	}
+	if pr.marker(os.Getpid()) != nil && markerReference(os.Getpid()) == "" {
+		t.Error("a marker read where there is none")
+	}
+}
+
+// Every process on the machine reads as it did when the whole environment
+// was read.
+func TestProcReaderAsBefore(t *testing.T) {
+	var pr procReader
+	pids := slices.Clone(pr.list())
+	if len(pids) < 2 {
+		t.Fatalf("listed %v", pids)
+	}
+	for _, pid := range pids {
+		ref := markerReference(pid)
+		got := string(pr.marker(pid))
+		if again := markerReference(pid); again != ref {
+			continue // it exec'd or ended meanwhile
+		}
+		if got != ref {
+			t.Errorf("pid %d: marker %q, read whole %q", pid, got, ref)
+		}
+	}
+}
+
+// startReady starts a shell with exactly env (repeats too) in its own
+// process group and waits until it runs: its environment can be read only
+// once exec is complete, which is after the fork returns. It waits on its
+// stdin until the test ends.
+func startReady(t *testing.T, env ...string) int {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", "echo ready; read x"}, &os.ProcAttr{
+		Env: env, Files: []*os.File{inR, outW, os.Stderr}, Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		inW.Close()
+		p.Kill()
+		p.Wait()
+	})
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	outR.Close()
+	if line != "ready\n" {
+		t.Fatalf("shell said %q, %v", line, err)
+	}
+	return p.Pid
+}
+
+// A pass over /proc does not read the main process of a run that runs and
+// is not looked for (here it carries another run's marker, so reading it
+// would find it), yet finds a process that escaped the run looked for; once
+// the main process is reaped its pid is read again.
+func TestScanSkipsKnownWorker(t *testing.T) {
+	tr, err := Open(Options{StateDir: t.TempDir(), NoCgroup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wanted := tr.Begin("wanted")
+	mainPID := startReady(t, wanted.Env())
+	wanted.Started(mainPID)
+	escaped := startReady(t, "A=1", wanted.Env())
+	other := tr.Begin("other")
+	otherPID := startReady(t, wanted.Env())
+	other.Started(otherPID)
+	defer func() {
+		wanted.finish()
+		other.finish()
+		tr.Close()
+	}()
+
+	var pr procReader
+	want := map[string]bool{wanted.Marker(): true}
+	pids := func() []int {
+		var out []int
+		for _, p := range tr.scanMarker(&pr, want) {
+			if p.marker != wanted.Marker() {
+				t.Errorf("found %+v, want only the marker %s", p, wanted.Marker())
+			}
+			out = append(out, p.pid)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := pids(), []int{mainPID, escaped}; !slices.Equal(got, sorted(want)) {
+		t.Errorf("found %v, want the wanted run's main %d and its escaped process %d (not the other run's main %d)", got, mainPID, escaped, otherPID)
+	}
+	other.Exited()
+	if got, want := pids(), []int{mainPID, escaped, otherPID}; !slices.Equal(got, sorted(want)) {
+		t.Errorf("after the other run's main was reaped, found %v, want %v", got, sorted(want))
+	}
+}
+
+func sorted(s []int) []int {
+	slices.Sort(s)
+	return s
 }
