@@ -86,8 +86,12 @@ func (t *Tracker) save() {
 	}
 	t.mu.Unlock()
 	defer func() {
+		// Kept for the next batch, unless a burst made it large.
 		clear(changes)
-		w.spare = changes[:0]
+		w.spare = nil
+		if cap(changes) <= 4096 {
+			w.spare = changes[:0]
+		}
 	}()
 	if whole {
 		slices.SortFunc(rec.Runs, func(a, b runRecord) int { return strings.Compare(a.Marker, b.Marker) })
