@@ -318,3 +318,48 @@ func alive(pid int) bool {
 	_, ok := readStat(pid)
 	return ok
 }
+
+// Once the changes after the whole record outnumber the runs, the record is
+// written whole again, by rename: the file holds the live runs on one line.
+func TestRecordCompacts(t *testing.T) {
+	tr := openRecordTest(t, t.Logf)
+	var live []*Run
+	for range 10 {
+		r := tr.Begin("kept")
+		r.Started(os.Getpid())
+		live = append(live, r)
+	}
+	tr.save()
+	first, err := os.Stat(tr.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compacted := false
+	for i := 0; i < 2*minCompact && !compacted; i++ {
+		r := tr.Begin("churn")
+		r.Started(os.Getpid())
+		tr.save()
+		r.finish()
+		tr.save()
+		now, err := os.Stat(tr.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compacted = !os.SameFile(first, now)
+		// The flusher may have appended the first runs' starts too.
+		if compacted && 10+2*(i+1) <= minCompact {
+			t.Errorf("written whole after %d changes, want more than %d", 2*(i+1), minCompact)
+		}
+	}
+	if !compacted {
+		t.Fatalf("not written whole after %d changes to 10 runs", 4*minCompact)
+	}
+	rec, b := readRecordFile(t, tr.path)
+	if lines := bytes.Count(b, []byte{'\n'}); lines != 1 || len(rec.Runs) != 10 {
+		t.Errorf("compacted record has %d lines and %d runs, want 1 line of 10 runs", lines, len(rec.Runs))
+	}
+	for _, r := range live {
+		r.finish()
+	}
+	tr.Close()
+}
