@@ -335,11 +335,15 @@ func TestRecordCompacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	compacted := false
-	for i := 0; i < 2*minCompact && !compacted; i++ {
-		r := tr.Begin("churn")
-		r.Started(os.Getpid())
-		tr.save()
-		r.finish()
+	var churn *Run
+	for i := 0; i < 4*minCompact && !compacted; i++ {
+		if churn == nil {
+			churn = tr.Begin("churn")
+			churn.Started(os.Getpid())
+		} else {
+			churn.finish()
+			churn = nil
+		}
 		tr.save()
 		now, err := os.Stat(tr.path)
 		if err != nil {
@@ -347,16 +351,19 @@ func TestRecordCompacts(t *testing.T) {
 		}
 		compacted = !os.SameFile(first, now)
 		// The flusher may have appended the first runs' starts too.
-		if compacted && 10+2*(i+1) <= minCompact {
-			t.Errorf("written whole after %d changes, want more than %d", 2*(i+1), minCompact)
+		if compacted && 10+i+1 <= minCompact {
+			t.Errorf("written whole after %d changes, want more than %d", i+1, minCompact)
 		}
 	}
 	if !compacted {
 		t.Fatalf("not written whole after %d changes to 10 runs", 4*minCompact)
 	}
 	rec, b := readRecordFile(t, tr.path)
-	if lines := bytes.Count(b, []byte{'\n'}); lines != 1 || len(rec.Runs) != 10 {
-		t.Errorf("compacted record has %d lines and %d runs, want 1 line of 10 runs", lines, len(rec.Runs))
+	if lines, want := bytes.Count(b, []byte{'\n'}), liveRecord(tr); lines != 1 || !slices.Equal(rec.Runs, want) {
+		t.Errorf("compacted record has %d lines and runs %+v, want 1 line of %+v", lines, rec.Runs, want)
+	}
+	if churn != nil {
+		churn.finish()
 	}
 	for _, r := range live {
 		r.finish()
