@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"unsafe"
 
@@ -26,26 +25,126 @@ type procInfo struct {
 // readStat reads pid, pgid and start time from /proc/PID/stat. ok is false
 // for a process that is gone or a zombie.
 func readStat(pid int) (procInfo, bool) {
-	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
-	if err != nil {
+	st, ok := statOf(pid)
+	if !ok || st.state == 'Z' || st.state == 'X' {
 		return procInfo{}, false
 	}
-	// comm may hold spaces and parens: the fields start after the last ')'.
+	return procInfo{pid: pid, pgid: st.pgid, start: st.start}, true
+}
+
+// stat is the part of /proc/PID/stat the tracker uses.
+type stat struct {
+	state      byte
+	ppid, pgid int
+	start      uint64 // clock ticks since boot
+}
+
+// statLen bounds the read of /proc/PID/stat: the fields used come within
+// the first few hundred bytes, whatever the command's name.
+const statLen = 2048
+
+// statOf reads /proc/PID/stat into a buffer on the stack: a process is
+// looked up on every start, and every process at a sweep, without garbage.
+// ok is false when the process is gone or the line does not read.
+func statOf(pid int) (stat, bool) {
+	var path [32]byte
+	fd, err := openPath(append(strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10), "/stat\x00"...))
+	if err != nil {
+		return stat{}, false
+	}
+	var buf [statLen]byte
+	n := 0
+	for n < len(buf) {
+		k, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || k <= 0 {
+			break
+		}
+		n += k
+	}
+	unix.Close(fd)
+	return parseStat(buf[:n])
+}
+
+// parseStat reads state (field 3), ppid (4), pgid (5) and starttime (22).
+// The command's name may hold spaces and parens: the fields start after
+// the last ')'.
+func parseStat(b []byte) (stat, bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return procInfo{}, false
+		return stat{}, false
 	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); pgid is field 5, starttime field 22.
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return procInfo{}, false
+	b = b[i+1:]
+	var st stat
+	got := 0
+	for field := 3; field <= 22; field++ {
+		for len(b) > 0 && isSpace(b[0]) {
+			b = b[1:]
+		}
+		j := 0
+		for j < len(b) && !isSpace(b[j]) {
+			j++
+		}
+		if j == 0 {
+			return stat{}, false
+		}
+		f := b[:j]
+		b = b[j:]
+		switch field {
+		case 3:
+			if len(f) != 1 {
+				return stat{}, false
+			}
+			st.state = f[0]
+			got++
+		case 4, 5:
+			neg := f[0] == '-'
+			if neg {
+				f = f[1:]
+			}
+			v, ok := parseUint(f)
+			if !ok {
+				return stat{}, false
+			}
+			n := int(v)
+			if neg {
+				n = -n
+			}
+			if field == 4 {
+				st.ppid = n
+			} else {
+				st.pgid = n
+			}
+			got++
+		case 22:
+			v, ok := parseUint(f)
+			if !ok {
+				return stat{}, false
+			}
+			st.start = v
+			got++
+		}
 	}
-	pgid, err1 := strconv.Atoi(f[2])
-	start, err2 := strconv.ParseUint(f[19], 10, 64)
-	if err1 != nil || err2 != nil {
-		return procInfo{}, false
+	return st, got == 4
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' }
+
+// parseUint parses decimal digits.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
 	}
-	return procInfo{pid: pid, pgid: pgid, start: start}, true
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
 }
 
 // procReader reads /proc for the passes that look for markers, through

@@ -229,3 +229,78 @@ func sorted(s []int) []int {
 	slices.Sort(s)
 	return s
 }
+
+// statReference is how /proc/PID/stat was read before statOf: the fields
+// split by strings.Fields.
+func statReference(pid int) (state string, ppid, pgid int, start uint64, ok bool) {
+	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
+	if err != nil {
+		return "", 0, 0, 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return "", 0, 0, 0, false
+	}
+	pp, err1 := strconv.Atoi(f[1])
+	pg, err2 := strconv.Atoi(f[2])
+	st, err3 := strconv.ParseUint(f[19], 10, 64)
+	return f[0], pp, pg, st, err1 == nil && err2 == nil && err3 == nil
+}
+
+// Every process on the machine reads as it did with the whole line split.
+func TestStatAsBefore(t *testing.T) {
+	var pr procReader
+	pids := slices.Clone(pr.list())
+	pids = append(pids, os.Getpid())
+	checked := 0
+	for _, pid := range pids {
+		_, pp, pg, start, ok := statReference(pid)
+		st, sok := statOf(pid)
+		_, pp2, pg2, start2, ok2 := statReference(pid)
+		if pp != pp2 || pg != pg2 || start != start2 || ok != ok2 {
+			continue // it changed or ended meanwhile
+		}
+		checked++
+		if sok != ok || (ok && (st.ppid != pp || st.pgid != pg || st.start != start)) {
+			t.Errorf("pid %d: statOf %+v %v, split %d %d %d %v", pid, st, sok, pp, pg, start, ok)
+		}
+	}
+	if checked < 2 {
+		t.Errorf("checked %d processes", checked)
+	}
+	for _, tc := range []struct {
+		in   string
+		want stat
+		ok   bool
+	}{
+		{"1 (init) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 42 1000 10\n", stat{'S', 0, 1, 42}, true},
+		{"7 (a) b) (c) R 1 -1 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", stat{'R', 1, -1, 99}, true},
+		{"9 (sp ace) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7", stat{'Z', 1, 9, 7}, true},
+		{"9 (short) S 1 9 9 0", stat{}, false},
+		{"9 (x) S 1 nine 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7", stat{}, false},
+		{"no parens S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7", stat{}, false},
+	} {
+		if got, ok := parseStat([]byte(tc.in)); got != tc.want || ok != tc.ok {
+			t.Errorf("parseStat(%q) = %+v, %v; want %+v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestStatOfAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	pid := os.Getpid()
+	if n := testing.AllocsPerRun(100, func() { statOf(pid) }); n != 0 {
+		t.Errorf("statOf allocates %v times", n)
+	}
+	var pr procReader
+	pr.marker(pid)
+	if n := testing.AllocsPerRun(100, func() { pr.marker(pid) }); n != 0 {
+		t.Errorf("marker allocates %v times", n)
+	}
+}
