@@ -1,6 +1,7 @@
 package proctrack
 
 import (
+	"os"
 	"strconv"
 	"strings"
 )
@@ -39,11 +40,32 @@ func (t *Tracker) kept(marker string) bool {
 }
 
 // Adopted returns the handed-over run with this marker (Options.Keep), nil
-// if there is none.
+// if there is none. A main process that is this process's child (a re-exec
+// keeps them) is reaped by it like one it started, so from here on it is
+// known by its pid; call Exited when it is reaped.
 func (t *Tracker) Adopted(marker string) *Run {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.runs[marker]
+	r := t.runs[marker]
+	t.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	pid, start := r.pid, r.start
+	r.mu.Unlock()
+	if pid <= 0 {
+		return r
+	}
+	if st, ok := statOf(pid); ok && st.ppid == os.Getpid() && st.start == start && st.state != 'Z' && st.state != 'X' {
+		t.mu.Lock()
+		r.mu.Lock()
+		if t.runs[marker] == r && !r.exited && !r.ended {
+			t.mains[pid] = r
+		}
+		r.mu.Unlock()
+		t.mu.Unlock()
+	}
+	return r
 }
 
 // Marker is the run's marker.

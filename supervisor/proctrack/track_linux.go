@@ -57,7 +57,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	runs    map[string]*Run // by marker
-	mains   map[int]*Run    // by main pid, while it runs: neither reaped nor handed over
+	mains   map[int]*Run    // by main pid, of runs whose main process is this process's unreaped child
 	changes []recordLine    // to the record since its last write
 	seq     uint64
 	closed  bool

@@ -304,3 +304,89 @@ func TestStatOfAllocatesNothing(t *testing.T) {
 		t.Errorf("marker allocates %v times", n)
 	}
 }
+
+// A handed-over run whose main process is this process's child (as after a
+// re-exec) is known by its pid once adopted; one whose main process is not
+// (its daemon died; another process reaps it) is still read.
+func TestScanKnowsAdoptedChild(t *testing.T) {
+	state := t.TempDir()
+	first, err := Open(Options{StateDir: state, NoCgroup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wanted := first.Begin("wanted").Marker()
+	childMarker, orphanMarker := first.Begin("child").Marker(), first.Begin("orphan").Marker()
+	first.Close()
+
+	child := startReady(t, MarkerVar+"="+wanted)
+	orphan := startOrphan(t, MarkerVar+"="+wanted)
+	keep := func(unit, marker string, pid int) Keep {
+		st, ok := statOf(pid)
+		if !ok {
+			t.Fatalf("no stat for %d", pid)
+		}
+		return Keep{Unit: unit, Marker: marker, PID: pid, Start: st.start}
+	}
+	tr, err := Open(Options{StateDir: state, NoCgroup: true, Keep: []Keep{
+		keep("child", childMarker, child), keep("orphan", orphanMarker, orphan),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.Adopted(childMarker) == nil || tr.Adopted(orphanMarker) == nil {
+		t.Fatal("kept runs not adopted")
+	}
+	var pr procReader
+	var got []int
+	for _, p := range tr.scanMarker(&pr, map[string]bool{wanted: true}) {
+		got = append(got, p.pid)
+	}
+	if !slices.Equal(got, []int{orphan}) {
+		t.Errorf("found %v, want only the orphan %d (the adopted child %d is known)", got, orphan, child)
+	}
+}
+
+// startOrphan starts a shell with env whose parent exits at once, so that
+// it is not this process's child, and waits until it runs.
+func startOrphan(t *testing.T, env ...string) int {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A job in the background reads /dev/null as its stdin: it waits on fd 3.
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", `/bin/sh -c 'echo ready; read x <&3' & echo "$!"`}, &os.ProcAttr{
+		Env: env, Files: []*os.File{inR, outW, os.Stderr, inR}, Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	rd := bufio.NewReader(outR)
+	pid := 0
+	for range 2 {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("shell said %q, %v", line, err)
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
+			pid = n
+		}
+	}
+	outR.Close()
+	if pid == 0 {
+		t.Fatal("no pid from the shell")
+	}
+	t.Cleanup(func() {
+		inW.Close()
+		syscall.Kill(pid, syscall.SIGKILL)
+	})
+	return pid
+}
