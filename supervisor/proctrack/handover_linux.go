@@ -1,6 +1,7 @@
 package proctrack
 
 import (
+	"os"
 	"strconv"
 	"strings"
 )
@@ -39,11 +40,32 @@ func (t *Tracker) kept(marker string) bool {
 }
 
 // Adopted returns the handed-over run with this marker (Options.Keep), nil
-// if there is none.
+// if there is none. A main process that is this process's child (a re-exec
+// keeps them) is reaped by it like one it started, so from here on it is
+// known by its pid; call Exited when it is reaped.
 func (t *Tracker) Adopted(marker string) *Run {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.runs[marker]
+	r := t.runs[marker]
+	t.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	pid, start := r.pid, r.start
+	r.mu.Unlock()
+	if pid <= 0 {
+		return r
+	}
+	if st, ok := statOf(pid); ok && st.ppid == os.Getpid() && st.start == start && st.state != 'Z' && st.state != 'X' {
+		t.mu.Lock()
+		r.mu.Lock()
+		if t.runs[marker] == r && !r.exited && !r.ended {
+			t.mains[pid] = r
+		}
+		r.mu.Unlock()
+		t.mu.Unlock()
+	}
+	return r
 }
 
 // Marker is the run's marker.
@@ -60,37 +82,16 @@ func (r *Run) Start() uint64 {
 // parent's pid from /proc; a zombie still has them. ok is false for a
 // process that is gone.
 func StartTime(pid int) (start uint64, ppid int, ok bool) {
-	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
-	if err != nil {
+	st, ok := statOf(pid)
+	if !ok {
 		return 0, 0, false
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, 0, false
-	}
-	pp, err1 := strconv.Atoi(f[1])
-	st, err2 := strconv.ParseUint(f[19], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return st, pp, true
+	return st.start, st.ppid, true
 }
 
 // Zombie reports whether pid has ended and waits to be reaped (state Z in
 // /proc/PID/stat); false when it runs or cannot be read.
 func Zombie(pid int) bool {
-	b, err := readBounded("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] == "Z"
+	st, ok := statOf(pid)
+	return ok && st.state == 'Z'
 }

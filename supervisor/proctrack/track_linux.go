@@ -1,9 +1,9 @@
 package proctrack
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,9 +27,6 @@ const MarkerVar = "OPSVC_TRACK"
 // RecordName is the record of running units' processes in the state
 // directory.
 const RecordName = "procs.json"
-
-// maxRecord bounds the record file read back at start.
-const maxRecord = 16 << 20
 
 // killWait bounds how long ending a unit's leftovers waits for them to go.
 const killWait = 5 * time.Second
@@ -58,10 +55,15 @@ type Tracker struct {
 	reason string // why base is ""
 	path   string
 
-	mu     sync.Mutex
-	runs   map[string]*Run // by marker
-	seq    uint64
-	closed bool
+	mu      sync.Mutex
+	runs    map[string]*Run // by marker
+	mains   map[int]*Run    // by main pid, of runs whose main process is this process's unreaped child
+	changes []recordLine    // to the record since its last write
+	seq     uint64
+	closed  bool
+
+	saveMu sync.Mutex
+	file   recordFile
 
 	dirty chan struct{}
 	stop  chan struct{}
@@ -72,19 +74,6 @@ type Tracker struct {
 	pending  []scanReq
 	scanWake chan struct{}
 	scanDone chan struct{}
-}
-
-type record struct {
-	Cgroup string      `json:"cgroup,omitempty"`
-	Runs   []runRecord `json:"runs"`
-}
-
-type runRecord struct {
-	Unit   string `json:"unit"`
-	Marker string `json:"marker"`
-	PID    int    `json:"pid"`
-	Start  uint64 `json:"start"`
-	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Open starts tracking for a state directory. Call Sweep before starting
@@ -103,6 +92,7 @@ func Open(opts Options) (*Tracker, error) {
 		key:      hex.EncodeToString(sum[:6]),
 		path:     filepath.Join(dir, RecordName),
 		runs:     make(map[string]*Run),
+		mains:    make(map[int]*Run),
 		dirty:    make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -218,6 +208,9 @@ func (r *Run) Started(pid int) {
 	t.mu.Lock()
 	if !t.closed {
 		t.runs[r.marker] = r
+		t.mains[pid] = r
+		rec := r.record()
+		t.changes = append(t.changes, recordLine{Add: &rec})
 	}
 	t.mu.Unlock()
 	t.markDirty()
@@ -243,7 +236,18 @@ func (r *Run) closeFD() {
 func (r *Run) Exited() {
 	r.mu.Lock()
 	r.exited = true
+	pid := r.pid
 	r.mu.Unlock()
+	r.t.forgetMain(pid, r)
+}
+
+// forgetMain drops a main process that was reaped: its pid may be reused.
+func (t *Tracker) forgetMain(pid int, r *Run) {
+	t.mu.Lock()
+	if t.mains[pid] == r {
+		delete(t.mains, pid)
+	}
+	t.mu.Unlock()
 }
 
 // Signal sends sig to every process of the run: the cgroup's members, or the
@@ -318,6 +322,7 @@ const scanPace = 9
 func (t *Tracker) scanner() {
 	defer close(t.scanDone)
 	var next time.Time // the earliest start of the next pass
+	var pr procReader
 	for {
 		select {
 		case <-t.scanWake:
@@ -347,7 +352,7 @@ func (t *Tracker) scanner() {
 				want[q.run.marker] = true
 			}
 			found := make(map[string][]procInfo)
-			for _, p := range t.scanMarker(func(m string) bool { return want[m] }) {
+			for _, p := range t.scanMarker(&pr, want) {
 				found[p.marker] = append(found[p.marker], p.procInfo)
 			}
 			next = time.Now().Add(scanPace * time.Since(began))
@@ -418,8 +423,17 @@ func (r *Run) reportEscaped(found []int, how string) {
 // finish drops an ended run from the record and removes its cgroup.
 func (r *Run) finish() {
 	t := r.t
+	r.mu.Lock()
+	pid := r.pid
+	r.mu.Unlock()
 	t.mu.Lock()
-	delete(t.runs, r.marker)
+	if t.mains[pid] == r {
+		delete(t.mains, pid)
+	}
+	if t.runs[r.marker] == r {
+		delete(t.runs, r.marker)
+		t.changes = append(t.changes, recordLine{End: r.marker})
+	}
 	t.mu.Unlock()
 	t.markDirty()
 	if r.dir == "" {
@@ -439,17 +453,43 @@ type markedProc struct {
 	marker string
 }
 
-// scanMarker lists the running processes whose marker matches.
-func (t *Tracker) scanMarker(match func(string) bool) []markedProc {
+// scanMarker lists the running processes whose marker is wanted.
+//
+// The main process of a run that is neither reaped nor wanted is known
+// without reading anything: it carries its own run's marker, and its pid
+// cannot be reused before the reaper waits for it. A pid whose run was
+// reaped while the pass went on is read after all, at the end.
+func (t *Tracker) scanMarker(pr *procReader, want map[string]bool) []markedProc {
 	var out []markedProc
-	for _, pid := range allPIDs() {
-		m := markerOf(pid)
-		if m == "" || !match(m) {
-			continue
+	look := func(pid int) {
+		m := pr.marker(pid)
+		if m == nil || !want[string(m)] {
+			return
 		}
 		if info, ok := readStat(pid); ok {
-			out = append(out, markedProc{info, m})
+			out = append(out, markedProc{info, string(m)})
 		}
+	}
+	pr.known = pr.known[:0]
+	for _, pid := range pr.list() {
+		t.mu.Lock()
+		r := t.mains[pid]
+		known := r != nil && !want[r.marker]
+		t.mu.Unlock()
+		if known {
+			pr.known = append(pr.known, knownPID{pid, r})
+			continue
+		}
+		look(pid)
+	}
+	for i, k := range pr.known {
+		t.mu.Lock()
+		still := t.mains[k.pid] == k.run
+		t.mu.Unlock()
+		if !still {
+			look(k.pid)
+		}
+		pr.known[i].run = nil
 	}
 	return out
 }
@@ -487,36 +527,6 @@ func (t *Tracker) flusher() {
 	}
 }
 
-func (t *Tracker) save() {
-	t.mu.Lock()
-	rec := record{Cgroup: t.base, Runs: make([]runRecord, 0, len(t.runs))}
-	for _, r := range t.runs {
-		r.mu.Lock()
-		rec.Runs = append(rec.Runs, runRecord{Unit: r.unit, Marker: r.marker, PID: r.pid, Start: r.start, Cgroup: r.dir})
-		r.mu.Unlock()
-	}
-	t.mu.Unlock()
-	slices.SortFunc(rec.Runs, func(a, b runRecord) int { return strings.Compare(a.Marker, b.Marker) })
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return
-	}
-	if err := writeRecord(t.path, append(b, '\n')); err != nil {
-		t.opts.Logf("process record: %v (a restart after a crash may miss leftovers)", err)
-	}
-}
-
-// writeRecord replaces the record by rename. It is not synced: the record
-// matters after the daemon dies, not the machine (its processes die too).
-func writeRecord(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 // Close ends every run still tracked, removes the cgroups and writes the
 // record one last time.
 func (t *Tracker) Close() error {
@@ -539,7 +549,13 @@ func (t *Tracker) Close() error {
 	close(t.stop)
 	<-t.done
 	<-t.scanDone
+	t.saveMu.Lock()
+	t.file.reset() // the last write is a whole record, without changes after it
+	t.saveMu.Unlock()
 	t.save()
+	t.saveMu.Lock()
+	t.file.reset()
+	t.saveMu.Unlock()
 	if t.base != "" {
 		removeCgroup(t.base, time.Now().Add(killWait))
 	}
@@ -559,13 +575,7 @@ type Leftover struct {
 // It waits (boundedly) for them to be gone and publishes daemon.leftovers
 // for each unit that had some.
 func (t *Tracker) Sweep() []Leftover {
-	var rec record
-	if b, err := readBounded(t.path, maxRecord); err == nil && len(b) > 0 {
-		if err := json.Unmarshal(b, &rec); err != nil {
-			t.opts.Logf("process record %s: %v (looking for leftovers by cgroup and environment only)", t.path, err)
-			rec = record{}
-		}
-	}
+	rec := t.readRecord()
 	byUnit := make(map[string][]int)
 	add := func(unitName string, pid int) {
 		if !containsInt(byUnit[unitName], pid) {
@@ -631,10 +641,11 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	// Processes by marker and by recorded process group, until none is found.
-	prefix := t.key + ":"
+	prefix := []byte(t.key + ":")
+	var pr procReader
 	for range 10 {
 		found := 0
-		for _, pid := range allPIDs() {
+		for _, pid := range pr.list() {
 			info, ok := readStat(pid)
 			if !ok {
 				continue
@@ -643,11 +654,11 @@ func (t *Tracker) Sweep() []Leftover {
 				continue
 			}
 			name := ""
-			if m := markerOf(pid); strings.HasPrefix(m, prefix) {
-				if t.kept(m) {
+			if m := pr.marker(pid); bytes.HasPrefix(m, prefix) {
+				if t.kept(string(m)) {
 					continue
 				}
-				name = unitOfMarker(m)
+				name = unitOfMarker(string(m))
 			} else {
 				for _, run := range rec.Runs {
 					if run.PID <= 0 || info.pgid != run.PID || t.kept(run.Marker) {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package proctrack
+
+const raceEnabled = false
