@@ -18,10 +18,10 @@ type loopStats struct {
 	track   map[string]*startTrack // loop-owned
 
 	// Loop-owned: the per-unit part of the snapshot is built again only
-	// when a unit changed, and no sooner than ten times its last build's
-	// length after it (so that it costs the loop at most a tenth of its
-	// time with thousands of units changing); due is when a build put off
-	// so is owed.
+	// when a unit changed, and no sooner than statsPace times its last
+	// build's length after it (so that it costs at most a fiftieth of the
+	// loop's time with thousands of units changing, as at a cold start:
+	// the CPU is the units' first); due is when a build put off so is owed.
 	built  bool
 	seq    uint64 // s.dirty.seq it was built at
 	at     time.Time
@@ -33,8 +33,12 @@ type loopStats struct {
 	last   *metrics.Snapshot
 }
 
-// maxStatsPace bounds the wait for a snapshot that is owed.
-const maxStatsPace = 250 * time.Millisecond
+// statsPace spaces builds of the snapshot by their length; maxStatsPace
+// bounds the wait for a snapshot that is owed.
+const (
+	statsPace    = 50
+	maxStatsPace = time.Second
+)
 
 // startTrack times a unit's last start.
 type startTrack struct {
@@ -72,7 +76,7 @@ func (s *Supervisor) stepDone(woke time.Time) {
 	rebuilt := false
 	if !st.built || st.seq != s.dirty.seq {
 		now := time.Now()
-		if next := st.at.Add(min(10*st.cost, maxStatsPace)); st.built && now.Before(next) {
+		if next := st.at.Add(min(statsPace*st.cost, maxStatsPace)); st.built && now.Before(next) {
 			st.due = next
 		} else {
 			s.buildUnitStats()
