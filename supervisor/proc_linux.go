@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"os/signal"
@@ -269,14 +270,14 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	outR, outW, err := r.out.pipe(spec.Stdout)
+	outR, outW, err := r.pipe(spec.Stdout)
 	if err != nil {
 		return nil, err
 	}
 	var errR *outPipe
 	errW := outW
 	if !spec.StderrToStdout {
-		if errR, errW, err = r.out.pipe(spec.Stderr); err != nil {
+		if errR, errW, err = r.pipe(spec.Stderr); err != nil {
 			unix.Close(outW)
 			return nil, err
 		}
@@ -368,6 +369,19 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		go p.wait()
 	}
 	return p, nil
+}
+
+// pipe makes an output pipe. Near the open-files limit it first gives up
+// pidfds (shed), and once more when the pipe finds no file.
+func (r *ExecRunner) pipe(w io.Writer) (*outPipe, int, error) {
+	rd, wr, err := r.out.pipe(w)
+	if err != nil && (errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) && r.exitp != nil && r.shed(64) > 0 {
+		rd, wr, err = r.out.pipe(w)
+	}
+	if err == nil && r.exitp != nil && r.nearLimit(wr) {
+		r.shed(shedEach)
+	}
+	return rd, wr, err
 }
 
 // lookPath resolves a bare command name in the PATH the child will get.

@@ -14,10 +14,13 @@ import (
 // wait4(-1) walks every child the process has: with 10,000 workers, each
 // exit would cost a walk of 10,000.
 //
-// A pidfd is one more open file per worker. Where the open-files limit is
-// near (see pidfdReserve), a worker goes without: at each SIGCHLD those
-// workers are looked at one by one (wait4 on each pid, no walk of every
-// child), so their exits are not late, and the cost is what they number.
+// A pidfd is one more open file per worker, and it must never cost a
+// worker its start: where the open-files limit is near (see pidfdReserve),
+// a new worker goes without, and each start gives up some pidfds of
+// running workers (shed) so that output pipes and sockets always find
+// files. Workers without a pidfd are looked at one by one at each SIGCHLD
+// (wait4 on each pid, no walk of every child), so their exits are not
+// late, and the cost is what they number.
 //
 // Other children (orphans of workers, which the runner adopts as the
 // process's subreaper) are reaped by a sweep with wait4(-1), at most every
@@ -91,7 +94,7 @@ func (x *exitPoller) close() {
 func (r *ExecRunner) watch(p *execProc, pidfd int) {
 	p.pidfd = -1
 	r.procs[p.pid] = p
-	if pidfd >= 0 && r.fdLimit > 0 && pidfd >= r.fdLimit-pidfdReserve(r.fdLimit) {
+	if pidfd >= 0 && r.nearLimit(pidfd) {
 		unix.Close(pidfd) // near the open-files limit: keep the file for output pipes
 		pidfd = -1
 	}
@@ -207,6 +210,36 @@ func (r *ExecRunner) reapUnpolled() {
 	}
 	r.mu.Unlock()
 	r.reapEach(ps)
+}
+
+// shedEach is how many pidfds a start gives up near the limit: more than
+// the files a start takes (output pipes, channel, notify socket).
+const shedEach = 8
+
+// nearLimit reports whether a file just numbered fd falls in the reserve
+// below the open-files limit (files are numbered lowest first, so fd
+// files are open below it).
+func (r *ExecRunner) nearLimit(fd int) bool {
+	return r.fdLimit > 0 && fd >= r.fdLimit-pidfdReserve(r.fdLimit)
+}
+
+// shed gives up to n pidfds back: their workers are looked at by pid from
+// now on. It returns how many it closed.
+func (r *ExecRunner) shed(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := 0
+	for fd, p := range r.byFD {
+		if k == n {
+			break
+		}
+		delete(r.byFD, fd)
+		r.exitp.remove(fd)
+		p.pidfd = -1
+		r.unpolled[p] = struct{}{}
+		k++
+	}
+	return k
 }
 
 // stopPolling ends pollExits.

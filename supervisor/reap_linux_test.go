@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,4 +180,70 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestReaperShedsPidfdsNearTheLimit: near the open-files limit a start
+// gives pidfds of running workers up, so that pipes always find files, and
+// those workers' exits are still seen.
+func TestReaperShedsPidfdsNearTheLimit(t *testing.T) {
+	r, err := NewExecRunner(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	start := func(i int) Process {
+		t.Helper()
+		rd, err := dupFile(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.Start(Spec{Unit: "w" + strconv.Itoa(i), Argv: []string{"/bin/sh", "-c", "read x <&3; exit 5"}, Stdout: io.Discard, StderrToStdout: true, ExtraFiles: []*os.File{rd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var procs []Process
+	for i := range 20 {
+		procs = append(procs, start(i))
+	}
+	r.mu.Lock()
+	before := len(r.byFD)
+	r.fdLimit = 1 // every file now falls in the reserve
+	r.mu.Unlock()
+	if before != 20 {
+		t.Fatalf("%d of 20 workers watched by pidfd before the limit", before)
+	}
+	procs = append(procs, start(20))
+	r.mu.Lock()
+	after, unpolled := len(r.byFD), len(r.unpolled)
+	r.mu.Unlock()
+	if after != 20-shedEach || unpolled != shedEach+1 {
+		t.Errorf("after a start near the limit: %d by pidfd, %d by pid; want %d and %d", after, unpolled, 20-shedEach, shedEach+1)
+	}
+	pr.Close()
+	pw.Close() // every worker reads EOF and ends
+	for i, p := range procs {
+		select {
+		case <-p.Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("worker %d not reaped", i)
+		}
+		if c := p.Exit().Code; c != 5 {
+			t.Errorf("worker %d: exit code %d, want 5", i, c)
+		}
+	}
+}
+
+func dupFile(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
