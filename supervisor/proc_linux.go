@@ -2,8 +2,8 @@ package supervisor
 
 import (
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	goruntime "runtime"
