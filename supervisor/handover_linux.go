@@ -435,3 +435,10 @@ func (s *Supervisor) adoptNone() {
 		r.adoptDone()
 	}
 }
+
+// waitForks waits for every fork in flight and records it, with the exits
+// reaped meanwhile.
+func (s *Supervisor) waitForks() {
+	s.forking.Wait()
+	s.drainProcs()
+}

@@ -666,13 +666,6 @@ func (s *Supervisor) drainProcs() {
 	}
 }
 
-// waitForks waits for every fork in flight and records it, with the exits
-// reaped meanwhile.
-func (s *Supervisor) waitForks() {
-	s.forking.Wait()
-	s.drainProcs()
-}
-
 // forkers is how many forks run at once.
 const forkers = 4
 
