@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,18 +26,20 @@ import (
 // Other children (orphans of workers, which the runner adopts as the
 // process's subreaper) are reaped by a sweep with wait4(-1), at most every
 // sweepEvery after a SIGCHLD, so that orphans do not stay zombies for long
-// and the walk's cost stays bounded. A child run by RunChild makes every
+// and the walk's cost stays bounded. A sweep first looks without reaping
+// (waitid with WNOWAIT) and takes the lock forks wait for only when there
+// is a child to reap. A child run by RunChild makes every
 // SIGCHLD sweep at once while it runs.
 
 // sweepEvery spaces the sweeps for orphans while every registered child has
 // a pidfd.
-const sweepEvery = 250 * time.Millisecond
+const sweepEvery = time.Second
 
 // pidfdReserve is how many open files, below the limit, pidfds leave to
 // everything else (output pipes first): a pidfd whose number falls in it
 // is closed, and that worker reaped without one. File numbers are given
 // lowest first, so a new file numbered k means k files are open below it.
-func pidfdReserve(limit int) int { return max(256, limit/16) }
+func pidfdReserve(limit int) int { return max(128, limit/64) }
 
 // openFileLimit is the process's open-files limit (the Go runtime raised
 // the soft limit to the hard one at start); 0 if unknown.
@@ -287,6 +290,9 @@ func (r *ExecRunner) reapSignals(sigc <-chan struct{}) {
 // sweep reaps every child that has exited, by wait4(-1): orphans, children
 // without a pidfd, and any worker whose pidfd event is not handled yet.
 func (r *ExecRunner) sweep() {
+	if !zombieChild() {
+		return
+	}
 	r.forkMu.Lock()
 	defer r.forkMu.Unlock()
 	for {
@@ -310,4 +316,27 @@ func (r *ExecRunner) sweep() {
 			p.exited(ws)
 		}
 	}
+}
+
+// zombieChild reports whether a child of the process has exited and waits
+// to be reaped (or whether it cannot tell), without reaping it.
+func zombieChild() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	for err == unix.EINTR {
+		err = unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	}
+	switch {
+	case err == unix.ECHILD:
+		return false
+	case err != nil:
+		return true
+	}
+	// si_pid follows si_signo, si_errno and si_code, aligned as a pointer;
+	// it is 0 when no child has exited.
+	off := 3 * 4
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		off = 16
+	}
+	return *(*int32)(unsafe.Add(unsafe.Pointer(&info), off)) != 0
 }

@@ -247,3 +247,26 @@ func dupFile(f *os.File) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), f.Name()), nil
 }
+
+// TestZombieChild: a child that exited is seen without being reaped; once
+// it is reaped, none is.
+func TestZombieChild(t *testing.T) {
+	pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !zombieChild() {
+		if time.Now().After(deadline) {
+			t.Fatal("the exited child is not seen")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var ws syscall.WaitStatus
+	if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got != pid || err != nil {
+		t.Fatalf("wait4(%d) = %d, %v: the look reaped it", pid, got, err)
+	}
+	if zombieChild() {
+		t.Error("a child is seen after every one was reaped")
+	}
+}
