@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	goruntime "runtime"
 	"time"
 	"unsafe"
 
@@ -170,7 +171,10 @@ func (r *ExecRunner) pollExits() {
 func (r *ExecRunner) reapEach(ps []*execProc) {
 	var exited, lost []*execProc
 	var statuses []unix.WaitStatus
-	for _, p := range ps {
+	for i, p := range ps {
+		if i%64 == 63 {
+			goruntime.Gosched() // many workers without a pidfd: let exits and forks waiting for a CPU run
+		}
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
 		for err == unix.EINTR {

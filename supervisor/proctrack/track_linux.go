@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -471,7 +472,14 @@ func (t *Tracker) scanMarker(pr *procReader, want map[string]bool) []markedProc 
 		}
 	}
 	pr.known = pr.known[:0]
-	for _, pid := range pr.list() {
+	for i, pid := range pr.list() {
+		if i%yieldEvery == yieldEvery-1 {
+			// A pass is background work: with thousands of processes
+			// it would hold a CPU of the Go scheduler for many
+			// milliseconds, and an exit or a fork waiting for one would
+			// wait for its preemption.
+			runtime.Gosched()
+		}
 		t.mu.Lock()
 		r := t.mains[pid]
 		known := r != nil && !want[r.marker]
@@ -493,6 +501,10 @@ func (t *Tracker) scanMarker(pr *procReader, want map[string]bool) []markedProc 
 	}
 	return out
 }
+
+// yieldEvery is how many processes a pass over /proc looks at between
+// yields to other goroutines.
+const yieldEvery = 256
 
 func (t *Tracker) markDirty() {
 	select {
