@@ -56,6 +56,9 @@ type options struct {
 	// statusOnly measures only opsvc's status commands at each statusNs:
 	// no cold starts of the other figures, no peers.
 	statusOnly bool
+	// reexecOnly measures only opsvc's re-exec (and --replace) downtime at
+	// each reexecNs.
+	reexecOnly bool
 	reportOf   string // render the table and plot of this results file, measure nothing
 }
 
@@ -94,6 +97,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
 	scaleFlags(fs, &o.scale)
 	fs.BoolVar(&o.statusOnly, "status-only", false, "measure only opsvc status --json and opsvc list at each -status-n, nothing else (give -out another directory to keep results/latest.* as they are)")
+	fs.BoolVar(&o.reexecOnly, "reexec-only", false, "measure only opsvc's re-exec and --replace downtime at each -reexec-n, nothing else (give -out another directory to keep results/latest.* as they are)")
 	fs.StringVar(&o.reportOf, "report", "", "render latest.md and the plot again from this latest.json into -out; measure nothing")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -32,13 +32,16 @@ func (r *results) writeReexec(w io.Writer) {
 			if !x.PIDsKept {
 				kept = "PIDS CHANGED"
 			}
+			// The downtime is the gap a client saw: "answers again"
+			// also counts the new binary's check of the state, while
+			// the old process still answers.
 			met := "yes"
-			if m >= 0.100 {
+			if g >= 0.100 {
 				met = "no"
 			}
 			goal := ""
 			if x.N >= 1000 {
-				goal = fmt.Sprintf("; goal < 100 ms met: %s", met)
+				goal = fmt.Sprintf("; goal < 100 ms (longest gap) met: %s", met)
 			}
 			fmt.Fprintf(w, "| re-exec (SIGUSR2) with %d units: socket answers again, p50 / max (%d runs); longest gap seen by a polling client; %s | %.1f ms / %.1f ms; %.1f ms%s |\n",
 				x.N, len(x.DowntimeS), kept, p50*1000, m*1000, g*1000, goal)
