@@ -427,9 +427,37 @@ func KeepRuns(rec *handover.Record) []proctrack.Keep {
 }
 
 // TrackKeeping is Track for a daemon that takes over: the runs of rec's
-// workers are tracked as they are, not ended as leftovers.
+// workers are tracked as they are, not ended as leftovers. The check for
+// leftovers, which reads every process of the machine, waits for the
+// workers to be adopted, and starts wait for it (see adoptDone); without
+// rec, it is Track.
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return r.trackWith(proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf, Keep: KeepRuns(rec)})
+	opts := proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf, Keep: KeepRuns(rec)}
+	if rec == nil {
+		return r.trackWith(opts)
+	}
+	if r.track != nil {
+		return "", errors.New("supervisor: track: already tracking")
+	}
+	t, err := proctrack.Open(opts)
+	if err != nil {
+		return "", fmt.Errorf("supervisor: track processes: %w", err)
+	}
+	r.track = t
+	r.sweep = func() {
+		n := 0
+		for _, l := range t.Sweep() {
+			n += len(l.PIDs)
+		}
+		if n > 0 && logf != nil {
+			logf("ended %d process(es) left by the daemon before", n)
+		}
+	}
+	if dir, _ := t.Cgroup(); dir != "" {
+		return "in cgroup " + dir, nil
+	}
+	_, why := t.Cgroup()
+	return "by process group and a record of pids (no cgroup v2: " + why + ")", nil
 }
 
 // adoptNone ends a start without a handover.

@@ -55,6 +55,9 @@ type ExecRunner struct {
 	// handover, until adoption is over (adoptDone); under mu.
 	adopting bool
 	exits    map[int]unix.WaitStatus
+	// sweep is the check for leftovers of a daemon that handed over, run
+	// once adoption is over (TrackKeeping, adoptDone).
+	sweep func()
 
 	// Children run by RunChild, whose exits the reaper hands over; under
 	// mu.

@@ -33,12 +33,25 @@ func (r *ExecRunner) unclaimed(pid int, ws unix.WaitStatus) {
 // adoptDone ends adoption: exits of children nobody claimed are forgotten,
 // and a worker that exited during the handover (a zombie whose SIGCHLD went
 // to the process before) is reaped now.
+//
+// The check for leftovers of a daemon that handed over (TrackKeeping) then
+// begins, in the background: no start and no reaping until it ends (it holds
+// forkMu), so that a started worker can never be taken for a leftover, while
+// the control socket answers and the adopted workers' output is read.
 func (r *ExecRunner) adoptDone() {
 	r.mu.Lock()
 	r.adopting, r.exits = false, nil
 	r.mu.Unlock()
 	if r.reapAll {
 		r.reap()
+	}
+	if sweep := r.sweep; sweep != nil {
+		r.sweep = nil
+		r.forkMu.Lock()
+		go func() {
+			defer r.forkMu.Unlock()
+			sweep()
+		}()
 	}
 }
 

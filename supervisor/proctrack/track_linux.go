@@ -603,7 +603,10 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	// The handed-over runs, looked up once: their main processes are known
-	// by pid and start time, so their environments need not be read.
+	// by pid and start time, so they are not read at all. After a re-exec
+	// such a pid is this process's child (or zombie) until it is reaped, so
+	// it cannot have been reused; after a takeover by another process, a pid
+	// reused in the instant between is left alone rather than ended.
 	keptPID, keptDir := make(map[int]uint64), make(map[string]bool)
 	t.mu.Lock()
 	for _, r := range t.runs {
@@ -635,11 +638,11 @@ func (t *Tracker) Sweep() []Leftover {
 	for range 10 {
 		found := 0
 		for _, pid := range allPIDs() {
-			info, ok := readStat(pid)
-			if !ok {
+			if _, k := keptPID[pid]; k {
 				continue
 			}
-			if start, k := keptPID[pid]; k && start == info.start {
+			info, ok := readStat(pid)
+			if !ok {
 				continue
 			}
 			name := ""
