@@ -250,10 +250,10 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 	return nil
 }
 
-// restoreHandover takes over from the daemon before this one: desired and
-// observed state from the record, each running worker adopted (or ended, and
-// reported), then the unit files read again. It runs on the loop, before
-// the first plan.
+// restoreHandover takes over from the daemon before this one: each running
+// worker adopted (or ended, and reported) while the unit files are read
+// again (see Preload), then desired and observed state from the record. It
+// runs on the loop, before the first plan.
 func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files) {
 	defer files.Close()
 	r, _ := s.opts.Runner.(*ExecRunner)
@@ -265,15 +265,11 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		s.instances[name] = true
 	}
 	s.restoreInstances()
-	s.reload("handover")
+	// The workers first: that needs only the record, and their output,
+	// messages and exits are read again the sooner.
 	now := s.now()
-	adopted, lost := 0, 0
-	for _, u := range rec.Units {
-		d, ok := s.desired[u.Name]
-		if ok {
-			d.Want, d.StartGen, d.RestartGen, d.Drain = u.Want && d.Unit != nil, u.StartGen, u.RestartGen, u.Drain
-			s.desired[u.Name] = d
-		}
+	taken := make([]bool, len(rec.Units)) // running, and this daemon's again
+	for i, u := range rec.Units {
 		if len(u.Lifecycle) == 0 {
 			continue
 		}
@@ -294,16 +290,31 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		}
 		ur.Lifecycle = l
 		s.observed[u.Name] = l
-		if !l.Running {
+		if l.Running && u.Proc != nil && r != nil {
+			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files)
+		}
+	}
+	if r != nil {
+		r.adoptDone()
+	}
+	s.applyLoad(s.firstLoad(), "handover")
+	adopted, lost := 0, 0
+	for i, u := range rec.Units {
+		d, ok := s.desired[u.Name]
+		if ok {
+			d.Want, d.StartGen, d.RestartGen, d.Drain = u.Want && d.Unit != nil, u.StartGen, u.RestartGen, u.Drain
+			s.desired[u.Name] = d
+		}
+		ur := s.units[u.Name]
+		if len(u.Lifecycle) == 0 || ur == nil || !ur.Running {
 			continue
 		}
-		if u.Proc == nil || r == nil || !s.adoptProc(r, u.Name, ur, *u.Proc, files) {
+		if !taken[i] {
 			lost++
 			// Its process cannot be waited for: the run is over for this
 			// daemon, and its restart policy decides.
-			pid := l.PID
-			s.emit(u.Name, pid, api.UnitAdoptFailed{Reason: "its process could not be taken over"})
-			s.step(u.Name, ur, Event{Kind: EvExited, Exit: ExitStatus{Code: 255}, Ran: now.Sub(l.StartedAt)})
+			s.emit(u.Name, ur.PID, api.UnitAdoptFailed{Reason: "its process could not be taken over"})
+			s.step(u.Name, ur, Event{Kind: EvExited, Exit: ExitStatus{Code: 255}, Ran: now.Sub(ur.StartedAt)})
 			continue
 		}
 		adopted++
@@ -315,9 +326,6 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 				s.observed[u.Name] = ur.Lifecycle
 			}
 		}
-	}
-	if r != nil {
-		r.adoptDone()
 	}
 	s.emit("", os.Getpid(), api.DaemonResumed{From: rec.PID, Seq: rec.Seq, Adopted: adopted, Lost: lost})
 }

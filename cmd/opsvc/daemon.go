@@ -49,15 +49,23 @@ func runDaemon(c *cli) error {
 
 // daemonMain is the daemon; forks are run by runDaemon.
 func daemonMain(c *cli, forks chan func()) error {
-	// A re-exec hands over its state and files: take them before anything
-	// else (no worker must inherit them).
-	hrec, hfiles, herr := handover.FromEnv()
 	p := c.paths
 	for _, d := range []*string{&p.Units, &p.State, &p.Socket, &p.Config} {
 		if abs, err := filepath.Abs(*d); err == nil {
 			*d = abs
 		}
 	}
+	settings, err := config.LoadSettings(p.Config)
+	if err != nil {
+		return fail(exitFailure, "daemon: %v", err)
+	}
+	// The unit files are read while the daemon starts, and takes over from
+	// the one before it.
+	pre := supervisor.StartPreload(p, settings, !c.args.has("no-watch"))
+	defer pre.Close()
+	// A re-exec hands over its state and files: take them before anything
+	// that may start a process (no worker must inherit them).
+	hrec, hfiles, herr := handover.FromEnv()
 	logger := log.New(c.stderr, "opsvc: ", 0)
 	exe, err := os.Executable()
 	if err != nil {
@@ -77,10 +85,6 @@ func daemonMain(c *cli, forks chan func()) error {
 		// Restarted by a service manager after a crash: the workers' files
 		// from its store, the state record from the state directory.
 		hrec, hfiles, herr = supervisor.FromFDStore(p.State)
-	}
-	settings, err := config.LoadSettings(p.Config)
-	if err != nil {
-		return fail(exitFailure, "daemon: %v", err)
 	}
 	if err := os.MkdirAll(p.State, 0o750); err != nil {
 		return fail(exitFailure, "daemon: state directory: %v (--state)", err)
@@ -195,6 +199,7 @@ func daemonMain(c *cli, forks chan func()) error {
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		Watch:            !c.args.has("no-watch"),
 		Fleet:            fleet.leases(),
+		Preload:          pre,
 		Handover:         hrec,
 		HandoverFiles:    hfiles,
 		FDStore:          fdStore(p.State, logf),
