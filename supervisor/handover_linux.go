@@ -243,7 +243,7 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 			continue
 		}
 		ur.proc, ur.channel, ur.notify = nil, nil, nil
-		s.adoptProc(r, u.Name, ur, *u.Proc, files)
+		s.adoptProc(r, u.Name, ur, *u.Proc, files, true)
 	}
 	r.adoptDone()
 	files.Close()
@@ -269,6 +269,9 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 	// messages and exits are read again the sooner.
 	now := s.now()
 	taken := make([]bool, len(rec.Units)) // running, and this daemon's again
+	// After a re-exec (same pid, files inherited) every worker is this
+	// process's child: see adoptSpec.Child.
+	children := rec.PID == os.Getpid() && rec.FDs != nil
 	for i, u := range rec.Units {
 		if len(u.Lifecycle) == 0 {
 			continue
@@ -291,7 +294,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		ur.Lifecycle = l
 		s.observed[u.Name] = l
 		if l.Running && u.Proc != nil && r != nil {
-			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files)
+			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files, children)
 		}
 	}
 	if r != nil {
@@ -334,7 +337,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 // socket. A worker that can be waited for but not fully taken over is
 // killed, and its exit handled as any other. It reports whether the
 // process is this daemon's again.
-func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp handover.Proc, files handover.Files) bool {
+func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp handover.Proc, files handover.Files, child bool) bool {
 	holder := &procHolder{}
 	onExit := func() {
 		s.exitMu.Lock()
@@ -351,6 +354,7 @@ func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp ha
 		StdoutFile: files.Take(handover.FDName(name, handover.KindStdout)),
 		StderrFile: files.Take(handover.FDName(name, handover.KindStderr)),
 		OnExit:     onExit,
+		Child:      child,
 	}
 	if hp.Fields != nil {
 		f := hp.Fields

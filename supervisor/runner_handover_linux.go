@@ -119,6 +119,11 @@ type adoptSpec struct {
 	StdoutFile     *os.File // taken over; nil = none
 	StderrFile     *os.File
 	OnExit         func()
+	// Child is set when the process is known to be this process's child
+	// (a re-exec, or a handover that did not happen): until this runner
+	// reaps it, its pid cannot be another process's, so its start time is
+	// not read from /proc again.
+	Child bool
 }
 
 // adopt takes over a worker started by the process before this one (same
@@ -146,7 +151,7 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	delete(r.exits, pid)
 	r.mu.Unlock()
 	notChild := false
-	if !reaped {
+	if !reaped && !a.Child {
 		start, ppid, ok := proctrack.StartTime(pid)
 		switch {
 		case !ok:
