@@ -84,7 +84,7 @@ func (o *outputPoller) pipe(w io.Writer) (readEnd *outPipe, writeEnd int, err er
 // add polls the read end fd, which it takes over, writing its lines to w,
 // the first one begun with pend.
 func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
-	if err := unix.SetNonblock(fd, true); err != nil {
+	if err := setNonblock(fd); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -100,6 +100,20 @@ func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe
 		return nil, err
 	}
 	return p, nil
+}
+
+// setNonblock makes fd non-blocking; a handed-over pipe mostly is already,
+// and is then left as it is.
+func setNonblock(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		return nil
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	return err
 }
 
 func (o *outputPoller) drop(fd int) {

@@ -176,12 +176,11 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		if i == 1 {
 			w, pend = a.Stderr, a.Proc.Stderr
 		}
-		fd, err := unix.Dup(int(f.Fd()))
+		fd, err := dupCloexec(f)
 		f.Close()
 		if err != nil {
 			continue
 		}
-		unix.CloseOnExec(fd)
 		op, err := r.out.addPending(fd, w, pend)
 		if err != nil {
 			continue
@@ -210,6 +209,22 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		go p.wait()
 	}
 	return p, nil
+}
+
+// dupCloexec duplicates f's descriptor, close-on-exec, leaving its mode
+// (non-blocking, as the output poller had it) as it is: unlike f.Fd(), which
+// would make it blocking.
+func dupCloexec(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
 }
 
 // NewExecRunnerOnMain is NewExecRunner for a daemon that may re-exec
