@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -49,6 +50,15 @@ func runDaemon(c *cli) error {
 
 // daemonMain is the daemon; forks are run by runDaemon.
 func daemonMain(c *cli, forks chan func()) error {
+	// Taking over from the daemon before this one, the control socket does
+	// not answer until the workers are adopted and the units read: the
+	// garbage collector runs less often until the daemon is ready (the
+	// heap is a few megabytes).
+	restoreGC := func() {}
+	if os.Getenv(handover.EnvFD) != "" || c.args.has("replace") {
+		gc := debug.SetGCPercent(takeoverGCPercent)
+		restoreGC = func() { debug.SetGCPercent(gc) }
+	}
 	p := c.paths
 	for _, d := range []*string{&p.Units, &p.State, &p.Socket, &p.Config} {
 		if abs, err := filepath.Abs(*d); err == nil {
@@ -237,6 +247,13 @@ func daemonMain(c *cli, forks chan func()) error {
 	defer cancel()
 	go func() {
 		select {
+		case <-sup.Ready():
+		case <-runCtx.Done():
+		}
+		restoreGC()
+	}()
+	go func() {
+		select {
 		case <-c.ctx.Done():
 			cancel()
 		case <-runCtx.Done():
@@ -287,6 +304,12 @@ func daemonMain(c *cli, forks chan func()) error {
 	logf("daemon stopped")
 	return nil
 }
+
+// takeoverGCPercent is the garbage collector's setting while a daemon takes
+// over from the one before it (GOGC): the heap may grow to 8 times what is
+// live before a collection, for the few hundred milliseconds of the
+// takeover.
+const takeoverGCPercent = 800
 
 // listenControl listens on the control socket, mode 0660. A socket file left
 // by a dead daemon is replaced; a live daemon is an error.
