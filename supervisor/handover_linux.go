@@ -297,10 +297,10 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files, children)
 		}
 	}
-	if r != nil {
-		r.adoptDone()
-	}
 	s.applyLoad(s.firstLoad(), "handover")
+	if r != nil {
+		r.adoptDone() // and the check for leftovers begins
+	}
 	adopted, lost := 0, 0
 	for i, u := range rec.Units {
 		d, ok := s.desired[u.Name]
