@@ -55,6 +55,10 @@ type loader struct {
 	seenMu  sync.Mutex    // seen is written by the readers of one load at once
 	seen    map[string]bool
 	now     time.Time // when this load began
+	// inPath is what the PATH searches of one buildAll found, by command
+	// name and PATH: a thousand units of one program search it once. Units
+	// are built one at a time; nil outside buildAll.
+	inPath map[[2]string]bool
 }
 
 // source is one file of a Set.

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -680,5 +681,42 @@ func TestLoadManyFilesInParallel(t *testing.T) {
 	}
 	if after := c.Stats(); after.Parsed != before.Parsed {
 		t.Errorf("the second load parsed %d files again, want none", after.Parsed-before.Parsed)
+	}
+}
+
+// TestPathSearchesPerLoad loads units that run a program by bare name: one
+// load finds it missing for all of them, and the next load, once it is
+// installed, finds it for all of them (what a load found is not kept).
+func TestPathSearchesPerLoad(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("an executable is a file with an extension there")
+	}
+	dir, bin := t.TempDir(), t.TempDir()
+	for _, name := range []string{"a", "b", "c"} {
+		text := fmt.Sprintf("[service]\nexec = [\"opsvc-test-tool\"]\nenvironment = { PATH = %q }\n", bin)
+		if err := os.WriteFile(filepath.Join(dir, name+".toml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewCache()
+	s, err := LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if got := problemText(s.Problems[name]); !strings.Contains(got, `"opsvc-test-tool" is not found in PATH`) {
+			t.Errorf("%s before the install: problems %q, want the program not found", name, got)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(bin, "opsvc-test-tool"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = LoadCached(c, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if s.Units[name] == nil {
+			t.Errorf("%s after the install: not loaded: %s", name, problemText(s.Problems[name]))
+		}
 	}
 }
