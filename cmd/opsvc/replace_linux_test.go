@@ -472,3 +472,43 @@ func TestReadAnswerHeadIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaceTwice replaces a daemon that itself replaced another: its
+// control socket was made by the first daemon, whose credentials the socket
+// keeps, and the third daemon must still take over from the second.
+func TestReplaceTwice(t *testing.T) {
+	dir, err := os.MkdirTemp("", "orq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	units := filepath.Join(dir, "units")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(units, name+".toml"), []byte("[service]\nexec = [\"sleep\", \"1000\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(dir, "s.sock")
+	first := startReplaceDaemon(t, dir, "1.log")
+	before := waitUnits(t, sock, "units active under the first daemon", allActive(2))
+	prev := first
+	for round, logName := range []string{"2.log", "3.log"} {
+		next := startReplaceDaemon(t, dir, logName, "--replace")
+		if err := prev.wait(t); err != nil {
+			t.Fatalf("round %d: the daemon replaced exited with %v, want 0 once it handed over", round, err)
+		}
+		after := waitUnits(t, sock, "units active under the new daemon", allActive(2))
+		for name, u := range before {
+			if after[name].PID != u.PID {
+				t.Errorf("round %d: %s: pid %d became %d", round, name, u.PID, after[name].PID)
+			}
+		}
+		if !next.running() {
+			t.Fatalf("round %d: the new daemon exited: %v", round, next.wait(t))
+		}
+		prev = next
+	}
+}
