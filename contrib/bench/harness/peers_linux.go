@@ -202,6 +202,13 @@ func (p opsvcPeer) start(_ context.Context, in *instance) error {
 		"--socket", p.socket(in), "--config", in.path("opsvc.toml"))
 }
 
+// replace starts a new daemon on in's directories that takes over from the
+// running one (opsvc daemon --replace); it becomes in's root.
+func (p opsvcPeer) replace(in *instance) error {
+	return in.launch(nil, p.bin, "daemon", "--replace", "--units", in.path("units"), "--state", in.path("state"),
+		"--socket", p.socket(in), "--config", in.path("opsvc.toml"))
+}
+
 func (p opsvcPeer) status(ctx context.Context, in *instance) (int, error) {
 	out, err := command(ctx, 60*time.Second, nil, p.bin, "--socket", p.socket(in), "status", "--json")
 	var st struct {
