@@ -53,10 +53,11 @@ func (in *instance) launch(env []string, name string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	in.cmd, in.roots, in.done = cmd, []int{cmd.Process.Pid}, make(chan struct{})
+	done := make(chan struct{}) // this process's: a later launch (--replace) has its own
+	in.cmd, in.roots, in.done = cmd, []int{cmd.Process.Pid}, done
 	go func() {
 		cmd.Wait()
-		close(in.done)
+		close(done)
 	}()
 	return nil
 }
