@@ -102,7 +102,7 @@ func (a *answers) end() {
 // each time timing the signal → the first answer of GET /v1/units from the
 // new image (the first after the event stream of the old one ended), and the
 // longest gap a client polling GET /v1/units saw; every child must keep its
-// pid. Then it replaces the daemon as many times with `opsvc daemon
+// pid. Then it replaces the daemon -replace-reps times with `opsvc daemon
 // --replace` (a new process takes over), timed the same from its start.
 // Then it stops and starts the daemon once (every worker restarted) and
 // times the same.
@@ -146,7 +146,7 @@ func (h *harness) reexecAt(p opsvcPeer, pr *peerResult, n int) {
 	if !run.PIDsKept {
 		h.problem(pr, "re-exec of %d: children changed pid", n)
 	}
-	for rep := 0; rep < h.opt.reexecReps && h.ctx.Err() == nil; rep++ {
+	for rep := 0; rep < h.opt.replaceReps && h.ctx.Err() == nil; rep++ {
 		answer, gap, err := h.handover(p, in, func() error { return p.replace(in) })
 		if err != nil {
 			h.problem(pr, "replace of %d: %v", n, err)
