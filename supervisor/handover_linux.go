@@ -243,7 +243,7 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 			continue
 		}
 		ur.proc, ur.channel, ur.notify = nil, nil, nil
-		s.adoptProc(r, u.Name, ur, *u.Proc, files, true)
+		s.adoptProc(r, u.Name, ur, *u.Proc, files, u.Proc.Child)
 	}
 	r.adoptDone()
 	files.Close()
@@ -269,9 +269,9 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 	// messages and exits are read again the sooner.
 	now := s.now()
 	taken := make([]bool, len(rec.Units)) // running, and this daemon's again
-	// After a re-exec (same pid, files inherited) every worker is this
-	// process's child: see adoptSpec.Child.
-	children := rec.PID == os.Getpid() && rec.FDs != nil
+	// After a re-exec (same pid, files inherited) the workers the process
+	// before had forked are this process's children: see adoptSpec.Child.
+	reexec := rec.PID == os.Getpid() && rec.FDs != nil
 	for i, u := range rec.Units {
 		if len(u.Lifecycle) == 0 {
 			continue
@@ -294,7 +294,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		ur.Lifecycle = l
 		s.observed[u.Name] = l
 		if l.Running && u.Proc != nil && r != nil {
-			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files, children)
+			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files, reexec && u.Proc.Child)
 		}
 	}
 	s.applyLoad(s.firstLoad(), "handover")

@@ -106,6 +106,7 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 		}
 	}
 	r.mu.Lock()
+	_, hp.Child = r.procs[ep.pid] // reaped here, not watched through a pidfd
 	delete(r.procs, ep.pid)
 	r.mu.Unlock()
 	return hp, files[0], files[1], nil
@@ -120,9 +121,9 @@ type adoptSpec struct {
 	StderrFile     *os.File
 	OnExit         func()
 	// Child is set when the process is known to be this process's child
-	// (a re-exec, or a handover that did not happen): until this runner
-	// reaps it, its pid cannot be another process's, so its start time is
-	// not read from /proc again.
+	// (forked by this process before a re-exec, or before a handover that
+	// did not happen): until this runner reaps it, its pid cannot be
+	// another process's, so its start time is not read from /proc again.
 	Child bool
 }
 

@@ -127,6 +127,10 @@ type Proc struct {
 	// one with a reused pid.
 	Start  uint64 `json:"start"`
 	Marker string `json:"marker,omitempty"` // the tracking marker of its run
+	// Child is set for a child of the daemon that wrote the record (not a
+	// worker it took over from a daemon that ended, which it watched
+	// through a pidfd).
+	Child  bool   `json:"child,omitempty"`
 	Cgroup string `json:"cgroup,omitempty"` // the run's cgroup, "" = none
 	// Stdout and Stderr are a started line read from each pipe but not
 	// yet ended; Cut counts bytes of it dropped past the line limit.
