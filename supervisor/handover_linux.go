@@ -430,9 +430,10 @@ func KeepRuns(rec *handover.Record) []proctrack.Keep {
 		return nil
 	}
 	var out []proctrack.Keep
+	reexec := rec.PID == os.Getpid() && rec.FDs != nil
 	for _, u := range rec.Units {
 		if p := u.Proc; p != nil && p.Marker != "" {
-			out = append(out, proctrack.Keep{Unit: u.Name, Marker: p.Marker, PID: p.PID, Start: p.Start, Cgroup: p.Cgroup})
+			out = append(out, proctrack.Keep{Unit: u.Name, Marker: p.Marker, PID: p.PID, Start: p.Start, Cgroup: p.Cgroup, Child: reexec && p.Child})
 		}
 	}
 	return out

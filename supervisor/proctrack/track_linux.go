@@ -603,11 +603,14 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	// The handed-over runs, looked up once: their main processes are known
-	// by pid and start time, so they are not read at all. After a re-exec
-	// such a pid is this process's child (or zombie) until it is reaped, so
-	// it cannot have been reused; after a takeover by another process, a pid
-	// reused in the instant between is left alone rather than ended.
-	keptPID, keptDir := make(map[int]uint64), make(map[string]bool)
+	// by pid and start time, so their environments are not read; a child
+	// of this process (Keep.Child) is not read at all.
+	keptPID, keptDir, keptChild := make(map[int]uint64), make(map[string]bool), make(map[int]bool)
+	for _, k := range t.opts.Keep {
+		if k.Child && k.PID > 0 && strings.HasPrefix(k.Marker, t.key+":") {
+			keptChild[k.PID] = true
+		}
+	}
 	t.mu.Lock()
 	for _, r := range t.runs {
 		if r.pid > 0 {
@@ -638,11 +641,14 @@ func (t *Tracker) Sweep() []Leftover {
 	for range 10 {
 		found := 0
 		for _, pid := range allPIDs() {
-			if _, k := keptPID[pid]; k {
+			if keptChild[pid] {
 				continue
 			}
 			info, ok := readStat(pid)
 			if !ok {
+				continue
+			}
+			if start, k := keptPID[pid]; k && start == info.start {
 				continue
 			}
 			name := ""
