@@ -236,6 +236,13 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 	r.mu.Lock()
 	r.adopting = true
 	r.mu.Unlock()
+	// The output pipes are still in the poller's epoll set (see
+	// outputPoller.detach): out, before it polls them again.
+	for name, f := range files {
+		if _, kind, ok := handover.SplitFDName(name); ok && (kind == handover.KindStdout || kind == handover.KindStderr) {
+			r.out.unregister(int(f.Fd()))
+		}
+	}
 	thawRunner()
 	for _, u := range rec.Units {
 		ur := s.units[u.Name]

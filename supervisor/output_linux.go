@@ -293,6 +293,9 @@ func (o *outputPoller) resume() {
 
 // detach takes a paused pipe out of the poller and returns its read end,
 // with the line it had begun; ok is false when the pipe has already ended.
+// The read end stays in the poller's epoll set, which an exec closes: a
+// handover that does not happen takes it out with unregister before the
+// pipe is polled again.
 func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok bool) {
 	o.mu.Lock()
 	cur := o.pipes[p.fd]
@@ -303,9 +306,13 @@ func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok boo
 	if cur != p {
 		return -1, pend, false
 	}
-	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
 	pend = handover.Pending{Data: append([]byte(nil), p.pending...), Cut: p.cut}
 	return p.fd, pend, true
+}
+
+// unregister takes a detached read end out of the epoll set.
+func (o *outputPoller) unregister(fd int) {
+	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
 // addPending polls a handed-over read end, the begun line first.

@@ -98,6 +98,9 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 		if !ok {
 			continue
 		}
+		// Blocking, as the next process finds it: os.NewFile then does not
+		// register it with the runtime's poller, nor does Fd change it.
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0)
 		files[i] = os.NewFile(uintptr(fd), "opsvc-output")
 		if i == 0 {
 			hp.Stdout = pend
