@@ -233,6 +233,13 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 	r.mu.Lock()
 	r.adopting = true
 	r.mu.Unlock()
+	// The output pipes are still in the poller's epoll set (see
+	// outputPoller.detach): out, before it polls them again.
+	for name, f := range files {
+		if _, kind, ok := handover.SplitFDName(name); ok && (kind == handover.KindStdout || kind == handover.KindStderr) {
+			r.out.unregister(int(f.Fd()))
+		}
+	}
 	thawRunner()
 	for _, u := range rec.Units {
 		ur := s.units[u.Name]
@@ -240,17 +247,17 @@ func (s *Supervisor) resume(r *ExecRunner, rec *handover.Record, files handover.
 			continue
 		}
 		ur.proc, ur.channel, ur.notify = nil, nil, nil
-		s.adoptProc(r, u.Name, ur, *u.Proc, files)
+		s.adoptProc(r, u.Name, ur, *u.Proc, files, u.Proc.Child)
 	}
 	r.adoptDone()
 	files.Close()
 	return nil
 }
 
-// restoreHandover takes over from the daemon before this one: desired and
-// observed state from the record, each running worker adopted (or ended, and
-// reported), then the unit files read again. It runs on the loop, before
-// the first plan.
+// restoreHandover takes over from the daemon before this one: each running
+// worker adopted (or ended, and reported) while the unit files are read
+// again (see Preload), then desired and observed state from the record. It
+// runs on the loop, before the first plan.
 func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files) {
 	defer files.Close()
 	r, _ := s.opts.Runner.(*ExecRunner)
@@ -262,15 +269,14 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		s.instances[name] = true
 	}
 	s.restoreInstances()
-	s.reload("handover")
+	// The workers first: that needs only the record, and their output,
+	// messages and exits are read again the sooner.
 	now := s.now()
-	adopted, lost := 0, 0
-	for _, u := range rec.Units {
-		d, ok := s.desired[u.Name]
-		if ok {
-			d.Want, d.StartGen, d.RestartGen, d.Drain = u.Want && d.Unit != nil, u.StartGen, u.RestartGen, u.Drain
-			s.desired[u.Name] = d
-		}
+	taken := make([]bool, len(rec.Units)) // running, and this daemon's again
+	// After a re-exec (same pid, files inherited) the workers the process
+	// before had forked are this process's children: see adoptSpec.Child.
+	reexec := rec.PID == os.Getpid() && rec.FDs != nil
+	for i, u := range rec.Units {
 		if len(u.Lifecycle) == 0 {
 			continue
 		}
@@ -291,16 +297,31 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 		}
 		ur.Lifecycle = l
 		s.observed[u.Name] = l
-		if !l.Running {
+		if l.Running && u.Proc != nil && r != nil {
+			taken[i] = s.adoptProc(r, u.Name, ur, *u.Proc, files, reexec && u.Proc.Child)
+		}
+	}
+	s.applyLoad(s.firstLoad(), "handover")
+	if r != nil {
+		r.adoptDone() // and the check for leftovers begins
+	}
+	adopted, lost := 0, 0
+	for i, u := range rec.Units {
+		d, ok := s.desired[u.Name]
+		if ok {
+			d.Want, d.StartGen, d.RestartGen, d.Drain = u.Want && d.Unit != nil, u.StartGen, u.RestartGen, u.Drain
+			s.desired[u.Name] = d
+		}
+		ur := s.units[u.Name]
+		if len(u.Lifecycle) == 0 || ur == nil || !ur.Running {
 			continue
 		}
-		if u.Proc == nil || r == nil || !s.adoptProc(r, u.Name, ur, *u.Proc, files) {
+		if !taken[i] {
 			lost++
 			// Its process cannot be waited for: the run is over for this
 			// daemon, and its restart policy decides.
-			pid := l.PID
-			s.emit(u.Name, pid, api.UnitAdoptFailed{Reason: "its process could not be taken over"})
-			s.step(u.Name, ur, Event{Kind: EvExited, Exit: ExitStatus{Code: 255}, Ran: now.Sub(l.StartedAt)})
+			s.emit(u.Name, ur.PID, api.UnitAdoptFailed{Reason: "its process could not be taken over"})
+			s.step(u.Name, ur, Event{Kind: EvExited, Exit: ExitStatus{Code: 255}, Ran: now.Sub(ur.StartedAt)})
 			continue
 		}
 		adopted++
@@ -313,9 +334,6 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 			}
 		}
 	}
-	if r != nil {
-		r.adoptDone()
-	}
 	s.emit("", os.Getpid(), api.DaemonResumed{From: rec.PID, Seq: rec.Seq, Adopted: adopted, Lost: lost})
 }
 
@@ -323,7 +341,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 // socket. A worker that can be waited for but not fully taken over is
 // killed, and its exit handled as any other. It reports whether the
 // process is this daemon's again.
-func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp handover.Proc, files handover.Files) bool {
+func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp handover.Proc, files handover.Files, child bool) bool {
 	holder := &procHolder{launched: true}
 	onExit := func() {
 		s.exitMu.Lock()
@@ -340,6 +358,7 @@ func (s *Supervisor) adoptProc(r *ExecRunner, name string, ur *unitRecord, hp ha
 		StdoutFile: files.Take(handover.FDName(name, handover.KindStdout)),
 		StderrFile: files.Take(handover.FDName(name, handover.KindStderr)),
 		OnExit:     onExit,
+		Child:      child,
 	}
 	if hp.Fields != nil {
 		f := hp.Fields
@@ -415,18 +434,47 @@ func KeepRuns(rec *handover.Record) []proctrack.Keep {
 		return nil
 	}
 	var out []proctrack.Keep
+	reexec := rec.PID == os.Getpid() && rec.FDs != nil
 	for _, u := range rec.Units {
 		if p := u.Proc; p != nil && p.Marker != "" {
-			out = append(out, proctrack.Keep{Unit: u.Name, Marker: p.Marker, PID: p.PID, Start: p.Start, Cgroup: p.Cgroup})
+			out = append(out, proctrack.Keep{Unit: u.Name, Marker: p.Marker, PID: p.PID, Start: p.Start, Cgroup: p.Cgroup, Child: reexec && p.Child})
 		}
 	}
 	return out
 }
 
 // TrackKeeping is Track for a daemon that takes over: the runs of rec's
-// workers are tracked as they are, not ended as leftovers.
+// workers are tracked as they are, not ended as leftovers. The check for
+// leftovers, which reads every process of the machine, waits for the
+// workers to be adopted, and starts wait for it (see adoptDone); without
+// rec, it is Track.
 func (r *ExecRunner) TrackKeeping(stateDir string, rec *handover.Record, publish func(unit string, data api.EventData), logf func(string, ...any)) (string, error) {
-	return r.trackWith(proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf, Keep: KeepRuns(rec)})
+	opts := proctrack.Options{StateDir: stateDir, Publish: publish, Logf: logf, Keep: KeepRuns(rec)}
+	if rec == nil {
+		return r.trackWith(opts)
+	}
+	if r.track != nil {
+		return "", errors.New("supervisor: track: already tracking")
+	}
+	t, err := proctrack.Open(opts)
+	if err != nil {
+		return "", fmt.Errorf("supervisor: track processes: %w", err)
+	}
+	r.track = t
+	r.leftovers = func() {
+		n := 0
+		for _, l := range t.Sweep() {
+			n += len(l.PIDs)
+		}
+		if n > 0 && logf != nil {
+			logf("ended %d process(es) left by the daemon before", n)
+		}
+	}
+	if dir, _ := t.Cgroup(); dir != "" {
+		return "in cgroup " + dir, nil
+	}
+	_, why := t.Cgroup()
+	return "by process group and a record of pids (no cgroup v2: " + why + ")", nil
 }
 
 // adoptNone ends a start without a handover.

@@ -12,45 +12,45 @@ import (
 // the flags and deadlines of its current run, and the outcome of its last
 // one. Step is the only code that changes it; Plan only reads it.
 type Lifecycle struct {
-	State State
-	Sub   string
-	Since time.Time
+	State State     `json:",omitzero"`
+	Sub   string    `json:",omitzero"`
+	Since time.Time `json:",omitzero"`
 
-	PID     int    // main process, 0 when none
-	Running bool   // a process of the unit is alive (not yet reaped)
-	Hash    string // definition the running process was started from
+	PID     int    `json:",omitzero"` // main process, 0 when none
+	Running bool   `json:",omitzero"` // a process of the unit is alive (not yet reaped)
+	Hash    string `json:",omitzero"` // definition the running process was started from
 
-	Stopping   bool       // a stop was sent
-	StopReason StopReason // why
-	Killed     bool       // SIGKILL was sent
+	Stopping   bool       `json:",omitzero"` // a stop was sent
+	StopReason StopReason `json:",omitzero"` // why
+	Killed     bool       `json:",omitzero"` // SIGKILL was sent
 	// KillResult is the result word of a process the supervisor killed
 	// without being asked to stop it: "timeout", "watchdog" or "protocol".
-	KillResult string
-	Drain      bool // the stop lets an orchestrator finish its session
+	KillResult string `json:",omitzero"`
+	Drain      bool   `json:",omitzero"` // the stop lets an orchestrator finish its session
 
 	// Settled marks a run that is over for good (exited without restart, or
 	// failed); only a new StartGen starts it again.
-	Settled    bool
-	Gen        uint64 // StartGen of the last start
-	RestartGen uint64 // RestartGen handled
+	Settled    bool   `json:",omitzero"`
+	Gen        uint64 `json:",omitzero"` // StartGen of the last start
+	RestartGen uint64 `json:",omitzero"` // RestartGen handled
 
-	RestartAt time.Time   // auto-restart due (zero: none scheduled)
-	Failures  int         // consecutive failed runs, for the backoff
-	Starts    []time.Time // recent starts, for the start limit
-	Restarts  int         // automatic restarts so far
+	RestartAt time.Time   `json:",omitzero"` // auto-restart due (zero: none scheduled)
+	Failures  int         `json:",omitzero"` // consecutive failed runs, for the backoff
+	Starts    []time.Time `json:",omitzero"` // recent starts, for the start limit
+	Restarts  int         `json:",omitzero"` // automatic restarts so far
 
-	StartDeadline    time.Time // notify/ipc readiness deadline
-	StopDeadline     time.Time // SIGKILL after this
-	WatchdogDeadline time.Time // heartbeat deadline (zero: off)
-	EOFDeadline      time.Time // the IPC channel closed: the process must exit by then
+	StartDeadline    time.Time `json:",omitzero"` // notify/ipc readiness deadline
+	StopDeadline     time.Time `json:",omitzero"` // SIGKILL after this
+	WatchdogDeadline time.Time `json:",omitzero"` // heartbeat deadline (zero: off)
+	EOFDeadline      time.Time `json:",omitzero"` // the IPC channel closed: the process must exit by then
 
-	Blocked string // why a wanted unit is not started
+	Blocked string `json:",omitzero"` // why a wanted unit is not started
 
-	StartedAt  time.Time   // when the current (or last) process started
-	Exit       *ExitStatus // how the last process ended
-	Result     string      // systemd's result word for the last run
-	StatusText string      // the worker's last STATUS= or status message
-	LastError  string      // why the last start failed
+	StartedAt  time.Time   `json:",omitzero"` // when the current (or last) process started
+	Exit       *ExitStatus `json:",omitzero"` // how the last process ended
+	Result     string      `json:",omitzero"` // systemd's result word for the last run
+	StatusText string      `json:",omitzero"` // the worker's last STATUS= or status message
+	LastError  string      `json:",omitzero"` // why the last start failed
 }
 
 // Phase is where a unit is in its life: systemd's active state together with

@@ -84,7 +84,7 @@ func (o *outputPoller) pipe(w io.Writer) (readEnd *outPipe, writeEnd int, err er
 // add polls the read end fd, which it takes over, writing its lines to w,
 // the first one begun with pend.
 func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
-	if err := unix.SetNonblock(fd, true); err != nil {
+	if err := setNonblock(fd); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -100,6 +100,20 @@ func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe
 		return nil, err
 	}
 	return p, nil
+}
+
+// setNonblock makes fd non-blocking; a handed-over pipe mostly is already,
+// and is then left as it is.
+func setNonblock(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if fl&unix.O_NONBLOCK != 0 {
+		return nil
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	return err
 }
 
 func (o *outputPoller) drop(fd int) {
@@ -279,6 +293,9 @@ func (o *outputPoller) resume() {
 
 // detach takes a paused pipe out of the poller and returns its read end,
 // with the line it had begun; ok is false when the pipe has already ended.
+// The read end stays in the poller's epoll set, which an exec closes: a
+// handover that does not happen takes it out with unregister before the
+// pipe is polled again.
 func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok bool) {
 	o.mu.Lock()
 	cur := o.pipes[p.fd]
@@ -289,9 +306,13 @@ func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok boo
 	if cur != p {
 		return -1, pend, false
 	}
-	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
 	pend = handover.Pending{Data: append([]byte(nil), p.pending...), Cut: p.cut}
 	return p.fd, pend, true
+}
+
+// unregister takes a detached read end out of the epoll set.
+func (o *outputPoller) unregister(fd int) {
+	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
 // addPending polls a handed-over read end, the begun line first.

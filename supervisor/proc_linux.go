@@ -69,6 +69,9 @@ type ExecRunner struct {
 	// handover, until adoption is over (adoptDone); under mu.
 	adopting bool
 	exits    map[int]unix.WaitStatus
+	// leftovers is the check for leftovers of a daemon that handed over,
+	// run once adoption is over (TrackKeeping, adoptDone).
+	leftovers func()
 
 	// Children run by RunChild, whose exits the reaper hands over; under
 	// mu.

@@ -33,12 +33,25 @@ func (r *ExecRunner) unclaimed(pid int, ws unix.WaitStatus) {
 // adoptDone ends adoption: exits of children nobody claimed are forgotten,
 // and a worker that exited during the handover (a zombie whose SIGCHLD went
 // to the process before) is reaped now.
+//
+// The check for leftovers of a daemon that handed over (TrackKeeping) then
+// begins, in the background: no start and no reaping until it ends (it holds
+// forkMu), so that a started worker can never be taken for a leftover, while
+// the control socket answers and the adopted workers' output is read.
 func (r *ExecRunner) adoptDone() {
 	r.mu.Lock()
 	r.adopting, r.exits = false, nil
 	r.mu.Unlock()
 	if r.reapAll {
 		r.sweep()
+	}
+	if check := r.leftovers; check != nil {
+		r.leftovers = nil
+		r.forkMu.Lock()
+		go func() {
+			defer r.forkMu.Unlock()
+			check()
+		}()
 	}
 }
 
@@ -85,6 +98,9 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 		if !ok {
 			continue
 		}
+		// Blocking, as the next process finds it: os.NewFile then does not
+		// register it with the runtime's poller, nor does Fd change it.
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0)
 		files[i] = os.NewFile(uintptr(fd), "opsvc-output")
 		if i == 0 {
 			hp.Stdout = pend
@@ -94,6 +110,7 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 	}
 	r.mu.Lock()
 	if r.procs[ep.pid] == ep {
+		hp.Child = true // reaped here
 		r.unwatch(ep)
 	}
 	r.mu.Unlock()
@@ -108,6 +125,11 @@ type adoptSpec struct {
 	StdoutFile     *os.File // taken over; nil = none
 	StderrFile     *os.File
 	OnExit         func()
+	// Child is set when the process is known to be this process's child
+	// (forked by this process before a re-exec, or before a handover that
+	// did not happen): until this runner reaps it, its pid cannot be
+	// another process's, so its start time is not read from /proc again.
+	Child bool
 }
 
 // adopt takes over a worker started by the process before this one (same
@@ -135,7 +157,7 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	delete(r.exits, pid)
 	r.mu.Unlock()
 	notChild := false
-	if !reaped {
+	if !reaped && !a.Child {
 		start, ppid, ok := proctrack.StartTime(pid)
 		switch {
 		case !ok:
@@ -160,12 +182,11 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		if i == 1 {
 			w, pend = a.Stderr, a.Proc.Stderr
 		}
-		fd, err := unix.Dup(int(f.Fd()))
+		fd, err := dupCloexec(f)
 		f.Close()
 		if err != nil {
 			continue
 		}
-		unix.CloseOnExec(fd)
 		op, err := r.out.addPending(fd, w, pend)
 		if err != nil {
 			continue
@@ -188,11 +209,9 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 	}
 	if r.reapAll {
 		// Not reaped yet (forkMu is held): the pid is still this child.
-		pidfd, err := unix.PidfdOpen(pid, 0)
+		pidfd, err := unix.PidfdOpen(pid, 0) // close-on-exec, as every pidfd
 		if err != nil {
 			pidfd = -1
-		} else {
-			unix.CloseOnExec(pidfd)
 		}
 		r.mu.Lock()
 		r.watch(p, pidfd)
@@ -201,6 +220,22 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		go p.wait()
 	}
 	return p, nil
+}
+
+// dupCloexec duplicates f's descriptor, close-on-exec, leaving its mode
+// (non-blocking, as the output poller had it) as it is: unlike f.Fd(), which
+// would make it blocking.
+func dupCloexec(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
 }
 
 // NewExecRunnerOnMain is NewExecRunner for a daemon that may re-exec

@@ -64,6 +64,9 @@ type Options struct {
 	// does not use.
 	Handover      *handover.Record
 	HandoverFiles handover.Files
+	// Preload, when set, has read the unit files ahead of Run; its cache
+	// and watcher become the supervisor's (see StartPreload).
+	Preload *Preload
 	// FDStore, when set, keeps every worker's files in the service
 	// manager's file descriptor store and the state record current (see
 	// NewFDStore).
@@ -98,10 +101,11 @@ type Supervisor struct {
 
 	control controlSnapshot // [control] settings for the access check, read off the loop
 
-	loadGen atomic.Uint64   // numbers unit loads in the order they began
-	loaded  chan loadResult // a load done off the loop, for the loop to apply
-	parsed  *unit.Cache     // parses of unit files, reused by loads for files that did not change
-	bg      sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
+	loadGen    atomic.Uint64   // numbers unit loads in the order they began
+	preloadGen uint64          // the number of Options.Preload's load
+	loaded     chan loadResult // a load done off the loop, for the loop to apply
+	parsed     *unit.Cache     // parses of unit files, reused by loads for files that did not change
+	bg         sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
 	// Loop-owned state.
 	desired   map[string]Desired
@@ -201,11 +205,14 @@ func New(opts Options) (*Supervisor, error) {
 		opts.Environ = os.Environ()
 	}
 	if opts.Debounce == 0 {
-		opts.Debounce = 100 * time.Millisecond
+		opts.Debounce = defaultDebounce
 	}
 	parsed := unit.NewCache()
+	if opts.Preload != nil {
+		parsed = opts.Preload.parsed
+	}
 	parsed.SetValidModels(opts.Settings.Orchestrator.ValidModels)
-	return &Supervisor{
+	s := &Supervisor{
 		opts:      opts,
 		now:       opts.Now,
 		logf:      opts.Logf,
@@ -223,8 +230,15 @@ func New(opts Options) (*Supervisor, error) {
 		errors:    make(map[string][]unit.Problem),
 		instances: make(map[string]bool),
 		leases:    NewLeases(),
-	}, nil
+	}
+	if opts.Preload != nil {
+		s.preloadGen = s.loadGen.Add(1) // it began before any other
+	}
+	return s, nil
 }
+
+// defaultDebounce is Options.Debounce when not set.
+const defaultDebounce = 100 * time.Millisecond
 
 // Ready is closed once the first plan has run and the processes it
 // started are forked.
@@ -255,8 +269,17 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.bg.Wait()
 	var changes <-chan struct{}
 	var watcher *unit.Watcher
+	if p := s.opts.Preload; p != nil {
+		defer p.Close()
+	}
 	if s.opts.Watch {
-		w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
+		var w *unit.Watcher
+		var err error
+		if p := s.opts.Preload; p != nil && (p.watcher != nil || p.werr != nil) {
+			w, err = p.watcher, p.werr // watching since before the load
+		} else {
+			w, err = unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
+		}
 		if err != nil {
 			s.logf("watch %s: %v (live reload off; use opsvc reload)", s.opts.Paths.Units, err)
 		} else {
@@ -270,7 +293,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	} else {
 		s.loadSpend()
 		s.restoreInstances()
-		s.reload("start")
+		s.applyLoad(s.firstLoad(), "start")
 		s.adoptNone()
 	}
 	// Unit files changed on disk are parsed off the loop, one load at a time;

@@ -7,9 +7,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opsvc/opsvc/unit/regfile"
@@ -49,8 +52,13 @@ type loader struct {
 	timeout time.Duration // for decoding one file
 	cache   *Cache        // nil: parse every file
 	models  []string      // the models [orchestrator] model may name; nil: the default list
+	seenMu  sync.Mutex    // seen is written by the readers of one load at once
 	seen    map[string]bool
 	now     time.Time // when this load began
+	// inPath is what the PATH searches of one buildAll found, by command
+	// name and PATH: a thousand units of one program search it once. Units
+	// are built one at a time; nil outside buildAll.
+	inPath map[[2]string]bool
 }
 
 // source is one file of a Set.
@@ -212,6 +220,7 @@ func (l *loader) load() (*Set, error) {
 		effs:     make(map[string]*effective),
 		deps:     make(map[string][]dependency),
 	}
+	var reads []fileRead
 	for _, e := range entries {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") {
@@ -232,11 +241,55 @@ func (l *loader) load() (*Set, error) {
 				s.files[name] = unreadable(src, statErr)
 				continue
 			}
-			s.files[name] = l.readFile(n, src, cacheInfo(e, fi))
+			reads = append(reads, fileRead{name: name, file: n, src: src, fi: cacheInfo(e, fi)})
 		}
+	}
+	l.readFiles(reads)
+	for _, r := range reads {
+		s.files[r.name] = r.lay
 	}
 	s.buildAll()
 	return s, nil
+}
+
+// fileRead is one unit file to read and parse.
+type fileRead struct {
+	name, file string
+	src        *source
+	fi         fs.FileInfo
+	lay        *layer // the result
+}
+
+// readsPerReader is how many files make one more reader worth its start.
+const readsPerReader = 64
+
+// readFiles reads and parses the files, on as many threads as the
+// process may use: the files are independent, and parsing is most of the
+// time a load of many files takes.
+func (l *loader) readFiles(reads []fileRead) {
+	n := min(runtime.GOMAXPROCS(0), len(reads)/readsPerReader)
+	if n < 2 {
+		for i := range reads {
+			reads[i].lay = l.readFile(reads[i].file, reads[i].src, reads[i].fi)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(reads) {
+					return
+				}
+				reads[i].lay = l.readFile(reads[i].file, reads[i].src, reads[i].fi)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // entryInfo stats a directory entry, following a symbolic link.
@@ -260,7 +313,9 @@ func cacheInfo(e fs.DirEntry, fi fs.FileInfo) fs.FileInfo {
 // if not nil, is its directory entry's information.
 func (l *loader) readFile(name string, src *source, fi fs.FileInfo) *layer {
 	if l.cache != nil {
+		l.seenMu.Lock()
 		l.seen[src.path] = true
+		l.seenMu.Unlock()
 		if lay := l.cache.byStat(src, fi); lay != nil {
 			return lay
 		}

@@ -1,9 +1,11 @@
 package unit
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -623,5 +625,98 @@ func write(t *testing.T, path, data string) {
 	}
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoadManyFilesInParallel loads a directory large enough to be read on
+// several threads: every unit and every problem is where it belongs, as
+// with one reader, and a second load through the cache parses nothing.
+func TestLoadManyFilesInParallel(t *testing.T) {
+	dir := t.TempDir()
+	const n = 4 * readsPerReader
+	for i := range n {
+		name := fmt.Sprintf("u%03d", i)
+		text := "[service]\nexec = [\"/bin/sh\", \"-c\", \"echo " + name + "\"]\n"
+		if i%50 == 7 {
+			text = "[service]\nexec = [\"/bin/sh\"]\nrestart = \"sometimes\"\n" // a bad value
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".toml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewCache()
+	s, err := LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i := range n {
+		name := fmt.Sprintf("u%03d", i)
+		if i%50 == 7 {
+			bad++
+			if len(s.Problems[name]) == 0 || s.Units[name] != nil {
+				t.Errorf("%s: loaded as %v with problems %v, want only problems", name, s.Units[name], s.Problems[name])
+			}
+			continue
+		}
+		u := s.Units[name]
+		if u == nil {
+			t.Fatalf("%s: not loaded (problems %v)", name, s.Problems[name])
+		}
+		if want := "echo " + name; len(u.Service.Exec) != 3 || u.Service.Exec[2] != want {
+			t.Errorf("%s: exec %q, want its own file's %q", name, u.Service.Exec, want)
+		}
+	}
+	if len(s.Units) != n-bad {
+		t.Errorf("%d units, want %d", len(s.Units), n-bad)
+	}
+	before := c.Stats()
+	if before.Parsed != n {
+		t.Errorf("first load parsed %d files, want %d", before.Parsed, n)
+	}
+	// Files written within the cache's racy window are read again, not
+	// parsed: by content.
+	if _, err := LoadCached(c, dir); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.Stats(); after.Parsed != before.Parsed {
+		t.Errorf("the second load parsed %d files again, want none", after.Parsed-before.Parsed)
+	}
+}
+
+// TestPathSearchesPerLoad loads units that run a program by bare name: one
+// load finds it missing for all of them, and the next load, once it is
+// installed, finds it for all of them (what a load found is not kept).
+func TestPathSearchesPerLoad(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("an executable is a file with an extension there")
+	}
+	dir, bin := t.TempDir(), t.TempDir()
+	for _, name := range []string{"a", "b", "c"} {
+		text := fmt.Sprintf("[service]\nexec = [\"opsvc-test-tool\"]\nenvironment = { PATH = %q }\n", bin)
+		if err := os.WriteFile(filepath.Join(dir, name+".toml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewCache()
+	s, err := LoadCached(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if got := problemText(s.Problems[name]); !strings.Contains(got, `"opsvc-test-tool" is not found in PATH`) {
+			t.Errorf("%s before the install: problems %q, want the program not found", name, got)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(bin, "opsvc-test-tool"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = LoadCached(c, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if s.Units[name] == nil {
+			t.Errorf("%s after the install: not loaded: %s", name, problemText(s.Problems[name]))
+		}
 	}
 }

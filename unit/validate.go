@@ -80,6 +80,10 @@ func dedupe(probs []Problem) []Problem {
 // buildAll builds every unit and instance file and runs the checks that
 // need the whole set: requires naming a missing unit, and dependency cycles.
 func (s *Set) buildAll() {
+	if s.ld != nil {
+		s.ld.inPath = make(map[[2]string]bool)
+		defer func() { s.ld.inPath = nil }()
+	}
 	built := make(map[string]*Unit)
 	probs := make(map[string][]Problem)
 	for _, name := range sortedKeys(s.files) {
@@ -310,7 +314,16 @@ func (l *loader) checkInPath(o origin, label, name string, e *effective, add fun
 	if v, ok := e.env["PATH"]; ok {
 		search = v.v.(string)
 	}
-	if _, err := lookPath(name, search, l.statAbs); err == nil {
+	key := [2]string{name, search}
+	found, ok := l.inPath[key]
+	if !ok {
+		_, err := lookPath(name, search, l.statAbs)
+		found = err == nil
+		if l.inPath != nil {
+			l.inPath[key] = found
+		}
+	}
+	if found {
 		return
 	}
 	add(o, fmt.Sprintf("%s %q is not found in PATH", label, name),

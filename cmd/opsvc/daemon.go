@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -49,15 +50,32 @@ func runDaemon(c *cli) error {
 
 // daemonMain is the daemon; forks are run by runDaemon.
 func daemonMain(c *cli, forks chan func()) error {
-	// A re-exec hands over its state and files: take them before anything
-	// else (no worker must inherit them).
-	hrec, hfiles, herr := handover.FromEnv()
+	// Taking over from the daemon before this one, the control socket does
+	// not answer until the workers are adopted and the units read: the
+	// garbage collector runs less often until the daemon is ready (the
+	// heap is a few megabytes).
+	restoreGC := func() {}
+	if os.Getenv(handover.EnvFD) != "" || c.args.has("replace") {
+		gc := debug.SetGCPercent(takeoverGCPercent)
+		restoreGC = func() { debug.SetGCPercent(gc) }
+	}
 	p := c.paths
 	for _, d := range []*string{&p.Units, &p.State, &p.Socket, &p.Config} {
 		if abs, err := filepath.Abs(*d); err == nil {
 			*d = abs
 		}
 	}
+	settings, err := config.LoadSettings(p.Config)
+	if err != nil {
+		return fail(exitFailure, "daemon: %v", err)
+	}
+	// The unit files are read while the daemon starts, and takes over from
+	// the one before it.
+	pre := supervisor.StartPreload(p, settings, !c.args.has("no-watch"))
+	defer pre.Close()
+	// A re-exec hands over its state and files: take them before anything
+	// that may start a process (no worker must inherit them).
+	hrec, hfiles, herr := handover.FromEnv()
 	logger := log.New(c.stderr, "opsvc: ", 0)
 	exe, err := os.Executable()
 	if err != nil {
@@ -77,10 +95,6 @@ func daemonMain(c *cli, forks chan func()) error {
 		// Restarted by a service manager after a crash: the workers' files
 		// from its store, the state record from the state directory.
 		hrec, hfiles, herr = supervisor.FromFDStore(p.State)
-	}
-	settings, err := config.LoadSettings(p.Config)
-	if err != nil {
-		return fail(exitFailure, "daemon: %v", err)
 	}
 	if err := os.MkdirAll(p.State, 0o750); err != nil {
 		return fail(exitFailure, "daemon: state directory: %v (--state)", err)
@@ -195,6 +209,7 @@ func daemonMain(c *cli, forks chan func()) error {
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		Watch:            !c.args.has("no-watch"),
 		Fleet:            fleet.leases(),
+		Preload:          pre,
 		Handover:         hrec,
 		HandoverFiles:    hfiles,
 		FDStore:          fdStore(p.State, logf),
@@ -230,6 +245,13 @@ func daemonMain(c *cli, forks chan func()) error {
 	defer signal.Stop(usr2)
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		select {
+		case <-sup.Ready():
+		case <-runCtx.Done():
+		}
+		restoreGC()
+	}()
 	go func() {
 		select {
 		case <-c.ctx.Done():
@@ -282,6 +304,12 @@ func daemonMain(c *cli, forks chan func()) error {
 	logf("daemon stopped")
 	return nil
 }
+
+// takeoverGCPercent is the garbage collector's setting while a daemon takes
+// over from the one before it (GOGC): the heap may grow to 8 times what is
+// live before a collection, for the few hundred milliseconds of the
+// takeover.
+const takeoverGCPercent = 800
 
 // listenControl listens on the control socket, mode 0660. A socket file left
 // by a dead daemon is replaced; a live daemon is an error.

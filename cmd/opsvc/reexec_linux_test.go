@@ -422,3 +422,82 @@ func TestReexecRefused(t *testing.T) {
 	}
 	checkLines(t, filepath.Join(dir, "state", "logs", "p0.log"))
 }
+
+// TestReexecAppliesEditedUnits edits, adds and removes unit files while the
+// daemon does not watch them, then re-executes it: the new process reads
+// them again, so the edited unit runs its new definition, the added one
+// starts and the removed one stops, while the unit left alone keeps its
+// pid.
+func TestReexecAppliesEditedUnits(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	units := filepath.Join(dir, "units")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(units, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const sleeper = "[service]\nexec = [\"sleep\", \"1000\"]\n"
+	write("keep.toml", sleeper)
+	write("gone.toml", sleeper)
+	write("edit.toml", "[service]\nexec = [\"/bin/sh\", \"-c\", \"echo version 1; exec sleep 1000\"]\n")
+	cmd := daemonCmd(t, dir)
+	cmd.Args = append(cmd.Args, "--no-watch")
+	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+			t.Logf("daemon log:\n%s", b)
+		}
+	}()
+	sock := filepath.Join(dir, "s.sock")
+	before := waitUnits(t, sock, "units active", allActive(3))
+
+	write("edit.toml", "[service]\nexec = [\"/bin/sh\", \"-c\", \"echo version 2; exec sleep 1000\"]\n")
+	write("new.toml", sleeper)
+	if err := os.Remove(filepath.Join(units, "gone.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if m := unitRows(t, sock); len(m) != 3 || m["edit"].PID != before["edit"].PID {
+		t.Fatalf("the daemon took the edits before the re-exec (it should not watch): %+v", m)
+	}
+	if out, stderr, err := cliRun(t, sock, "daemon-reexec"); err != nil {
+		t.Fatalf("daemon-reexec: %v\n%s%s", err, out, stderr)
+	}
+	after := waitUnits(t, sock, "the edits applied", func(m map[string]unitRow) bool {
+		_, gone := m["gone"]
+		return len(m) == 3 && !gone && m["new"].State == "active" && m["edit"].State == "active" &&
+			m["edit"].PID != before["edit"].PID && m["edit"].PID != 0
+	})
+	if after["keep"].PID != before["keep"].PID {
+		t.Errorf("keep: pid %d became %d across the re-exec", before["keep"].PID, after["keep"].PID)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "state", "logs", "edit.log"))
+		if bytes.Contains(b, []byte("version 2")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edit's log has no line of its new definition:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log file the daemon writes
+	}
+}

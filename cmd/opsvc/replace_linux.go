@@ -182,6 +182,12 @@ func replaceRunning(socket, state, exe string, logf func(string, ...any)) (*hand
 		handover.Answer(uc, err)
 		return nil, nil, fmt.Errorf("receive the state: %s (the running daemon keeps its workers)", strings.TrimPrefix(err.Error(), "handover: "))
 	}
+	// The listening socket keeps the credentials of the process that made
+	// it: after an earlier --replace, those of a daemon gone since. The
+	// daemon that holds the state directory wrote its pid in the lock.
+	if rec.PID != oldPID && rec.PID == stateHolder(state) {
+		oldPID = rec.PID
+	}
 	if err := checkHandedOver(rec, files, oldPID); err != nil {
 		handover.Answer(uc, err)
 		files.Close()

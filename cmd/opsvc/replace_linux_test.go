@@ -472,3 +472,83 @@ func TestReadAnswerHeadIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaceTwice replaces a daemon that itself replaced another: its
+// control socket was made by the first daemon, whose credentials the socket
+// keeps, and the third daemon must still take over from the second.
+func TestReplaceTwice(t *testing.T) {
+	dir, err := os.MkdirTemp("", "orq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	units := filepath.Join(dir, "units")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(units, name+".toml"), []byte("[service]\nexec = [\"sleep\", \"1000\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(dir, "s.sock")
+	first := startReplaceDaemon(t, dir, "1.log")
+	before := waitUnits(t, sock, "units active under the first daemon", allActive(2))
+	prev := first
+	for round, logName := range []string{"2.log", "3.log"} {
+		next := startReplaceDaemon(t, dir, logName, "--replace")
+		if err := prev.wait(t); err != nil {
+			t.Fatalf("round %d: the daemon replaced exited with %v, want 0 once it handed over", round, err)
+		}
+		after := waitUnits(t, sock, "units active under the new daemon", allActive(2))
+		for name, u := range before {
+			if after[name].PID != u.PID {
+				t.Errorf("round %d: %s: pid %d became %d", round, name, u.PID, after[name].PID)
+			}
+		}
+		if !next.running() {
+			t.Fatalf("round %d: the new daemon exited: %v", round, next.wait(t))
+		}
+		prev = next
+	}
+}
+
+// TestReexecAfterReplace re-executes a daemon that took its workers over
+// with --replace: they are not its children, and after the re-exec their
+// end is still seen (a killed worker is restarted).
+func TestReexecAfterReplace(t *testing.T) {
+	dir, err := os.MkdirTemp("", "orw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	units := filepath.Join(dir, "units")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(units, "w.toml"), []byte("[service]\nexec = [\"sleep\", \"1000\"]\nrestart = \"always\"\nrestart_delay = \"0\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	first := startReplaceDaemon(t, dir, "1.log")
+	before := waitUnits(t, sock, "w active under the first daemon", allActive(1))
+	second := startReplaceDaemon(t, dir, "2.log", "--replace")
+	if err := first.wait(t); err != nil {
+		t.Fatalf("the daemon replaced exited with %v, want 0", err)
+	}
+	waitUnits(t, sock, "w active under the new daemon", allActive(1))
+	if out, stderr, err := cliRun(t, sock, "daemon-reexec"); err != nil {
+		t.Fatalf("daemon-reexec: %v\n%s%s", err, out, stderr)
+	}
+	after := waitUnits(t, sock, "w active after the re-exec", allActive(1))
+	if after["w"].PID != before["w"].PID {
+		t.Fatalf("w: pid %d became %d", before["w"].PID, after["w"].PID)
+	}
+	if !second.running() {
+		t.Fatalf("the daemon exited: %v", second.wait(t))
+	}
+	syscall.Kill(before["w"].PID, syscall.SIGKILL)
+	waitUnits(t, sock, "w restarted after its kill", func(m map[string]unitRow) bool {
+		return m["w"].State == "active" && m["w"].PID != 0 && m["w"].PID != before["w"].PID
+	})
+}

@@ -26,10 +26,8 @@ func lockState(dir string) (func(), error) {
 	}
 	if !ok {
 		holder := "another process"
-		if b, err := readBounded(path, 64); err == nil {
-			if pid, err := strconv.Atoi(string(bytes.TrimSpace(b))); err == nil && pid > 0 {
-				holder = "pid " + strconv.Itoa(pid)
-			}
+		if pid := stateHolder(dir); pid > 0 {
+			holder = "pid " + strconv.Itoa(pid)
 		}
 		return nil, fmt.Errorf("state directory %s is in use by %s (stop it, or use --state)", dir, holder)
 	}
@@ -40,6 +38,20 @@ func lockState(dir string) (func(), error) {
 		f.Close()
 	}
 	return func() { lk.Unlock() }, nil
+}
+
+// stateHolder is the pid the daemon on the state directory wrote in its
+// lock, 0 if none can be read.
+func stateHolder(dir string) int {
+	b, err := readBounded(filepath.Join(dir, stateLockName), 64)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // readBounded reads at most n bytes of a file.

@@ -37,7 +37,6 @@
 package handover
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +127,10 @@ type Proc struct {
 	// one with a reused pid.
 	Start  uint64 `json:"start"`
 	Marker string `json:"marker,omitempty"` // the tracking marker of its run
+	// Child is set for a child of the daemon that wrote the record (not a
+	// worker it took over from a daemon that ended, which it watched
+	// through a pidfd).
+	Child  bool   `json:"child,omitempty"`
 	Cgroup string `json:"cgroup,omitempty"` // the run's cgroup, "" = none
 	// Stdout and Stderr are a started line read from each pipe but not
 	// yet ended; Cut counts bytes of it dropped past the line limit.
@@ -175,13 +178,20 @@ func Encode(r *Record) ([]byte, error) {
 	return b, nil
 }
 
-// Decode reads a record of this binary's Version.
+// Decode reads a record of this binary's Version. A record of this version
+// is read in one pass; the version is looked at on its own only when that
+// fails or shows another version.
 func Decode(b []byte) (*Record, error) {
+	var r Record
+	err := json.Unmarshal(b, &r)
+	if err == nil && r.Version == Version {
+		return &r, nil
+	}
 	var head struct {
 		Version *int `json:"version"`
 	}
-	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, fmt.Errorf("handover: the state record is not JSON: %v (the daemon that wrote it is broken; restart it with opsvc daemon)", err)
+	if herr := json.Unmarshal(b, &head); herr != nil {
+		return nil, fmt.Errorf("handover: the state record is not JSON: %v (the daemon that wrote it is broken; restart it with opsvc daemon)", herr)
 	}
 	switch {
 	case head.Version == nil:
@@ -189,12 +199,7 @@ func Decode(b []byte) (*Record, error) {
 	case *head.Version != Version:
 		return nil, fmt.Errorf("handover: the state record is version %d, this binary reads version %d (install a binary that reads it, or stop and start the daemon instead)", *head.Version, Version)
 	}
-	var r Record
-	d := json.NewDecoder(bytes.NewReader(b))
-	if err := d.Decode(&r); err != nil {
-		return nil, fmt.Errorf("handover: decode the state record: %v", err)
-	}
-	return &r, nil
+	return nil, fmt.Errorf("handover: decode the state record: %v", err)
 }
 
 // Read reads and decodes a record from r, at most MaxRecordBytes of it.

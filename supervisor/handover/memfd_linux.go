@@ -88,11 +88,13 @@ func FromEnv() (*Record, Files, error) {
 	}
 	fs := make(Files, len(r.FDs))
 	for name, n := range r.FDs {
-		var st unix.Stat_t
-		if n < 3 || unix.Fstat(n, &st) != nil {
-			continue // not there: the worker it belongs to is not re-adopted
+		// Close-on-exec again; an error says the descriptor is not there.
+		if n < 3 {
+			continue
 		}
-		unix.CloseOnExec(n)
+		if _, err := unix.FcntlInt(uintptr(n), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			continue // the worker it belongs to is not re-adopted
+		}
 		fs[name] = os.NewFile(uintptr(n), name)
 	}
 	return r, fs, nil

@@ -14,6 +14,10 @@ type Keep struct {
 	PID    int
 	Start  uint64 // the main process's start time, as StartTime reads it
 	Cgroup string // "" = none
+	// Child is set when the main process is this process's child (a
+	// re-exec): until this process reaps it, its pid is not another
+	// process's, and the check for leftovers does not read it.
+	Child bool
 }
 
 // keep tracks the handed-over runs, before Sweep.

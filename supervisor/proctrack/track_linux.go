@@ -625,8 +625,14 @@ func (t *Tracker) Sweep() []Leftover {
 		}
 	}
 	// The handed-over runs, looked up once: their main processes are known
-	// by pid and start time, so their environments need not be read.
-	keptPID, keptDir := make(map[int]uint64), make(map[string]bool)
+	// by pid and start time, so their environments are not read; a child
+	// of this process (Keep.Child) is not read at all.
+	keptPID, keptDir, keptChild := make(map[int]uint64), make(map[string]bool), make(map[int]bool)
+	for _, k := range t.opts.Keep {
+		if k.Child && k.PID > 0 && strings.HasPrefix(k.Marker, t.key+":") {
+			keptChild[k.PID] = true
+		}
+	}
 	t.mu.Lock()
 	for _, r := range t.runs {
 		if r.pid > 0 {
@@ -658,6 +664,9 @@ func (t *Tracker) Sweep() []Leftover {
 	for range 10 {
 		found := 0
 		for _, pid := range pr.list() {
+			if keptChild[pid] {
+				continue
+			}
 			info, ok := readStat(pid)
 			if !ok {
 				continue

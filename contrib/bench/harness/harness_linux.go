@@ -46,6 +46,19 @@ func run(o options) error {
 		h.statusOnly()
 		return h.finish()
 	}
+	if o.reexecOnly {
+		p := opsvcPeer{bin: o.opsvcBin}
+		pr := &peerResult{Name: p.name()}
+		h.res.Peers = append(h.res.Peers, pr)
+		if err := p.available(); err != nil {
+			pr.Skipped = err.Error()
+			logf("%s: skipped (%v)", p.name(), err)
+			return h.finish()
+		}
+		pr.Version = p.version()
+		h.reexecAll()
+		return h.finish()
+	}
 	peers := h.peers()
 	logf("run %s: %s; N=%v; detail N=%d; work dir on %s; timing by %s", strings.TrimSuffix(h.prefix, ":"),
 		names(peers), o.ns, o.detailN, h.res.Meta.WorkFS, h.w.method)
@@ -258,7 +271,7 @@ func (h *harness) machine() meta {
 		GoVersion: gov, Commit: commit, Versions: map[string]string{}, Timing: h.w.method, WorkFS: fsType(h.work),
 		LoadStart: loadavg(), NList: o.ns, DetailN: o.detailN, Reps: o.reps, StopReps: o.stopReps,
 		CrashReps: o.crashReps, RapidReps: o.rapidReps, IdleS: o.idle.Seconds(), StopTimeout: o.stopTimeout.Seconds(),
-		StatusOnly: o.statusOnly,
+		StatusOnly: o.statusOnly, ReexecOnly: o.reexecOnly,
 	}
 }
 

@@ -26,6 +26,7 @@ type options struct {
 	statusNs    []int // unit counts for the time of opsvc's status commands
 	reexecNs    []int // unit counts for opsvc's re-exec downtime
 	reexecReps  int   // re-execs per unit count
+	replaceReps int   // replacements (daemon --replace) per unit count
 	detailN     int   // child count for crash (b), idle CPU (d), stop-all (e)
 	reps        int   // cold-start/memory repetitions per N
 	stopReps    int   // stop-all repetitions per child mode
@@ -56,6 +57,9 @@ type options struct {
 	// statusOnly measures only opsvc's status commands at each statusNs:
 	// no cold starts of the other figures, no peers.
 	statusOnly bool
+	// reexecOnly measures only opsvc's re-exec (and --replace) downtime at
+	// each reexecNs.
+	reexecOnly bool
 	reportOf   string // render the table and plot of this results file, measure nothing
 }
 
@@ -67,6 +71,7 @@ func parseFlags(args []string) (options, error) {
 	statusNs := fs.String("status-n", "1000", "unit counts for the time of `opsvc status --json` and `opsvc list`, comma-separated (10000 takes about a minute more); empty for none")
 	reexecNs := fs.String("reexec-n", "100,1000", "unit counts for opsvc's re-exec downtime (and a full restart to compare), comma-separated; empty for none")
 	fs.IntVar(&o.reexecReps, "reexec-reps", 5, "re-execs per unit count")
+	fs.IntVar(&o.replaceReps, "replace-reps", 5, "replacements by opsvc daemon --replace per unit count, after the re-execs; 0 for none")
 	fs.IntVar(&o.detailN, "detail-n", 100, "child count for crash, idle CPU and stop-all")
 	fs.IntVar(&o.reps, "reps", 3, "cold-start/memory repetitions per N")
 	fs.IntVar(&o.stopReps, "stop-reps", 3, "stop-all repetitions per child mode")
@@ -94,6 +99,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keepWork, "keep-work", false, "keep the work directory")
 	scaleFlags(fs, &o.scale)
 	fs.BoolVar(&o.statusOnly, "status-only", false, "measure only opsvc status --json and opsvc list at each -status-n, nothing else (give -out another directory to keep results/latest.* as they are)")
+	fs.BoolVar(&o.reexecOnly, "reexec-only", false, "measure only opsvc's re-exec and --replace downtime at each -reexec-n, nothing else (give -out another directory to keep results/latest.* as they are)")
 	fs.StringVar(&o.reportOf, "report", "", "render latest.md and the plot again from this latest.json into -out; measure nothing")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -143,10 +149,13 @@ func parseFlags(args []string) (options, error) {
 		if !explicit["reexec-reps"] {
 			o.reexecReps = 2
 		}
+		if !explicit["replace-reps"] {
+			o.replaceReps = 2
+		}
 		o.idle = 5 * time.Second
 	}
 	o.applyScale(fs)
-	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 || o.reexecReps < 1 {
+	if o.detailN < 1 || o.reps < 1 || o.stopReps < 1 || o.crashReps < 1 || o.rapidReps < 0 || o.reloadReps < 0 || o.reexecReps < 1 || o.replaceReps < 0 {
 		return o, fmt.Errorf("counts must be positive")
 	}
 	return o, nil

@@ -53,10 +53,11 @@ func (in *instance) launch(env []string, name string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	in.cmd, in.roots, in.done = cmd, []int{cmd.Process.Pid}, make(chan struct{})
+	done := make(chan struct{}) // this process's: a later launch (--replace) has its own
+	in.cmd, in.roots, in.done = cmd, []int{cmd.Process.Pid}, done
 	go func() {
 		cmd.Wait()
-		close(in.done)
+		close(done)
 	}()
 	return nil
 }
@@ -199,6 +200,13 @@ func (p opsvcPeer) socket(in *instance) string { return in.path("s") }
 
 func (p opsvcPeer) start(_ context.Context, in *instance) error {
 	return in.launch(nil, p.bin, "daemon", "--units", in.path("units"), "--state", in.path("state"),
+		"--socket", p.socket(in), "--config", in.path("opsvc.toml"))
+}
+
+// replace starts a new daemon on in's directories that takes over from the
+// running one (opsvc daemon --replace); it becomes in's root.
+func (p opsvcPeer) replace(in *instance) error {
+	return in.launch(nil, p.bin, "daemon", "--replace", "--units", in.path("units"), "--state", in.path("state"),
 		"--socket", p.socket(in), "--config", in.path("opsvc.toml"))
 }
 

@@ -102,7 +102,9 @@ func (a *answers) end() {
 // each time timing the signal → the first answer of GET /v1/units from the
 // new image (the first after the event stream of the old one ended), and the
 // longest gap a client polling GET /v1/units saw; every child must keep its
-// pid. Then it stops and starts the daemon once (every worker restarted) and
+// pid. Then it replaces the daemon -replace-reps times with `opsvc daemon
+// --replace` (a new process takes over), timed the same from its start.
+// Then it stops and starts the daemon once (every worker restarted) and
 // times the same.
 func (h *harness) reexecAt(p opsvcPeer, pr *peerResult, n int) {
 	in, _, err := h.up(p, pr, n, "sleep")
@@ -113,40 +115,21 @@ func (h *harness) reexecAt(p opsvcPeer, pr *peerResult, n int) {
 	}
 	defer h.down(in, pr)
 	h.sleep(h.opt.settle)
-	c := api(p.socket(in))
 	run := reexecRun{N: n, PIDsKept: true}
 	before := scanTagged(h.prefix)
+	kept := func() bool {
+		after := scanTagged(h.prefix)
+		for pid, q := range before {
+			if a, ok := after[pid]; !ok || a.start != q.start {
+				return false
+			}
+		}
+		return len(after) == len(before)
+	}
 	for rep := 0; rep < h.opt.reexecReps && h.ctx.Err() == nil; rep++ {
-		ctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
-		seq, err := lastSeq(ctx, c)
+		answer, gap, err := h.handover(p, in, func() error { return in.cmd.Process.Signal(syscall.SIGUSR2) })
 		if err != nil {
-			cancel()
-			h.problem(pr, "re-exec of %d: read the events: %v", n, err)
-			return
-		}
-		evs, err := follow(ctx, c, seq)
-		if err != nil {
-			cancel()
-			h.problem(pr, "re-exec of %d: follow the events: %v", n, err)
-			return
-		}
-		poll := pollUnits(ctx, api(p.socket(in)))
-		t0 := time.Now()
-		in.cmd.Process.Signal(syscall.SIGUSR2)
-		// The old image's streams end when it execs.
-		for range evs {
-		}
-		tEOF := time.Now()
-		var ans time.Time
-		for ans.IsZero() && ctx.Err() == nil {
-			h.sleep(time.Millisecond)
-			ans = poll.firstAfter(tEOF)
-		}
-		h.sleep(100 * time.Millisecond) // answers after the first, for the gap
-		poll.end()
-		cancel()
-		if ans.IsZero() {
-			h.problem(pr, "re-exec of %d: the socket did not answer within 60 s of SIGUSR2", n)
+			h.problem(pr, "re-exec of %d: %v", n, err)
 			return
 		}
 		select {
@@ -155,22 +138,26 @@ func (h *harness) reexecAt(p opsvcPeer, pr *peerResult, n int) {
 			return
 		default:
 		}
-		run.DowntimeS = append(run.DowntimeS, ans.Sub(t0).Seconds())
-		run.MaxGapS = append(run.MaxGapS, poll.maxGap(t0).Seconds())
-		after := scanTagged(h.prefix)
-		for pid, q := range before {
-			if a, ok := after[pid]; !ok || a.start != q.start {
-				run.PIDsKept = false
-			}
-		}
-		if len(after) != len(before) {
-			run.PIDsKept = false
-		}
+		run.DowntimeS, run.MaxGapS = append(run.DowntimeS, answer.Seconds()), append(run.MaxGapS, gap.Seconds())
+		run.PIDsKept = run.PIDsKept && kept()
 		logf("opsvc: re-exec with %d units: socket answers again after %.1f ms, longest gap %.1f ms, pids kept %v",
-			n, run.DowntimeS[len(run.DowntimeS)-1]*1000, run.MaxGapS[len(run.MaxGapS)-1]*1000, run.PIDsKept)
+			n, answer.Seconds()*1000, gap.Seconds()*1000, run.PIDsKept)
 	}
 	if !run.PIDsKept {
 		h.problem(pr, "re-exec of %d: children changed pid", n)
+	}
+	for rep := 0; rep < h.opt.replaceReps && h.ctx.Err() == nil; rep++ {
+		answer, gap, err := h.handover(p, in, func() error { return p.replace(in) })
+		if err != nil {
+			h.problem(pr, "replace of %d: %v", n, err)
+			break
+		}
+		run.ReplaceS, run.ReplaceGapS = append(run.ReplaceS, answer.Seconds()), append(run.ReplaceGapS, gap.Seconds())
+		k := kept()
+		all := k && (run.ReplacePIDsKept == nil || *run.ReplacePIDsKept)
+		run.ReplacePIDsKept = &all
+		logf("opsvc: daemon --replace with %d units: socket answers again after %.1f ms, longest gap %.1f ms, pids kept %v",
+			n, answer.Seconds()*1000, gap.Seconds()*1000, k)
 	}
 	// The same count, stopped and started again.
 	if h.ctx.Err() == nil {
@@ -182,6 +169,45 @@ func (h *harness) reexecAt(p opsvcPeer, pr *peerResult, n int) {
 		}
 	}
 	h.res.Opsvc.Reexec = append(h.res.Opsvc.Reexec, run)
+}
+
+// handover runs start (a re-exec or a replacement of the daemon of in) while
+// a client polls GET /v1/units, and returns the time from start to the first
+// answer of the new daemon (the first after the event stream of the old one
+// ended) and the longest time the client went without an answer.
+func (h *harness) handover(p opsvcPeer, in *instance, start func() error) (answer, gap time.Duration, err error) {
+	c := api(p.socket(in))
+	ctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	defer cancel()
+	seq, err := lastSeq(ctx, c)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the events: %v", err)
+	}
+	evs, err := follow(ctx, c, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("follow the events: %v", err)
+	}
+	poll := pollUnits(ctx, api(p.socket(in)))
+	t0 := time.Now()
+	if err := start(); err != nil {
+		poll.end()
+		return 0, 0, err
+	}
+	// The old daemon's streams end when it execs or exits.
+	for range evs {
+	}
+	tEOF := time.Now()
+	var ans time.Time
+	for ans.IsZero() && ctx.Err() == nil {
+		h.sleep(time.Millisecond)
+		ans = poll.firstAfter(tEOF)
+	}
+	h.sleep(100 * time.Millisecond) // answers after the first, for the gap
+	poll.end()
+	if ans.IsZero() {
+		return 0, 0, fmt.Errorf("the socket did not answer within 60 s")
+	}
+	return ans.Sub(t0), poll.maxGap(t0), nil
 }
 
 // fullRestart stops the daemon (SIGTERM: every unit stopped) and starts it

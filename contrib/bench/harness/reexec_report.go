@@ -15,6 +15,11 @@ type reexecRun struct {
 	// GET /v1/units back to back, from the signal on.
 	MaxGapS  []float64 `json:"max_gap_s"`
 	PIDsKept bool      `json:"pids_kept"`
+	// The same for `opsvc daemon --replace`: its start → the first answer
+	// of the new daemon, and the longest gap.
+	ReplaceS        []float64 `json:"replace_s,omitempty"`
+	ReplaceGapS     []float64 `json:"replace_gap_s,omitempty"`
+	ReplacePIDsKept *bool     `json:"replace_pids_kept,omitempty"`
 	// Stop + start: SIGTERM → the socket answers again, and → every unit
 	// active again (workers restarted).
 	RestartAnswerS *float64 `json:"restart_answer_s,omitempty"`
@@ -32,16 +37,30 @@ func (r *results) writeReexec(w io.Writer) {
 			if !x.PIDsKept {
 				kept = "PIDS CHANGED"
 			}
+			// The downtime is the gap a client saw: "answers again"
+			// also counts the new binary's check of the state, while
+			// the old process still answers.
 			met := "yes"
-			if m >= 0.100 {
+			if g >= 0.100 {
 				met = "no"
 			}
 			goal := ""
 			if x.N >= 1000 {
-				goal = fmt.Sprintf("; goal < 100 ms met: %s", met)
+				goal = fmt.Sprintf("; goal < 100 ms (longest gap) met: %s", met)
 			}
 			fmt.Fprintf(w, "| re-exec (SIGUSR2) with %d units: socket answers again, p50 / max (%d runs); longest gap seen by a polling client; %s | %.1f ms / %.1f ms; %.1f ms%s |\n",
 				x.N, len(x.DowntimeS), kept, p50*1000, m*1000, g*1000, goal)
+		}
+		if len(x.ReplaceS) > 0 {
+			p50, _ := median(x.ReplaceS)
+			m, _ := maxOf(x.ReplaceS)
+			g, _ := maxOf(x.ReplaceGapS)
+			kept := "every pid kept"
+			if x.ReplacePIDsKept == nil || !*x.ReplacePIDsKept {
+				kept = "PIDS CHANGED"
+			}
+			fmt.Fprintf(w, "| `opsvc daemon --replace` with %d units: socket answers again, p50 / max (%d runs); longest gap seen by a polling client; %s | %.1f ms / %.1f ms; %.1f ms |\n",
+				x.N, len(x.ReplaceS), kept, p50*1000, m*1000, g*1000)
 		}
 		if x.RestartAnswerS != nil && x.RestartAllS != nil {
 			fmt.Fprintf(w, "| the same %d units, daemon stopped and started (workers restarted): socket answers again; every unit active again | %.1f ms; %.1f ms |\n",

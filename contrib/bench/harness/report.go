@@ -46,6 +46,7 @@ type meta struct {
 	StopTimeout float64           `json:"stop_timeout_s"`
 	EventsLost  int               `json:"events_lost"`
 	StatusOnly  bool              `json:"status_only,omitempty"` // -status-only: nothing but the status commands
+	ReexecOnly  bool              `json:"reexec_only,omitempty"` // -reexec-only: nothing but the re-exec downtime
 }
 
 type peerResult struct {
@@ -436,7 +437,7 @@ func (r *results) writeMarkdown(w io.Writer) {
 	r.writeScale(w)
 	r.writeOpsvcOnly(w)
 	r.writeGoBench(w)
-	if !r.Meta.StatusOnly {
+	if !r.Meta.StatusOnly && !r.Meta.ReexecOnly {
 		r.writeTargets(w)
 	}
 
@@ -451,7 +452,7 @@ func (r *results) writeMarkdown(w io.Writer) {
 	m := r.Meta
 	fmt.Fprintf(w, "\nMachine: %d CPUs (%s), %s, kernel %s, %s; %s; work directory on %s; timing by %s.\n",
 		m.NProc, m.CPU, m.MemTotal, m.Kernel, m.OS, m.GoVersion, m.WorkFS, m.Timing)
-	if !m.StatusOnly {
+	if !m.StatusOnly && !m.ReexecOnly {
 		fmt.Fprintf(w, "Medians of %d runs for (a) and (c), of %d runs for (e); %d kills for (b), %d for (b'). ",
 			m.Reps, m.StopReps, m.CrashReps, m.RapidReps)
 	}
