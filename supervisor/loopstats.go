@@ -96,6 +96,16 @@ func (s *Supervisor) stepDone(woke time.Time) {
 // statsDue is when a snapshot put off is owed (zero: none).
 func (s *Supervisor) statsDue() time.Time { return s.stats.due }
 
+// statsNow builds the per-unit part of the snapshot at once, as a paced
+// build does: a build owed (due) is then done, and the next is paced from
+// this one.
+func (s *Supervisor) statsNow() {
+	now := time.Now()
+	s.buildUnitStats()
+	st := &s.stats
+	st.cost, st.at, st.due = time.Since(now), now, time.Time{}
+}
+
 // observeTouched times the starts of the units changed since the last
 // step, so that a state a paced snapshot does not see still counts.
 func (s *Supervisor) observeTouched() {

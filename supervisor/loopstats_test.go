@@ -64,3 +64,19 @@ func BenchmarkSnapshot(b *testing.B) {
 		}
 	}
 }
+
+// TestStatsNowPaysWhatIsOwed: a build of the snapshot made out of its pace
+// (as the one READY carries) does the build owed, so that the loop is not
+// woken again and again for a build already done.
+func TestStatsNowPaysWhatIsOwed(t *testing.T) {
+	s := &Supervisor{}
+	s.stats.built, s.stats.due = true, time.Now().Add(-time.Second)
+	s.dirty.seq = 3
+	s.statsNow()
+	if due := s.statsDue(); !due.IsZero() {
+		t.Fatalf("a build is still owed at %v after one was made", due)
+	}
+	if s.stats.seq != 3 || s.stats.at.IsZero() {
+		t.Fatalf("the build is not recorded: seq %d, at %v", s.stats.seq, s.stats.at)
+	}
+}

@@ -347,7 +347,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		if !readyDone && s.firstForks == 0 {
 			readyDone = true
-			s.buildUnitStats() // the counts READY carries are of now
+			s.statsNow() // the counts READY carries are of now
 			close(s.ready)
 			s.emit("", os.Getpid(), api.DaemonReady{Units: len(s.desired)})
 			s.notify("READY=1\nSTATUS=" + s.statusLine())
