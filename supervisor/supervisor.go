@@ -124,6 +124,7 @@ type Supervisor struct {
 	leases     *Leases
 	shutdown   bool
 	applied    uint64   // loadGen of the last load applied
+	loadErr    string   // the error of the last load applied, "" if it was read
 	kept       []string // instances started by name, as last written (keepInstances)
 	notifyN    int
 	lastStat   string
@@ -1081,8 +1082,12 @@ func (s *Supervisor) reload(why string) ReloadResult {
 func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 	var res ReloadResult
 	if r.gen <= s.applied {
+		// A newer load is in force (the watcher's, begun after this one):
+		// its outcome is this reload's.
+		res.Err = s.loadErr
 		return res
 	}
+	s.loadErr = ""
 	if r.err == nil && r.base != nil && r.base == s.base {
 		if names, only := r.set.Changed(); only {
 			return s.applyChanged(r, names, why)
@@ -1097,6 +1102,7 @@ func (s *Supervisor) applyLoad(r loadResult, why string) ReloadResult {
 		s.logf("load units: %v", err)
 		s.emit("", 0, api.ConfigInvalid{Error: err.Error()})
 		res.Err = err.Error()
+		s.loadErr = res.Err
 		return res
 	}
 	s.set = set
