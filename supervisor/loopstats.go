@@ -34,11 +34,24 @@ type loopStats struct {
 }
 
 // statsPace spaces builds of the snapshot by their length; maxStatsPace
-// bounds the wait for a snapshot that is owed.
+// bounds the wait for a snapshot that is owed. A build that took
+// statsSettleFrom or more (thousands of units) also waits statsSettle times
+// its length after the change that calls for it, at most maxStatsSettle.
 const (
-	statsPace    = 50
-	maxStatsPace = time.Second
+	statsPace       = 50
+	maxStatsPace    = time.Second
+	statsSettleFrom = time.Millisecond
+	statsSettle     = 4
+	maxStatsSettle  = 50 * time.Millisecond
 )
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
 
 // startTrack times a unit's last start.
 type startTrack struct {
@@ -76,9 +89,16 @@ func (s *Supervisor) stepDone(woke time.Time) {
 	rebuilt := false
 	if !st.built || st.seq != s.dirty.seq {
 		now := time.Now()
-		if next := st.at.Add(min(statsPace*st.cost, maxStatsPace)); st.built && now.Before(next) {
-			st.due = next
-		} else {
+		if st.built && st.due.IsZero() {
+			st.due = st.at.Add(min(statsPace*st.cost, maxStatsPace))
+			if st.cost >= statsSettleFrom {
+				// A costly build waits a little even when the last was
+				// long ago: the restart an exit set off forks and is
+				// recorded first, with the CPUs to itself.
+				st.due = later(st.due, now.Add(min(statsSettle*st.cost, maxStatsSettle)))
+			}
+		}
+		if !st.built || !now.Before(st.due) {
 			s.buildUnitStats()
 			st.cost, st.at, st.due = time.Since(now), now, time.Time{}
 			rebuilt = true

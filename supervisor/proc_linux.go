@@ -78,6 +78,13 @@ type ExecRunner struct {
 	waited map[int]chan unix.WaitStatus
 
 	mainForks bool // forks run on the process's main thread (NewExecRunnerOnMain)
+
+	// Starts go through a spawn helper once spawnFrom workers run (-1:
+	// never); see spawn_linux.go.
+	spawnFrom   int
+	spawnMu     sync.Mutex
+	spawner     *spawner // under spawnMu
+	spawnStarts int      // helpers started; under spawnMu
 }
 
 // NewExecRunner returns a runner; Close stops its reaper.
@@ -95,7 +102,7 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 		out.Close()
 		return nil, fmt.Errorf("supervisor: open %s: %w", os.DevNull, err)
 	}
-	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), byFD: make(map[int]*execProc), unpolled: make(map[*execProc]struct{}), fdLimit: openFileLimit(), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil}
+	r := &ExecRunner{reapAll: reapAll, procs: make(map[int]*execProc), byFD: make(map[int]*execProc), unpolled: make(map[*execProc]struct{}), fdLimit: openFileLimit(), out: out, devnull: devnull, stop: make(chan struct{}), done: make(chan struct{}), forks: forks, adopting: true, mainForks: forks != nil, spawnFrom: spawnAbove}
 	if forks == nil {
 		r.forks = make(chan func())
 		for range forkThreads {
@@ -241,6 +248,7 @@ func (r *ExecRunner) Close() error {
 		r.track.Close()
 	}
 	r.forkers.Wait()
+	r.closeSpawner()
 	<-r.done
 	if r.exitp != nil {
 		r.stopPolling()
@@ -321,14 +329,28 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 	fork := func() {
 		r.forkMu.RLock()
 		defer r.forkMu.RUnlock()
-		pid, err = syscall.ForkExec(path, spec.Argv, attr)
-		if err != nil && sys.PidFD != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) {
+		spawned := false
+		if run != nil && run.CgroupFD() < 0 && r.useSpawner() {
+			// Tracked without a cgroup, and with no parent-death signal,
+			// which a worker forked by the helper could not have.
+			pid, err = r.spawnVia(path, spec.Argv, attr)
+			spawned = !errors.Is(err, errSpawnerGone) && !errors.Is(err, errSpawnSkip)
+			if spawned && err == nil && sys.PidFD != nil {
+				if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+					pidfd, err = -1, nil // watched by pid
+				}
+			}
+		}
+		if !spawned {
+			pid, err = syscall.ForkExec(path, spec.Argv, attr)
+		}
+		if err != nil && !spawned && sys.PidFD != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) {
 			// A kernel without pidfds, or no file left for one: the
 			// child is reaped without.
 			sys.PidFD, pidfd = nil, -1
 			pid, err = syscall.ForkExec(path, spec.Argv, attr)
 		}
-		if err != nil && sys.UseCgroupFD && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+		if err != nil && !spawned && sys.UseCgroupFD && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
 			// A kernel that cannot fork into a cgroup: fork, then move.
 			sys.UseCgroupFD = false
 			pid, err = syscall.ForkExec(path, spec.Argv, attr)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -610,6 +611,9 @@ func (s *Supervisor) dispatch(ls []*launch) {
 	}
 	s.forking.Add(len(todo))
 	go s.forkAll(todo)
+	// The forks begin now, not once the rest of the step is done: with a
+	// CPU busy elsewhere, the new goroutine would wait for this one.
+	goruntime.Gosched()
 }
 
 // forkAll forks prepared starts, several at once (a fork waits for its
