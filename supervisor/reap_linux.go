@@ -115,13 +115,23 @@ func (r *ExecRunner) watch(p *execProc, pidfd int) {
 
 // unwatch forgets a registered child: reaped, or handed over. Called under
 // r.mu.
-func (r *ExecRunner) unwatch(p *execProc) {
+func (r *ExecRunner) unwatch(p *execProc) { r.forget(p, false) }
+
+// forget is unwatch; closing, it closes the pidfd without taking it out of
+// the epoll set first, which its close does when no other copy of it is
+// open: for a handover, where no fork is in flight (the freeze holds the
+// fork lock exclusively), one system call less per worker.
+func (r *ExecRunner) forget(p *execProc, closing bool) {
 	if r.procs[p.pid] == p {
 		delete(r.procs, p.pid)
 	}
 	if p.pidfd >= 0 {
 		delete(r.byFD, p.pidfd)
-		r.exitp.remove(p.pidfd)
+		if closing {
+			unix.Close(p.pidfd)
+		} else {
+			r.exitp.remove(p.pidfd)
+		}
 		p.pidfd = -1
 	} else {
 		delete(r.unpolled, p)

@@ -111,7 +111,7 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 	r.mu.Lock()
 	if r.procs[ep.pid] == ep {
 		hp.Child = true // reaped here
-		r.unwatch(ep)
+		r.forget(ep, true)
 	}
 	r.mu.Unlock()
 	return hp, files[0], files[1], nil
@@ -172,7 +172,11 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		}
 	}
 	if r.track != nil && a.Proc.Marker != "" {
-		p.run = r.track.Adopted(a.Proc.Marker)
+		if a.Child && !reaped {
+			p.run = r.track.AdoptedChild(a.Proc.Marker) // under forkMu: still that child
+		} else {
+			p.run = r.track.Adopted(a.Proc.Marker)
+		}
 	}
 	for i, f := range []*os.File{a.StdoutFile, a.StderrFile} {
 		if f == nil {

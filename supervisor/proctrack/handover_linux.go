@@ -61,15 +61,39 @@ func (t *Tracker) Adopted(marker string) *Run {
 		return r
 	}
 	if st, ok := statOf(pid); ok && st.ppid == os.Getpid() && st.start == start && st.state != 'Z' && st.state != 'X' {
-		t.mu.Lock()
-		r.mu.Lock()
-		if t.runs[marker] == r && !r.exited && !r.ended {
-			t.mains[pid] = r
-		}
-		r.mu.Unlock()
-		t.mu.Unlock()
+		t.knowMain(marker, r, pid)
 	}
 	return r
+}
+
+// AdoptedChild is Adopted for a caller that knows the run's main process
+// is its child and not reaped yet (a re-exec keeps them, and no reaper runs
+// until they are registered): it is that process, and /proc is not read.
+func (t *Tracker) AdoptedChild(marker string) *Run {
+	t.mu.Lock()
+	r := t.runs[marker]
+	t.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	pid := r.pid
+	r.mu.Unlock()
+	if pid > 0 {
+		t.knowMain(marker, r, pid)
+	}
+	return r
+}
+
+// knowMain makes pid known as the run's main process.
+func (t *Tracker) knowMain(marker string, r *Run, pid int) {
+	t.mu.Lock()
+	r.mu.Lock()
+	if t.runs[marker] == r && !r.exited && !r.ended {
+		t.mains[pid] = r
+	}
+	r.mu.Unlock()
+	t.mu.Unlock()
 }
 
 // Marker is the run's marker.

@@ -306,9 +306,15 @@ func TestStatOfAllocatesNothing(t *testing.T) {
 }
 
 // A handed-over run whose main process is this process's child (as after a
-// re-exec) is known by its pid once adopted; one whose main process is not
-// (its daemon died; another process reaps it) is still read.
+// re-exec) is known by its pid once adopted, whether /proc confirmed it
+// (Adopted) or the caller vouched for it (AdoptedChild); one whose main
+// process is not (its daemon died; another process reaps it) is still read.
 func TestScanKnowsAdoptedChild(t *testing.T) {
+	t.Run("read", func(t *testing.T) { testScanKnowsAdoptedChild(t, false) })
+	t.Run("known", func(t *testing.T) { testScanKnowsAdoptedChild(t, true) })
+}
+
+func testScanKnowsAdoptedChild(t *testing.T, childKnown bool) {
 	state := t.TempDir()
 	first, err := Open(Options{StateDir: state, NoCgroup: true})
 	if err != nil {
@@ -334,7 +340,11 @@ func TestScanKnowsAdoptedChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if tr.Adopted(childMarker) == nil || tr.Adopted(orphanMarker) == nil {
+	adopt := tr.Adopted
+	if childKnown {
+		adopt = tr.AdoptedChild
+	}
+	if adopt(childMarker) == nil || tr.Adopted(orphanMarker) == nil {
 		t.Fatal("kept runs not adopted")
 	}
 	var pr procReader
