@@ -36,6 +36,10 @@ type ExecRunner struct {
 	reapAll bool
 	track   *proctrack.Tracker
 	forks   chan func()
+	// extra: with forks served on the main thread, the starts of tracked
+	// runs may also go to these locked threads (maxForkThreads), so that
+	// forks overlap; nil otherwise.
+	extra   chan func()
 	forkers sync.WaitGroup
 
 	// forkMu: starts hold it shared around fork+register, and the exit
@@ -107,7 +111,13 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 		r.forks = make(chan func())
 		for range forkThreads {
 			r.forkers.Add(1)
-			go r.forker()
+			go r.forker(r.forks)
+		}
+	} else if n := min(goruntime.GOMAXPROCS(0), maxForkThreads) - 1; n > 0 {
+		r.extra = make(chan func())
+		for range n {
+			r.forkers.Add(1)
+			go r.forker(r.extra)
 		}
 	}
 	if !reapAll {
@@ -163,14 +173,18 @@ func newExecRunner(reapAll bool, forks chan func()) (*ExecRunner, error) {
 // do not survive an exec of the process.
 const forkThreads = 4
 
-// forker runs forks on a thread locked until the runner closes.
-func (r *ExecRunner) forker() {
+// maxForkThreads bounds the threads a runner forking on the main thread
+// forks on: the main one and, with as many CPUs, extra ones.
+const maxForkThreads = 4
+
+// forker runs forks sent to q on a thread locked until the runner closes.
+func (r *ExecRunner) forker(q chan func()) {
 	defer r.forkers.Done()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	for {
 		select {
-		case f := <-r.forks:
+		case f := <-q:
 			f()
 		case <-r.stop:
 			return
@@ -376,8 +390,17 @@ func (r *ExecRunner) Start(spec Spec) (Process, error) {
 		}
 	}
 	forked := make(chan struct{})
+	job := func() { fork(); close(forked) }
+	var extra chan func()
+	if run != nil {
+		// No parent-death signal: any locked thread may fork it (see
+		// ExecRunner). A worker with one is forked on the main thread.
+		extra = r.extra
+	}
 	select {
-	case r.forks <- func() { fork(); close(forked) }:
+	case r.forks <- job:
+		<-forked
+	case extra <- job:
 		<-forked
 	case <-r.stop:
 		err = errors.New("the runner is closed")

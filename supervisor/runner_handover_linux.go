@@ -243,13 +243,17 @@ func dupCloexec(f *os.File) (int, error) {
 }
 
 // NewExecRunnerOnMain is NewExecRunner for a daemon that may re-exec
-// itself: every fork, and the exec, is sent to forks, which the caller
-// serves on the process's main thread (the main goroutine, locked to it from
-// an init function) for as long as the runner lives. The parent-death
-// signal a worker gets follows the thread that forked it, and execve ends
-// every thread but the one that calls it, which becomes the new program's
-// main thread: forking and exec'ing from that one thread keeps every worker
-// alive across any number of re-execs.
+// itself: the exec, and every fork of a worker with a parent-death signal,
+// is sent to forks, which the caller serves on the process's main thread
+// (the main goroutine, locked to it from an init function) for as long as
+// the runner lives. The parent-death signal a worker gets follows the
+// thread that forked it, and execve ends every thread but the one that
+// calls it, which becomes the new program's main thread: forking and
+// exec'ing from that one thread keeps every such worker alive across any
+// number of re-execs. Workers of tracked runs have no parent-death signal;
+// with more than one CPU they are also forked on other locked threads, so
+// that forks overlap: a worker whose forking thread ends becomes the child
+// of another thread of the process, the exec's among them.
 func NewExecRunnerOnMain(reapAll bool, forks chan func()) (*ExecRunner, error) {
 	if forks == nil {
 		return nil, errors.New("supervisor: new runner: no fork channel")

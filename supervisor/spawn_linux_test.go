@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,5 +155,108 @@ func waitLine(t *testing.T, b *syncBuffer) string {
 			t.Fatalf("no output line (so far %q)", b.String())
 		}
 		time.Sleep(5 * time.Millisecond) // written by the output reader; bounded
+	}
+}
+
+// TestForksOverlapOnMainRunner: a runner forking on the main thread also
+// forks tracked workers on its other locked threads (they have no
+// parent-death signal), and an untracked worker only on the main one.
+func TestForksOverlapOnMainRunner(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one CPU: the runner forks on the main thread alone")
+	}
+	for _, tracked := range []bool{true, false} {
+		t.Run(map[bool]string{true: "tracked", false: "untracked"}[tracked], func(t *testing.T) {
+			forks := make(chan func())
+			stop := make(chan struct{})
+			mainTID := make(chan int, 1)
+			served := make(chan struct{})
+			go func() { // the daemon's main thread
+				defer close(served)
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				mainTID <- unix.Gettid()
+				for {
+					select {
+					case f := <-forks:
+						f()
+					case <-stop:
+						return
+					}
+				}
+			}()
+			main := <-mainTID
+			r, err := NewExecRunnerOnMain(true, forks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { r.Close(); close(stop); <-served }()
+			if tracked {
+				if _, err := r.trackWith(proctrack.Options{StateDir: t.TempDir(), NoCgroup: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const n = 40
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var procs []Process
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := g; i < n; i += 8 {
+						p, err := r.Start(Spec{Unit: "w" + strconv.Itoa(i), Argv: []string{"/bin/sleep", "30"}})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						procs = append(procs, p)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			defer func() {
+				for _, p := range procs {
+					p.Signal(syscall.SIGKILL)
+					<-p.Done()
+				}
+			}()
+			byThread := map[int]int{}
+			tasks, err := os.ReadDir("/proc/self/task")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tasks {
+				b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/children")
+				if err != nil {
+					t.Skipf("no per-thread children here: %v", err)
+				}
+				tid, _ := strconv.Atoi(e.Name())
+				byThread[tid] += len(strings.Fields(string(b)))
+			}
+			total := 0
+			for _, c := range byThread {
+				total += c
+			}
+			if total < n {
+				t.Fatalf("%d children found by thread, want at least %d (%v)", total, n, byThread)
+			}
+			if !tracked && byThread[main] != total {
+				t.Errorf("untracked workers forked off the main thread %d: %v", main, byThread)
+			}
+			if tracked {
+				threads := 0
+				for _, c := range byThread {
+					if c > 0 {
+						threads++
+					}
+				}
+				if threads < 2 {
+					t.Errorf("tracked workers all forked on one thread: %v", byThread)
+				}
+			}
+		})
 	}
 }
