@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,10 @@ type Subscription struct {
 	head    int
 	lagged  bool   // cut off: no more events are queued; bus.lagged follows the queued ones
 	dropped uint64 // data.dropped_after of that bus.lagged event
+
+	// held counts the events the goroutine took from the queue and has not
+	// begun to send: they count as queued for the cutoff.
+	held atomic.Int32
 }
 
 // replaySource is a stored log opened when a subscription starts, read up to limit bytes.
@@ -123,7 +128,7 @@ func (s *Subscription) offerLocked(e Event) {
 	if !s.follow || s.lagged || !s.filter.Match(e) {
 		return
 	}
-	if len(s.queue)-s.head >= s.buffer {
+	if len(s.queue)-s.head+int(s.held.Load()) >= s.buffer {
 		s.lagged, s.dropped = true, e.Seq-1
 	} else {
 		if len(s.queue) == cap(s.queue) && s.head > 0 {
@@ -168,18 +173,28 @@ func (s *Subscription) run(srcs []replaySource, since, upTo uint64) {
 	if !ok || !s.follow {
 		return
 	}
+	// Events are taken from the queue in batches: one hold of the bus's
+	// lock for up to sendBatch of them, not one each, while the publisher
+	// and every other subscription want it too.
+	batch := make([]Event, 0, sendBatch)
 	for {
 		b.mu.Lock()
 		if s.head < len(s.queue) {
-			e := s.queue[s.head]
-			s.queue[s.head] = Event{}
-			s.head++
+			n := min(len(s.queue)-s.head, sendBatch)
+			batch = append(batch[:0], s.queue[s.head:s.head+n]...)
+			clear(s.queue[s.head : s.head+n])
+			s.head += n
 			if s.head == len(s.queue) {
 				s.queue, s.head = s.queue[:0], 0
 			}
+			s.held.Store(int32(n))
 			b.mu.Unlock()
-			if !s.send(e) {
-				return
+			for i := range batch {
+				s.held.Add(-1)
+				if !s.send(batch[i]) {
+					return
+				}
+				batch[i] = Event{}
 			}
 			continue
 		}
@@ -199,6 +214,11 @@ func (s *Subscription) run(srcs []replaySource, since, upTo uint64) {
 		}
 	}
 }
+
+// sendBatch is how many queued events a subscription takes at once; those
+// not yet sent still count as queued when a subscriber that falls behind is
+// cut off (SubscriberBuffer).
+const sendBatch = 64
 
 func lagEvent(after uint64, now time.Time) Event {
 	return Event{
