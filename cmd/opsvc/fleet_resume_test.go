@@ -95,12 +95,12 @@ func TestFleetChainResumesOnTakeover(t *testing.T) {
 			syscall.Kill(-g, syscall.SIGKILL)
 		}
 	})
-	h1 := startFleetDaemonWith(t, "h1", ec.Endpoints(), map[string]string{"orch": fleetOrch("h1", project, logPath)}, "orch", path)
+	h1 := startFleetDaemonWith(t, "h1", ec.Endpoints(), fleetTTL, map[string]string{"orch": fleetOrch("h1", project, logPath)}, "orch", path)
 	h1.waitFor(20*time.Second, "h1 runs orch", func() bool {
 		us, err := h1.status("orch")
 		return err == nil && us.State == supervisor.Active && us.PID > 0
 	})
-	h2 := startFleetDaemonWith(t, "h2", ec.Endpoints(), map[string]string{"orch": fleetOrch("h2", project, logPath)}, "orch", path)
+	h2 := startFleetDaemonWith(t, "h2", ec.Endpoints(), fleetTTL, map[string]string{"orch": fleetOrch("h2", project, logPath)}, "orch", path)
 
 	// h1's chain is in its second session, which hangs.
 	var first sessionLine
