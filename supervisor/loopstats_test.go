@@ -80,3 +80,42 @@ func TestStatsNowPaysWhatIsOwed(t *testing.T) {
 		t.Fatalf("the build is not recorded: seq %d, at %v", s.stats.seq, s.stats.at)
 	}
 }
+
+// TestCostlyStatsBuildWaits: a snapshot build that took a millisecond or
+// more waits four times its length after the change that calls for it,
+// even when the last build was long ago, so that the restart an exit set
+// off goes first; a cheap one is built at once.
+func TestCostlyStatsBuildWaits(t *testing.T) {
+	for _, cost := range []time.Duration{100 * time.Microsecond, 10 * time.Millisecond} {
+		desired, observed := planUnits(10, true)
+		s := &Supervisor{desired: desired, units: map[string]*unitRecord{}, leases: NewLeases(), now: time.Now}
+		for n, l := range observed {
+			s.units[n] = &unitRecord{Lifecycle: l}
+		}
+		s.stats.counted = true // no event counter to start
+		s.stats.built, s.stats.cost, s.stats.at = true, cost, time.Now().Add(-time.Hour)
+		s.dirty.seq = 1 // a unit changed since the last build
+		before := time.Now()
+		s.stepDone(before)
+		after := time.Now()
+		due := s.statsDue()
+		if cost < time.Millisecond {
+			if !due.IsZero() || s.stats.seq != 1 {
+				t.Errorf("cost %v: build owed at %v (built at seq %d), want it built at once", cost, due, s.stats.seq)
+			}
+			continue
+		}
+		if s.stats.seq == 1 {
+			t.Errorf("cost %v: built at once, want it put off", cost)
+		}
+		if lo, hi := before.Add(statsSettle*cost), after.Add(statsSettle*cost); due.Before(lo) || due.After(hi) {
+			t.Errorf("cost %v: build owed at %v, want %v after the step (between %v and %v)", cost, due, statsSettle*cost, lo, hi)
+		}
+		// Once due, the next step builds it.
+		s.stats.due = time.Now().Add(-time.Millisecond)
+		s.stepDone(time.Now())
+		if s.stats.seq != 1 || !s.statsDue().IsZero() {
+			t.Errorf("cost %v: once due, not built (seq %d, owed at %v)", cost, s.stats.seq, s.statsDue())
+		}
+	}
+}
