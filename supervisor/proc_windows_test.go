@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -182,7 +183,7 @@ func TestWindowsExitCodeAndOutput(t *testing.T) {
 	exited.Add(1)
 	spec := helperSpec("exit7", out, errOut)
 	spec.OnExit = exited.Done
-	p, err := r.Start(spec)
+	p, err := startRetrying(t, r, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func TestWindowsLookPathExtension(t *testing.T) {
 func TestWindowsKillEndsTree(t *testing.T) {
 	r := newTestRunner(t)
 	out := &lineBuf{lines: make(chan string, 16)}
-	p, err := r.Start(helperSpec("tree", out, out))
+	p, err := startRetrying(t, r, helperSpec("tree", out, out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func TestWindowsCtrlBreak(t *testing.T) {
 	}
 	r := newTestRunner(t)
 	out := &lineBuf{lines: make(chan string, 16)}
-	p, err := r.Start(helperSpec("break", out, out))
+	p, err := startRetrying(t, r, helperSpec("break", out, out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func TestWindowsIPCShutdown(t *testing.T) {
 	spec := helperSpec("ipc", out, out)
 	spec.Env = append(spec.Env, worker.ChildEnv("t", 0)...)
 	spec.ExtraFiles = []*os.File{child}
-	p, err := r.Start(spec)
+	p, err := startRetrying(t, r, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,6 +360,20 @@ func TestWindowsIPCShutdown(t *testing.T) {
 	if l := out.next(t); l != "shutdown within 5s" {
 		t.Fatalf("worker said %q", l)
 	}
+}
+
+// startRetrying is r.Start; under wine it tries again, twice at most, when
+// process creation fails with ERROR_INTERNAL_ERROR, which wine's
+// CreateProcess returns now and then (a start on Windows gets no such
+// error).
+func startRetrying(t *testing.T, r *ExecRunner, spec Spec) (Process, error) {
+	t.Helper()
+	p, err := r.Start(spec)
+	for i := 0; i < 2 && err != nil && underWine() && errors.Is(err, windows.ERROR_INTERNAL_ERROR); i++ {
+		t.Logf("wine: %v; starting again", err)
+		p, err = r.Start(spec)
+	}
+	return p, err
 }
 
 // underWine reports whether the test runs under wine (its ntdll says so).
