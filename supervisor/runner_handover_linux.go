@@ -172,11 +172,7 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		}
 	}
 	if r.track != nil && a.Proc.Marker != "" {
-		if a.Child && !reaped {
-			p.run = r.track.AdoptedChild(a.Proc.Marker) // under forkMu: still that child
-		} else {
-			p.run = r.track.Adopted(a.Proc.Marker)
-		}
+		p.run = r.track.Adopted(a.Proc.Marker, a.Child && !reaped) // under forkMu: still that child
 	}
 	for i, f := range []*os.File{a.StdoutFile, a.StderrFile} {
 		if f == nil {

@@ -46,8 +46,11 @@ func (t *Tracker) kept(marker string) bool {
 // Adopted returns the handed-over run with this marker (Options.Keep), nil
 // if there is none. A main process that is this process's child (a re-exec
 // keeps them) is reaped by it like one it started, so from here on it is
-// known by its pid; call Exited when it is reaped.
-func (t *Tracker) Adopted(marker string) *Run {
+// known by its pid; call Exited when it is reaped. With child set the caller
+// knows the main process is its child and not reaped yet (no reaper runs
+// until it is registered), so it is that process and /proc is not read;
+// otherwise /proc says whether it is.
+func (t *Tracker) Adopted(marker string, child bool) *Run {
 	t.mu.Lock()
 	r := t.runs[marker]
 	t.mu.Unlock()
@@ -60,26 +63,9 @@ func (t *Tracker) Adopted(marker string) *Run {
 	if pid <= 0 {
 		return r
 	}
-	if st, ok := statOf(pid); ok && st.ppid == os.Getpid() && st.start == start && st.state != 'Z' && st.state != 'X' {
+	if child {
 		t.knowMain(marker, r, pid)
-	}
-	return r
-}
-
-// AdoptedChild is Adopted for a caller that knows the run's main process
-// is its child and not reaped yet (a re-exec keeps them, and no reaper runs
-// until they are registered): it is that process, and /proc is not read.
-func (t *Tracker) AdoptedChild(marker string) *Run {
-	t.mu.Lock()
-	r := t.runs[marker]
-	t.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	r.mu.Lock()
-	pid := r.pid
-	r.mu.Unlock()
-	if pid > 0 {
+	} else if st, ok := statOf(pid); ok && st.ppid == os.Getpid() && st.start == start && st.state != 'Z' && st.state != 'X' {
 		t.knowMain(marker, r, pid)
 	}
 	return r

@@ -307,7 +307,7 @@ func TestStatOfAllocatesNothing(t *testing.T) {
 
 // A handed-over run whose main process is this process's child (as after a
 // re-exec) is known by its pid once adopted, whether /proc confirmed it
-// (Adopted) or the caller vouched for it (AdoptedChild); one whose main
+// or the caller vouched for it (Adopted's child); one whose main
 // process is not (its daemon died; another process reaps it) is still read.
 func TestScanKnowsAdoptedChild(t *testing.T) {
 	t.Run("read", func(t *testing.T) { testScanKnowsAdoptedChild(t, false) })
@@ -340,11 +340,7 @@ func testScanKnowsAdoptedChild(t *testing.T, childKnown bool) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	adopt := tr.Adopted
-	if childKnown {
-		adopt = tr.AdoptedChild
-	}
-	if adopt(childMarker) == nil || tr.Adopted(orphanMarker) == nil {
+	if tr.Adopted(childMarker, childKnown) == nil || tr.Adopted(orphanMarker, false) == nil {
 		t.Fatal("kept runs not adopted")
 	}
 	var pr procReader
