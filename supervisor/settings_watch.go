@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/opsvc/opsvc/config"
+	"github.com/opsvc/opsvc/unit"
 )
 
 // watchSettings re-reads the settings file (--config) when it changes on disk, and applies what
@@ -107,4 +109,53 @@ func (s *Supervisor) reloadSettings(ctx context.Context, path string) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// Unwatch stops watching the unit files and the settings file, for a
+// handover. Closing an inotify instance waits for the kernel (a grace
+// period, about 10 ms each); the watches are closed off the loop, at once
+// and together, and done is closed once they are. An exec would otherwise
+// close them itself, and the next process would not run until the kernel
+// had finished. rewatch watches again, after a handover that did not
+// happen, and reads every unit file again for the changes it missed.
+func (s *Supervisor) Unwatch(ctx context.Context) (done <-chan struct{}, rewatch func(), err error) {
+	closed := make(chan struct{})
+	err = s.do(ctx, func() {
+		w, stop := s.watcher, s.stopSettings
+		s.watcher, s.stopSettings = nil, func() {}
+		var wg sync.WaitGroup
+		if w != nil {
+			wg.Go(func() { w.Close() })
+		}
+		if stop != nil {
+			wg.Go(stop)
+		}
+		go func() {
+			wg.Wait()
+			close(closed)
+		}()
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rewatch = func() {
+		<-closed
+		err := s.do(context.Background(), func() {
+			if s.opts.Watch {
+				w, err := unit.NewWatcher(s.opts.Paths.Units, s.opts.Debounce)
+				if err != nil {
+					s.logf("watch %s: %v (live reload off; use opsvc reload)", s.opts.Paths.Units, err)
+				} else {
+					s.watcher = w
+				}
+			}
+			s.stopSettings = s.watchSettings(s.runCtx)
+		})
+		if err != nil {
+			return // the daemon is stopping
+		}
+		r := s.loadUnits()
+		s.do(context.Background(), func() { s.applyLoad(r, "watch") })
+	}
+	return closed, rewatch, nil
 }

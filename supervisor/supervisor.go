@@ -108,6 +108,12 @@ type Supervisor struct {
 	parsed     *unit.Cache     // parses of unit files, reused by loads for files that did not change
 	bg         sync.WaitGroup  // shutdown messages sent off the loop; Run waits for them
 
+	// watcher watches the units directory and stopSettings ends the watch
+	// of the settings file; on the loop (see Unwatch). runCtx is Run's.
+	watcher      *unit.Watcher
+	stopSettings func()
+	runCtx       context.Context
+
 	// Loop-owned state.
 	desired   map[string]Desired
 	units     map[string]*unitRecord
@@ -269,11 +275,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.startFDStore()()
 	defer close(s.loopCh)
 	defer s.bg.Wait()
-	var changes <-chan struct{}
-	var watcher *unit.Watcher
 	if p := s.opts.Preload; p != nil {
 		defer p.Close()
 	}
+	s.runCtx = ctx
 	if s.opts.Watch {
 		var w *unit.Watcher
 		var err error
@@ -285,11 +290,16 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if err != nil {
 			s.logf("watch %s: %v (live reload off; use opsvc reload)", s.opts.Paths.Units, err)
 		} else {
-			defer w.Close()
-			changes, watcher = w.Changes(), w
+			s.watcher = w
 		}
 	}
-	defer s.watchSettings(ctx)()
+	s.stopSettings = s.watchSettings(ctx)
+	defer func() {
+		if s.watcher != nil {
+			s.watcher.Close()
+		}
+		s.stopSettings()
+	}()
 	if s.opts.Handover != nil {
 		s.restoreHandover(s.opts.Handover, s.opts.HandoverFiles)
 	} else {
@@ -306,7 +316,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			again = true
 			return
 		}
-		entries, all := watcher.Take()
+		if s.watcher == nil {
+			return // unwatched for a handover
+		}
+		entries, all := s.watcher.Take()
 		if !all && len(entries) == 0 {
 			return // taken by the load before
 		}
@@ -364,6 +377,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		if due := s.statsDue(); !due.IsZero() && (wake.IsZero() || due.Before(wake)) {
 			wake = due
+		}
+		var changes <-chan struct{}
+		if s.watcher != nil {
+			changes = s.watcher.Changes()
 		}
 		var timerC <-chan time.Time
 		if !wake.IsZero() {

@@ -185,9 +185,18 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	if !x.mu.TryLock() {
 		return api.ReexecReply{}, nil, errors.New("a re-exec is already under way")
 	}
+	// The watches of the unit files and settings end first, while the new
+	// binary checks the state: closing them waits for the kernel, which
+	// would otherwise hold the new process back after the exec.
+	unwatched, rewatch, err := x.sup.Unwatch(ctx)
+	if err != nil {
+		x.mu.Unlock()
+		return api.ReexecReply{}, nil, err
+	}
 	refuse := func(err error) (api.ReexecReply, func(), error) {
 		x.bus.Publish(bus.Event{Type: api.TypeDaemonReexecRefused, PID: os.Getpid(), Data: api.Map(api.DaemonReexecRefused{Executable: x.exe, Reason: err.Error()})})
 		x.logf("re-exec refused: %v; running on", err)
+		rewatch()
 		x.mu.Unlock()
 		return api.ReexecReply{}, nil, err
 	}
@@ -195,7 +204,7 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	// stops: a refusal costs no pause.
 	probe := &handover.Record{Written: time.Now(), PID: os.Getpid(), Units: []handover.Unit{}}
 	began := time.Now()
-	err := checkState(ctx, x.runner, x.exe, x.argv[0], probe)
+	err = checkState(ctx, x.runner, x.exe, x.argv[0], probe)
 	if err != nil {
 		return refuse(err)
 	}
@@ -207,6 +216,7 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 	ev := x.bus.Publish(bus.Event{Type: api.TypeDaemonReexec, PID: os.Getpid(), Data: api.Map(api.DaemonReexec{Executable: x.exe, Units: len(fr.Record.Units)})})
 	reply := api.ReexecReply{Message: "re-executing " + x.exe + "; workers keep running", Executable: x.exe, Seq: ev.Seq}
 	return reply, func() {
+		waitUnwatched(unwatched)
 		err := x.exec(fr, lf)
 		// Only a failed exec comes back.
 		for _, f := range fr.Files {
@@ -216,6 +226,21 @@ func (x *reexecer) prepare(ctx context.Context) (api.ReexecReply, func(), error)
 		resumeServing()
 		refuse(err)
 	}, nil
+}
+
+// unwatchTimeout bounds the wait for the file watches to close before an
+// exec or a handover goes on without it.
+const unwatchTimeout = time.Second
+
+// waitUnwatched waits for the watches to be closed (see
+// supervisor.Unwatch), at most unwatchTimeout.
+func waitUnwatched(done <-chan struct{}) {
+	t := time.NewTimer(unwatchTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // pauseAndFreeze stops serving the control socket (its listener is lf),

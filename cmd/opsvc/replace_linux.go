@@ -54,9 +54,11 @@ func (x *reexecer) handOver(ctx context.Context, r *http.Request, req api.Handov
 	if !x.mu.TryLock() {
 		return nil, errors.New("a re-exec or handover is already under way")
 	}
+	rewatch := func() {}
 	refuse := func(err error) error {
 		x.bus.Publish(bus.Event{Type: api.TypeDaemonReexecRefused, PID: os.Getpid(), Data: api.Map(api.DaemonReexecRefused{Executable: req.Executable, Reason: err.Error()})})
 		x.logf("handover refused: %v; running on", err)
+		rewatch()
 		x.mu.Unlock()
 		return err
 	}
@@ -72,6 +74,13 @@ func (x *reexecer) handOver(ctx context.Context, r *http.Request, req api.Handov
 	if p, ok := supervisor.RequestPeer(r); ok {
 		peer = p.PID
 	}
+	// The watches end first: closing them waits for the kernel, and this
+	// process holds the state directory's lock until it has exited.
+	unwatched, rw, err := x.sup.Unwatch(ctx)
+	if err != nil {
+		return nil, refuse(err)
+	}
+	rewatch = rw
 	lf, fr, resumeServing, err := x.pauseAndFreeze(ctx, "handover")
 	if err != nil {
 		return nil, refuse(err)
@@ -79,6 +88,7 @@ func (x *reexecer) handOver(ctx context.Context, r *http.Request, req api.Handov
 	x.bus.Publish(bus.Event{Type: api.TypeDaemonReexec, PID: os.Getpid(), Data: api.Map(api.DaemonReexec{Executable: req.Executable, Units: len(fr.Record.Units), Takeover: true})})
 	return func(conn *net.UnixConn, err error) {
 		if err == nil {
+			waitUnwatched(unwatched)
 			err = x.send(conn, fr, lf)
 		}
 		if err == nil {
