@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsvc/opsvc/internal/parallel"
 	"github.com/opsvc/opsvc/supervisor/api"
 	"github.com/opsvc/opsvc/supervisor/handover"
 	"github.com/opsvc/opsvc/supervisor/proctrack"
@@ -78,6 +78,10 @@ func (f *Frozen) Thaw() {
 	close(f.thaw)
 	<-f.after
 }
+
+// detachPerWorker is how many workers make one more goroutine worth its
+// start, detaching them for a handover.
+const detachPerWorker = 128
 
 // freeze runs on the loop.
 func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, func(), error) {
@@ -175,55 +179,79 @@ func (s *Supervisor) freeze(r *ExecRunner) (*handover.Record, handover.Files, fu
 		sorted = append(sorted, name)
 	}
 	sort.Strings(sorted)
-	for _, name := range sorted {
+	// Each running worker is detached with a few system calls: a thousand
+	// of them are most of the pause, and they are spread over the CPUs (the
+	// loop waits meanwhile; each unit's record is touched by one goroutine).
+	type detached struct {
+		u      handover.Unit
+		files  [4]*os.File // stdout, stderr, IPC, notify
+		notify bool        // its notify socket is in files
+	}
+	kinds := [4]string{handover.KindStdout, handover.KindStderr, handover.KindIPC, handover.KindNotify}
+	out := make([]detached, len(sorted))
+	parallel.For(len(sorted), detachPerWorker, func(i int) {
+		name := sorted[i]
 		d := s.desired[name]
-		u := handover.Unit{Name: name, Want: d.Want, StartGen: d.StartGen, RestartGen: d.RestartGen, Drain: d.Drain}
-		if ur := s.units[name]; ur != nil {
-			b, err := json.Marshal(ur.Lifecycle)
+		o := &out[i]
+		o.u = handover.Unit{Name: name, Want: d.Want, StartGen: d.StartGen, RestartGen: d.RestartGen, Drain: d.Drain}
+		ur := s.units[name]
+		if ur == nil || ur.proc == nil {
+			return
+		}
+		hp, outF, errF, err := r.detach(ur.proc)
+		if err != nil {
+			// Not to be left running unknown to the next process.
+			s.logf("%s: handover: %v; it is ended", name, err)
+			ur.proc.Signal(syscall.SIGKILL)
+			return
+		}
+		o.files[0], o.files[1] = outF, errF
+		if ur.channel != nil {
+			cf, unread, err := ur.channel.Detach()
 			if err != nil {
-				thawRunner()
-				return nil, nil, nil, fmt.Errorf("supervisor: handover: %s: %w", name, err)
-			}
-			u.Lifecycle = b
-			if ur.proc != nil {
-				hp, outF, errF, err := r.detach(ur.proc)
-				if err != nil {
-					// Not to be left running unknown to the next process.
-					s.logf("%s: handover: %v; it is ended", name, err)
-					ur.proc.Signal(syscall.SIGKILL)
-				} else {
-					if outF != nil {
-						files[handover.FDName(name, handover.KindStdout)] = outF
-					}
-					if errF != nil {
-						files[handover.FDName(name, handover.KindStderr)] = errF
-					}
-					if ur.channel != nil {
-						cf, unread, err := ur.channel.Detach()
-						if err != nil {
-							s.logf("%s: %v", name, err)
-						} else {
-							hp.IPC, hp.IPCUnread = true, unread
-							files[handover.FDName(name, handover.KindIPC)] = cf
-						}
-					}
-					if nf := notifyFiles[ur]; nf != nil {
-						hp.Notify = ur.notify.Addr()
-						files[handover.FDName(name, handover.KindNotify)] = nf
-						delete(notifyFiles, ur)
-					}
-					if fp := ur.fields.Load(); fp != nil {
-						hp.Fields = *fp
-					}
-					u.Proc = &hp
-				}
+				s.logf("%s: %v", name, err)
+			} else {
+				hp.IPC, hp.IPCUnread = true, unread
+				o.files[2] = cf
 			}
 		}
-		rec.Units = append(rec.Units, u)
+		if nf := notifyFiles[ur]; nf != nil {
+			hp.Notify = ur.notify.Addr()
+			o.files[3], o.notify = nf, true
+		}
+		if fp := ur.fields.Load(); fp != nil {
+			hp.Fields = *fp
+		}
+		o.u.Proc = &hp
+	})
+	lcs := make([]Lifecycle, 0, len(s.units))
+	for i, name := range sorted {
+		o := &out[i]
+		if ur := s.units[name]; ur != nil {
+			lcs = append(lcs, ur.Lifecycle)
+			o.u.Observed = true
+			if o.notify {
+				delete(notifyFiles, ur)
+			}
+		}
+		for k, f := range o.files {
+			if f != nil {
+				files[handover.FDName(name, kinds[k])] = f
+			}
+		}
+		rec.Units = append(rec.Units, o.u)
 	}
 	for _, nf := range notifyFiles {
 		nf.Close()
 	}
+	b, err := encodeLifecycles(lcs)
+	if err != nil {
+		// Not reached: a Lifecycle always encodes. The workers are detached
+		// already; they are taken back as after a handover that did not
+		// happen.
+		return nil, nil, nil, errors.Join(err, s.resume(r, rec, files, thawRunner))
+	}
+	rec.Lifecycles = b
 	return rec, files, thawRunner, nil
 }
 
@@ -276,16 +304,13 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 	// After a re-exec (same pid, files inherited) the workers the process
 	// before had forked are this process's children: see adoptSpec.Child.
 	reexec := rec.PID == os.Getpid() && rec.FDs != nil
+	lcs := recordLifecycles(rec, s.logf)
 	for i, u := range rec.Units {
-		if len(u.Lifecycle) == 0 {
+		if lcs[i] == nil {
 			continue
 		}
 		ur := s.record(u.Name)
-		var l Lifecycle
-		if err := json.Unmarshal(u.Lifecycle, &l); err != nil {
-			s.logf("%s: handover: %v", u.Name, err)
-			continue
-		}
+		l := *lcs[i]
 		// The deadlines a worker must meet (ready, heartbeat, exit) do not
 		// run while nobody could hear it: the handover's pause is added.
 		if pause := now.Sub(rec.Written); pause > 0 {
@@ -313,7 +338,7 @@ func (s *Supervisor) restoreHandover(rec *handover.Record, files handover.Files)
 			s.desired[u.Name] = d
 		}
 		ur := s.units[u.Name]
-		if len(u.Lifecycle) == 0 || ur == nil || !ur.Running {
+		if lcs[i] == nil || ur == nil || !ur.Running {
 			continue
 		}
 		if !taken[i] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/opsvc/opsvc/supervisor/handover"
@@ -41,6 +42,7 @@ type outputPoller struct {
 // outPipe is the read end of one output pipe.
 type outPipe struct {
 	fd      int
+	owner   *os.File // holds fd when handed over: closing it closes fd
 	w       io.Writer
 	pending []byte
 	cut     int // bytes of the current line past maxLine, not kept
@@ -73,7 +75,7 @@ func (o *outputPoller) pipe(w io.Writer) (readEnd *outPipe, writeEnd int, err er
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return nil, -1, fmt.Errorf("supervisor: pipe: %w", err)
 	}
-	p, err := o.add(fds[0], w, handover.Pending{})
+	p, err := o.add(fds[0], nil, w, handover.Pending{})
 	if err != nil {
 		unix.Close(fds[1])
 		return nil, -1, err
@@ -82,16 +84,19 @@ func (o *outputPoller) pipe(w io.Writer) (readEnd *outPipe, writeEnd int, err er
 }
 
 // add polls the read end fd, which it takes over, writing its lines to w,
-// the first one begun with pend.
-func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
-	if err := setNonblock(fd); err != nil {
-		unix.Close(fd)
+// the first one begun with pend. owner, if not nil, is the file that holds
+// fd: it is closed instead of fd.
+func (o *outputPoller) add(fd int, owner *os.File, w io.Writer, pend handover.Pending) (*outPipe, error) {
+	// The status flags of a pipe's read end that F_SETFL changes mean
+	// nothing for it but O_NONBLOCK: set, without reading them first.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
+		closeOwned(fd, owner)
 		return nil, err
 	}
 	if w == nil {
 		w = io.Discard
 	}
-	p := &outPipe{fd: fd, w: w, pending: pend.Data, cut: pend.Cut}
+	p := &outPipe{fd: fd, owner: owner, w: w, pending: pend.Data, cut: pend.Cut}
 	o.mu.Lock()
 	o.pipes[fd] = p
 	o.mu.Unlock()
@@ -102,18 +107,14 @@ func (o *outputPoller) add(fd int, w io.Writer, pend handover.Pending) (*outPipe
 	return p, nil
 }
 
-// setNonblock makes fd non-blocking; a handed-over pipe mostly is already,
-// and is then left as it is.
-func setNonblock(fd int) error {
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err != nil {
-		return err
+// closeOwned closes fd through owner when there is one, so that owner's
+// finalizer does not close the number again once it is reused.
+func closeOwned(fd int, owner *os.File) {
+	if owner != nil {
+		owner.Close()
+		return
 	}
-	if fl&unix.O_NONBLOCK != 0 {
-		return nil
-	}
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
-	return err
+	unix.Close(fd)
 }
 
 func (o *outputPoller) drop(fd int) {
@@ -121,11 +122,13 @@ func (o *outputPoller) drop(fd int) {
 	p := o.pipes[fd]
 	delete(o.pipes, fd)
 	o.mu.Unlock()
+	var owner *os.File
 	if p != nil {
 		p.flush()
+		owner = p.owner
 	}
 	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	unix.Close(fd)
+	closeOwned(fd, owner)
 }
 
 func (o *outputPoller) loop() {
@@ -296,7 +299,12 @@ func (o *outputPoller) resume() {
 // The read end stays in the poller's epoll set, which an exec closes: a
 // handover that does not happen takes it out with unregister before the
 // pipe is polled again.
-func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok bool) {
+//
+// The read end comes back blocking, as the next process finds it, in the
+// file that held it if it was handed over to this process, else in a new
+// one: os.NewFile then does not register it with the runtime's poller, nor
+// does Fd change it.
+func (o *outputPoller) detach(p *outPipe) (f *os.File, pend handover.Pending, ok bool) {
 	o.mu.Lock()
 	cur := o.pipes[p.fd]
 	if cur == p {
@@ -304,10 +312,14 @@ func (o *outputPoller) detach(p *outPipe) (fd int, pend handover.Pending, ok boo
 	}
 	o.mu.Unlock()
 	if cur != p {
-		return -1, pend, false
+		return nil, pend, false
 	}
 	pend = handover.Pending{Data: append([]byte(nil), p.pending...), Cut: p.cut}
-	return p.fd, pend, true
+	unix.FcntlInt(uintptr(p.fd), unix.F_SETFL, 0)
+	if p.owner != nil {
+		return p.owner, pend, true
+	}
+	return os.NewFile(uintptr(p.fd), "opsvc-output"), pend, true
 }
 
 // unregister takes a detached read end out of the epoll set.
@@ -315,7 +327,19 @@ func (o *outputPoller) unregister(fd int) {
 	unix.EpollCtl(o.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
-// addPending polls a handed-over read end, the begun line first.
-func (o *outputPoller) addPending(fd int, w io.Writer, pend handover.Pending) (*outPipe, error) {
-	return o.add(fd, w, pend)
+// addFile polls a handed-over read end, held by f, the begun line first:
+// f is closed when the pipe ends (or at once, on an error).
+func (o *outputPoller) addFile(f *os.File, w io.Writer, pend handover.Pending) (*outPipe, error) {
+	// The number, without the change to blocking mode that f.Fd() makes.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return o.add(fd, f, w, pend)
 }

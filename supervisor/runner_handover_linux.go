@@ -94,14 +94,11 @@ func (r *ExecRunner) detach(p Process) (handover.Proc, *os.File, *os.File, error
 		if op == nil {
 			continue
 		}
-		fd, pend, ok := r.out.detach(op)
+		f, pend, ok := r.out.detach(op)
 		if !ok {
 			continue
 		}
-		// Blocking, as the next process finds it: os.NewFile then does not
-		// register it with the runtime's poller, nor does Fd change it.
-		unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0)
-		files[i] = os.NewFile(uintptr(fd), "opsvc-output")
+		files[i] = f
 		if i == 0 {
 			hp.Stdout = pend
 		} else {
@@ -182,12 +179,7 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		if i == 1 {
 			w, pend = a.Stderr, a.Proc.Stderr
 		}
-		fd, err := dupCloexec(f)
-		f.Close()
-		if err != nil {
-			continue
-		}
-		op, err := r.out.addPending(fd, w, pend)
+		op, err := r.out.addFile(f, w, pend)
 		if err != nil {
 			continue
 		}
@@ -220,22 +212,6 @@ func (r *ExecRunner) adopt(a adoptSpec) (Process, error) {
 		go p.wait()
 	}
 	return p, nil
-}
-
-// dupCloexec duplicates f's descriptor, close-on-exec, leaving its mode
-// (non-blocking, as the output poller had it) as it is: unlike f.Fd(), which
-// would make it blocking.
-func dupCloexec(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	return fd, derr
 }
 
 // NewExecRunnerOnMain is NewExecRunner for a daemon that may re-exec

@@ -37,6 +37,8 @@
 package handover
 
 import (
+	"bytes"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,6 +105,10 @@ type Record struct {
 	// FDs maps a file's name to its descriptor number in the process that
 	// reads the record (re-exec only).
 	FDs map[string]int `json:"fds,omitempty"`
+	// Lifecycles, when set, holds the lifecycles of the units that are
+	// Observed, in their order, in one block of the supervisor's binary
+	// form: a record written by EncodeBinary for a re-exec or a --replace.
+	Lifecycles []byte `json:"lifecycles,omitempty"`
 }
 
 // Unit is one unit's desired and observed state.
@@ -113,8 +119,11 @@ type Unit struct {
 	RestartGen uint64 `json:"restart_gen"`
 	Drain      bool   `json:"drain,omitempty"`
 	// Lifecycle is the unit's lifecycle as the supervisor keeps it (states,
-	// flags, counters, deadlines as absolute times).
+	// flags, counters, deadlines as absolute times), in JSON. In a record
+	// with Record.Lifecycles it is empty and Observed says whether the unit
+	// has one there.
 	Lifecycle json.RawMessage `json:"lifecycle,omitempty"`
+	Observed  bool            `json:"observed,omitempty"`
 	// Proc is the unit's running process, nil when none runs.
 	Proc *Proc `json:"proc,omitempty"`
 }
@@ -178,10 +187,33 @@ func Encode(r *Record) ([]byte, error) {
 	return b, nil
 }
 
-// Decode reads a record of this binary's Version. A record of this version
-// is read in one pass; the version is looked at on its own only when that
-// fails or shows another version.
+// binaryMagic begins a record in binary form.
+const binaryMagic = "opsvc state record, gob\n"
+
+// EncodeBinary returns the record in binary form (gob after a short
+// header), with Version set: what a re-exec or a --replace hands over,
+// several times quicker to write and to read than JSON at a thousand units.
+// Decode reads either form. The binary form is read only from the daemon
+// before (over the control socket, or in this very process); the file a
+// service manager's restart reads is JSON.
+func EncodeBinary(r *Record) ([]byte, error) {
+	r.Version = Version
+	var buf bytes.Buffer
+	buf.Grow(64 << 10)
+	buf.WriteString(binaryMagic)
+	if err := gob.NewEncoder(&buf).Encode(r); err != nil {
+		return nil, fmt.Errorf("handover: encode the state record: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode reads a record of this binary's Version, in either form (Encode,
+// EncodeBinary). A record of this version is read in one pass; the version
+// is looked at on its own only when that fails or shows another version.
 func Decode(b []byte) (*Record, error) {
+	if rest, ok := bytes.CutPrefix(b, []byte(binaryMagic)); ok {
+		return decodeBinary(rest)
+	}
 	var r Record
 	err := json.Unmarshal(b, &r)
 	if err == nil && r.Version == Version {
@@ -200,6 +232,20 @@ func Decode(b []byte) (*Record, error) {
 		return nil, fmt.Errorf("handover: the state record is version %d, this binary reads version %d (install a binary that reads it, or stop and start the daemon instead)", *head.Version, Version)
 	}
 	return nil, fmt.Errorf("handover: decode the state record: %v", err)
+}
+
+func decodeBinary(b []byte) (*Record, error) {
+	var r Record
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("handover: the state record is damaged: %v (the daemon that wrote it is broken; restart it with opsvc daemon)", err)
+	}
+	if r.Version != Version {
+		return nil, fmt.Errorf("handover: the state record is version %d, this binary reads version %d (install a binary that reads it, or stop and start the daemon instead)", r.Version, Version)
+	}
+	if r.Units == nil {
+		r.Units = []Unit{}
+	}
+	return &r, nil
 }
 
 // Read reads and decodes a record from r, at most MaxRecordBytes of it.

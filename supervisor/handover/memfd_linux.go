@@ -2,16 +2,17 @@ package handover
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
-// WriteMemfd writes the record into an anonymous memory file, read from its
-// start. It is close-on-exec until Inherit.
+// WriteMemfd writes the record, in binary form, into an anonymous memory
+// file, read from its start. It is close-on-exec until Inherit.
 func WriteMemfd(r *Record) (*os.File, error) {
-	b, err := Encode(r)
+	b, err := EncodeBinary(r)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +79,9 @@ func FromEnv() (*Record, Files, error) {
 		closeOnExecAll()
 		return nil, nil, fmt.Errorf("handover: %s=%q is not a descriptor number", EnvFD, v)
 	}
+	// Every descriptor close-on-exec again, at once (Linux 5.11 and later):
+	// nothing this process opened so far is for a child.
+	bulk := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil
 	unix.CloseOnExec(fd)
 	f := os.NewFile(uintptr(fd), "opsvc-handover")
 	defer f.Close()
@@ -88,12 +92,15 @@ func FromEnv() (*Record, Files, error) {
 	}
 	fs := make(Files, len(r.FDs))
 	for name, n := range r.FDs {
-		// Close-on-exec again; an error says the descriptor is not there.
 		if n < 3 {
 			continue
 		}
-		if _, err := unix.FcntlInt(uintptr(n), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			continue // the worker it belongs to is not re-adopted
+		// One by one without the bulk call; an error says the descriptor
+		// is not there.
+		if !bulk {
+			if _, err := unix.FcntlInt(uintptr(n), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+				continue // the worker it belongs to is not re-adopted
+			}
 		}
 		fs[name] = os.NewFile(uintptr(n), name)
 	}

@@ -26,7 +26,7 @@ const maxNamesBytes = 1 << 20
 // payload.
 const (
 	frameFiles  = 'F' // a JSON array of names; the files are attached
-	frameRecord = 'R' // the record, as Encode writes it
+	frameRecord = 'R' // the record, as EncodeBinary writes it
 	frameAnswer = 'A' // the receiver's answer: JSON {"ok", "reason"}
 )
 
@@ -54,7 +54,7 @@ func Send(conn *net.UnixConn, r *Record, fs Files) error {
 	}
 	fds := r.FDs
 	r.FDs = nil
-	b, err := Encode(r)
+	b, err := EncodeBinary(r)
 	r.FDs = fds
 	if err != nil {
 		return err
