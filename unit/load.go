@@ -7,14 +7,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/opsvc/opsvc/internal/parallel"
 	"github.com/opsvc/opsvc/unit/regfile"
 	"github.com/opsvc/opsvc/unit/suggest"
 	"github.com/opsvc/opsvc/unit/tomldoc"
@@ -56,9 +55,10 @@ type loader struct {
 	seen    map[string]bool
 	now     time.Time // when this load began
 	// inPath is what the PATH searches of one buildAll found, by command
-	// name and PATH: a thousand units of one program search it once. Units
-	// are built one at a time; nil outside buildAll.
-	inPath map[[2]string]bool
+	// name and PATH: a thousand units of one program search it once; nil
+	// outside buildAll, whose builders share it under inPathMu.
+	inPathMu sync.Mutex
+	inPath   map[[2]string]bool
 }
 
 // source is one file of a Set.
@@ -267,30 +267,13 @@ const readsPerReader = 64
 // process may use: the files are independent, and parsing is most of the
 // time a load of many files takes.
 func (l *loader) readFiles(reads []fileRead) {
-	n := min(runtime.GOMAXPROCS(0), len(reads)/readsPerReader)
-	if n < 2 {
-		for i := range reads {
-			reads[i].lay = l.readFile(reads[i].file, reads[i].src, reads[i].fi)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(reads) {
-					return
-				}
-				reads[i].lay = l.readFile(reads[i].file, reads[i].src, reads[i].fi)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(reads), readsPerReader, func(i int) {
+		reads[i].lay = l.readFile(reads[i].file, reads[i].src, reads[i].fi)
+	})
 }
+
+// buildsPerWorker is how many units make one more builder worth its start.
+const buildsPerWorker = 64
 
 // entryInfo stats a directory entry, following a symbolic link.
 func (l *loader) entryInfo(dir string, e fs.DirEntry) (fs.FileInfo, error) {
@@ -407,7 +390,7 @@ func (l *loader) readDropins(dir string) []*layer {
 func parseFile(src *source, data []byte, timeout time.Duration) *layer {
 	l := &layer{src: src, settings: make(map[string]*setting), tables: make(map[string]pos), failed: make(map[string]bool)}
 	text := string(data)
-	d, err := tomldoc.Decode(text, tomldoc.FileLimits(), timeout)
+	d, err := tomldoc.DecodeData(text, tomldoc.FileLimits(), timeout)
 	if err != nil {
 		l.decodeError(text, err)
 		l.failed[""] = true

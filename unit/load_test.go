@@ -628,8 +628,8 @@ func write(t *testing.T, path, data string) {
 	}
 }
 
-// TestLoadManyFilesInParallel loads a directory large enough to be read on
-// several threads: every unit and every problem is where it belongs, as
+// TestLoadManyFilesInParallel loads a directory large enough to be read and
+// built on several threads: every unit and every problem is where it belongs, as
 // with one reader, and a second load through the cache parses nothing.
 func TestLoadManyFilesInParallel(t *testing.T) {
 	dir := t.TempDir()
@@ -637,6 +637,9 @@ func TestLoadManyFilesInParallel(t *testing.T) {
 	for i := range n {
 		name := fmt.Sprintf("u%03d", i)
 		text := "[service]\nexec = [\"/bin/sh\", \"-c\", \"echo " + name + "\"]\n"
+		if i%3 == 1 { // a command looked up in PATH, by every builder at once
+			text = "[service]\nexec = [\"sh\", \"-c\", \"echo " + name + "\"]\n"
+		}
 		if i%50 == 7 {
 			text = "[service]\nexec = [\"/bin/sh\"]\nrestart = \"sometimes\"\n" // a bad value
 		}

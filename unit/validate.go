@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/opsvc/opsvc/internal/parallel"
 )
 
 // Validate checks a unit file or a units directory without a daemon, for
@@ -86,7 +88,20 @@ func (s *Set) buildAll() {
 	}
 	built := make(map[string]*Unit)
 	probs := make(map[string][]Problem)
-	for _, name := range sortedKeys(s.files) {
+	names := sortedKeys(s.files)
+	type result struct {
+		u *Unit
+		e *effective
+		p []Problem
+	}
+	res := make([]result, len(names))
+	parallel.For(len(names), buildsPerWorker, func(i int) {
+		if name := names[i]; !isTemplate(name) {
+			layers, noTemplate := s.layersOf(name)
+			res[i].u, res[i].e, res[i].p = s.buildOne(name, layers, noTemplate)
+		}
+	})
+	for i, name := range names {
 		if isTemplate(name) {
 			var p []Problem
 			for _, l := range append([]*layer{s.files[name]}, s.dropins[name]...) {
@@ -97,9 +112,8 @@ func (s *Set) buildAll() {
 			}
 			continue
 		}
-		layers, noTemplate := s.layersOf(name)
-		u, e, p := s.buildOne(name, layers, noTemplate)
-		built[name], s.effs[name], s.deps[name], probs[name] = u, e, depsOf(e), p
+		r := res[i]
+		built[name], s.effs[name], s.deps[name], probs[name] = r.u, r.e, depsOf(r.e), r.p
 	}
 	s.addInstanceDeps(s.deps)
 	cycles := findCycles(s.deps)
@@ -315,13 +329,17 @@ func (l *loader) checkInPath(o origin, label, name string, e *effective, add fun
 		search = v.v.(string)
 	}
 	key := [2]string{name, search}
+	l.inPathMu.Lock()
 	found, ok := l.inPath[key]
+	l.inPathMu.Unlock()
 	if !ok {
 		_, err := lookPath(name, search, l.statAbs)
 		found = err == nil
+		l.inPathMu.Lock()
 		if l.inPath != nil {
 			l.inPath[key] = found
 		}
+		l.inPathMu.Unlock()
 	}
 	if found {
 		return

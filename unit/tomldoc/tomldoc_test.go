@@ -191,7 +191,7 @@ func TestDecodeTimeout(t *testing.T) {
 		close(release)
 		<-finished // the abandoned decode ends, and its result is dropped
 	}()
-	_, err := decode("a = 1\n", lim, 10*time.Millisecond, func(string) (Doc, error) {
+	_, err := decode("a = 1\n", lim, 10*time.Millisecond, false, func(string) (Doc, error) {
 		defer close(finished)
 		<-release
 		return Doc{}, nil

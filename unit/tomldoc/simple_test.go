@@ -1,0 +1,70 @@
+package tomldoc
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+// simpleSeeds are documents of the plain shape and near misses.
+var simpleSeeds = []string{
+	"[unit]\ndescription = \"web\"\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\nrestart = \"always\"\nstop_timeout = \"2s\"\n",
+	"a = 1\nb = -2\nc = +3\nd = 1.5\ne = -0.25\nf = true\ng = false\nh = 'lit\\eral'\n",
+	"# comment\r\n[ t ]   # after\r\nk = [ 1,\r\n  2, # two\r\n  'x', ]\r\n",
+	"[a]\n[b]\nx = []\ny = [  ]\n",
+	"a = 1#c\nb = \"x\"#c\n",
+	"a = 01", "a = 1_000", "a = 0x1f", "a = 1e5", "a = 1.", "a = .5", "a = inf", "a = -nan",
+	"a = 1979-05-27", "a = 07:32:00", "a = 9223372036854775808", "a = -9223372036854775808",
+	"a = \"esc\\n\"", "a = \"\"\"x\"\"\"", "a = '''x'''", "a = 'x\ny'", "a = \"x", "a = \"\"\n",
+	"a.b = 1", "a . b = 1", "[a.b]", "[[a]]", "[a]\n[a]", "a = 1\na = 2", "a = 1\n[a]",
+	"a = [[1], [2]]", "a = {b = 1}", "a = [1 2]", "a = [,]", "a = [1,,]", "a = [1\n,2]",
+	"a = 1 b = 2", "a = truex", "a = t", "= 1", "a =", "a", "[]", "[a]]", "\ufeffa = 1",
+	"a = \"tab\there\"", "a = \"del\x7f\"", "# del\x7f\na = 1", "a = 1\r", "a = 1\rb = 2",
+	"a = [\"x\", 1, 2.5, true]", "a = \"é\"", "a = 1 # é\n", "\n\n\n", "",
+}
+
+// TestSimpleDecodes checks the plain documents are read by the quick
+// decoder, with the values the general decoder gives.
+func TestSimpleDecodes(t *testing.T) {
+	for _, src := range simpleSeeds[:5] {
+		got, ok := decodeSimple(src)
+		if !ok {
+			t.Errorf("decodeSimple(%q) left it to the general decoder", src)
+			continue
+		}
+		var want map[string]any
+		if _, err := toml.Decode(src, &want); err != nil {
+			t.Fatalf("toml.Decode(%q): %v", src, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("decodeSimple(%q)\n got %#v\nwant %#v", src, got, want)
+		}
+	}
+	for _, src := range []string{"a = 01", "a = \"esc\\n\"", "a.b = 1", "[[a]]", "a = {b = 1}", "a = 1\na = 2"} {
+		if _, ok := decodeSimple(src); ok {
+			t.Errorf("decodeSimple(%q) took a document it must leave to the general decoder", src)
+		}
+	}
+}
+
+// FuzzSimpleAgrees holds the quick decoder to the general one: whatever it
+// accepts, the general decoder accepts too, with the same values.
+func FuzzSimpleAgrees(f *testing.F) {
+	for _, s := range simpleSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		got, ok := decodeSimple(src)
+		if !ok {
+			return
+		}
+		var want map[string]any
+		if _, err := toml.Decode(src, &want); err != nil {
+			t.Fatalf("decodeSimple(%q) accepted a document the general decoder refuses: %v", src, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeSimple(%q)\n got %#v\nwant %#v", src, got, want)
+		}
+	})
+}
