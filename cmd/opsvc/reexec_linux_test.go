@@ -404,6 +404,20 @@ func TestReexecRefused(t *testing.T) {
 	if out, _, err := cliRun(t, sock, "send", "echo", "ping"); err != nil || !strings.Contains(out, strconv.Itoa(before["echo"].PID)) {
 		t.Errorf("send after a refused re-exec: %q %v", out, err)
 	}
+	// It watches its unit files again (the re-exec closed the watches
+	// while the binary checked the state): a unit added now starts.
+	added := filepath.Join(dir, "units", "added.toml")
+	if err := os.WriteFile(added+".tmp", []byte("[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(added+".tmp", added); err != nil {
+		t.Fatal(err)
+	}
+	waitUnits(t, sock, "the added unit active", allActive(n+1))
+	if err := os.Remove(added); err != nil {
+		t.Fatal(err)
+	}
+	waitUnits(t, sock, "the added unit gone", allActive(n))
 	// A good binary back: the re-exec goes through.
 	install(self)
 	if out, stderr, err := cliRun(t, sock, "daemon-reexec"); err != nil {
