@@ -264,7 +264,29 @@ printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 				completed[e.Unit] = true
 			}
 		case <-timeout:
-			t.Fatalf("chains completed within 30s: %v, want %d", completed, n)
+			// What the chains that did not complete were doing, for the
+			// next look at a failure.
+			for i := range n {
+				name := "agent@" + strconv.Itoa(i)
+				if completed[name] {
+					continue
+				}
+				st := h.status(name)
+				t.Logf("%s: %s/%s pid %d, %s", name, st.State, st.Sub, st.PID, st.StatusText)
+				for _, l := range h.logs.Tail(name, 30) {
+					t.Logf("  %s: %s", name, l.Text)
+				}
+			}
+			var leases []string
+			h.sup.do(context.Background(), func() {
+				for id, l := range h.sup.leases.active {
+					leases = append(leases, id+" "+l.unit+" "+l.chainID)
+				}
+				for u := range h.sup.leases.waiting {
+					leases = append(leases, "waiting "+u)
+				}
+			})
+			t.Fatalf("chains completed within 30s: %v, want %d (leases: %q)", completed, n, leases)
 		}
 	}
 	for i := range n {
