@@ -130,7 +130,9 @@ func (s *Supervisor) Unwatch(ctx context.Context) (done <-chan struct{}, rewatch
 		if stop != nil {
 			wg.Go(stop)
 		}
+		s.bg.Add(1) // Run waits for the closes
 		go func() {
+			defer s.bg.Done()
 			wg.Wait()
 			close(closed)
 		}()

@@ -183,19 +183,36 @@ func (c *Cache) keep(seen map[string]bool) {
 // problems is built again each time: what it lacked (an executable, for
 // example) may be there now.
 func (s *Set) buildOne(name string, layers []*layer, noTemplate bool) (*Unit, *effective, []Problem) {
+	if u, e, ok := s.reuse(name, layers, noTemplate); ok {
+		return u, e, nil
+	}
+	return s.buildNew(name, layers, noTemplate)
+}
+
+// reuse returns the unit the cache built before from these very layers,
+// if there is one.
+func (s *Set) reuse(name string, layers []*layer, noTemplate bool) (*Unit, *effective, bool) {
 	c := s.ld.cache
 	if c == nil {
-		return s.build(name, layers, noTemplate)
+		return nil, nil, false
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	b := c.builds[name]
 	if b != nil && b.noTemplate == noTemplate && slices.Equal(b.layers, layers) {
 		c.stats.Reused++
-		c.mu.Unlock()
-		return b.u, b.e, nil
+		return b.u, b.e, true
 	}
-	c.mu.Unlock()
+	return nil, nil, false
+}
+
+// buildNew builds a unit, and keeps it in the cache when it is valid.
+func (s *Set) buildNew(name string, layers []*layer, noTemplate bool) (*Unit, *effective, []Problem) {
 	u, e, p := s.build(name, layers, noTemplate)
+	c := s.ld.cache
+	if c == nil {
+		return u, e, p
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stats.Built++

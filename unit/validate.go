@@ -90,16 +90,30 @@ func (s *Set) buildAll() {
 	probs := make(map[string][]Problem)
 	names := sortedKeys(s.files)
 	type result struct {
-		u *Unit
-		e *effective
-		p []Problem
+		u          *Unit
+		e          *effective
+		p          []Problem
+		layers     []*layer
+		noTemplate bool
 	}
+	// Units the cache built before from the same files are taken as they
+	// are; the others are built on every CPU.
 	res := make([]result, len(names))
-	parallel.For(len(names), buildsPerWorker, func(i int) {
-		if name := names[i]; !isTemplate(name) {
-			layers, noTemplate := s.layersOf(name)
-			res[i].u, res[i].e, res[i].p = s.buildOne(name, layers, noTemplate)
+	var todo []int
+	for i, name := range names {
+		if isTemplate(name) {
+			continue
 		}
+		r := &res[i]
+		r.layers, r.noTemplate = s.layersOf(name)
+		var ok bool
+		if r.u, r.e, ok = s.reuse(name, r.layers, r.noTemplate); !ok {
+			todo = append(todo, i)
+		}
+	}
+	parallel.For(len(todo), buildsPerWorker, func(j int) {
+		r := &res[todo[j]]
+		r.u, r.e, r.p = s.buildNew(names[todo[j]], r.layers, r.noTemplate)
 	})
 	for i, name := range names {
 		if isTemplate(name) {
