@@ -1,7 +1,11 @@
 package tomldoc
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -67,4 +71,43 @@ func FuzzSimpleAgrees(f *testing.F) {
 			t.Fatalf("decodeSimple(%q)\n got %#v\nwant %#v", src, got, want)
 		}
 	})
+}
+
+// TestSimpleAgreesOnShippedFiles reads every TOML file that ships with
+// opsvc (examples, settings, test data) with both decoders: where the quick
+// one takes a file, it gives what the general one gives.
+func TestSimpleAgreesOnShippedFiles(t *testing.T) {
+	var files []string
+	filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".toml") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) < 10 {
+		t.Fatalf("found %d TOML files under the module, want the shipped ones", len(files))
+	}
+	quick := 0
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := decodeSimple(string(b))
+		if !ok {
+			continue
+		}
+		quick++
+		var want map[string]any
+		if _, err := toml.Decode(string(b), &want); err != nil {
+			t.Fatalf("%s: the quick decoder took a file the general one refuses: %v", path, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %#v\nwant %#v", path, got, want)
+		}
+	}
+	if quick == 0 {
+		t.Error("the quick decoder took none of the shipped files")
+	}
+	t.Logf("%d of %d shipped TOML files read by the quick decoder", quick, len(files))
 }
