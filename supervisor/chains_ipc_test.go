@@ -256,10 +256,12 @@ printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 		o.Settings.Orchestrator.MaxSessionsPerMinute = 0
 	})
 	completed := map[string]bool{}
+	evs := map[string][]string{}
 	timeout := time.After(30 * time.Second)
 	for len(completed) < n {
 		select {
 		case e := <-h.sub.C():
+			evs[e.Unit] = append(evs[e.Unit], fmt.Sprintf("%d %s %v", e.Seq, e.Type, e.Data))
 			if e.Type == "chain.completed" {
 				completed[e.Unit] = true
 			}
@@ -272,7 +274,11 @@ printf '{"turns":1,"cost_usd":0.01,"done":%s}' "$done" > "$OPSVC_RESULT"
 					continue
 				}
 				st := h.status(name)
-				t.Logf("%s: %s/%s pid %d, %s", name, st.State, st.Sub, st.PID, st.StatusText)
+				t.Logf("%s: %s/%s pid %d, %s; %+v", name, st.State, st.Sub, st.PID, st.StatusText, st)
+				for _, e := range evs[name] {
+					t.Logf("  event %s", e)
+				}
+				t.Logf("  chains %+v", chainsOf(t, h.sup.opts.Registry, name))
 				for _, l := range h.logs.Tail(name, 30) {
 					t.Logf("  %s: %s", name, l.Text)
 				}

@@ -967,6 +967,14 @@ func (s *Supervisor) handleMsg(m unitMsg) {
 	switch {
 	case m.ipc != nil:
 		if rec.proc != m.proc {
+			// The process ended, and its end was handled, before the last
+			// of its messages came through the channel (an orchestrator's
+			// chain.completed, sent just before it exits): its events still
+			// happened and are published; the rest was for a process that
+			// no longer runs.
+			if m.ipc.Type == "event" && m.proc != nil {
+				s.workerEvent(m.unit, rec, d, m.proc.PID(), *m.ipc, false)
+			}
 			return
 		}
 		s.handleIPC(m.unit, rec, d, *m.ipc)
@@ -992,24 +1000,34 @@ func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker
 	case "status":
 		s.step(name, rec, Event{Kind: EvStatus, Text: m.Text})
 	case "event":
-		var data any
-		if len(m.Data) > 0 {
-			json.Unmarshal(m.Data, &data)
-		}
-		// Worker events are re-published under the unit's name as
-		// worker.NAME; the orchestrator's own chain.* and session.* events
-		// keep their types and data.
-		if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator ||
-			!(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")) {
-			s.emit(name, rec.PID, api.WorkerEvent{Name: m.Name, Data: data})
-			return
-		}
-		ev := map[string]any{"name": m.Name}
-		if dm, ok := data.(map[string]any); ok {
-			ev = dm
-		} else if data != nil {
-			ev["data"] = data
-		}
+		s.workerEvent(name, rec, d, rec.PID, m, true)
+	case "request":
+		s.handleRequest(name, rec, m)
+	}
+}
+
+// workerEvent publishes an event a unit's worker (pid) sent. Worker events
+// are re-published under the unit's name as worker.NAME; the orchestrator's
+// own chain.* and session.* events keep their types and data. current is
+// false for a process that has ended already, whose events change nothing
+// of the unit's running process.
+func (s *Supervisor) workerEvent(name string, rec *unitRecord, d Desired, pid int, m worker.Message, current bool) {
+	var data any
+	if len(m.Data) > 0 {
+		json.Unmarshal(m.Data, &data)
+	}
+	if d.Unit == nil || d.Unit.Service.Type != unit.TypeOrchestrator ||
+		!(strings.HasPrefix(m.Name, "chain.") || strings.HasPrefix(m.Name, "session.")) {
+		s.emit(name, pid, api.WorkerEvent{Name: m.Name, Data: data})
+		return
+	}
+	ev := map[string]any{"name": m.Name}
+	if dm, ok := data.(map[string]any); ok {
+		ev = dm
+	} else if data != nil {
+		ev["data"] = data
+	}
+	if current {
 		switch m.Name {
 		case "session.started":
 			f := map[string]string{"OPSVC_CHAIN_ID": fmt.Sprint(ev["chain_id"]), "OPSVC_SESSION": fmt.Sprint(ev["index"])}
@@ -1017,10 +1035,8 @@ func (s *Supervisor) handleIPC(name string, rec *unitRecord, d Desired, m worker
 		case "session.finished":
 			rec.fields.Store(nil)
 		}
-		s.publish(m.Name, name, rec.PID, ev)
-	case "request":
-		s.handleRequest(name, rec, m)
 	}
+	s.publish(m.Name, name, pid, ev)
 }
 
 func (s *Supervisor) handleRequest(name string, rec *unitRecord, m worker.Message) {

@@ -739,3 +739,26 @@ func TestNotifyFromAnotherUser(t *testing.T) {
 		t.Errorf("systemd-notify as nobody: %+v, want rc=0", l)
 	}
 }
+
+// TestEventsOfAnEndedProcess hands the loop, as the channel's pump does,
+// the last messages of a process whose end was handled first (a worker
+// that sends an event and exits at once): its event is published, with its
+// pid; its status, for a process that no longer runs, is not.
+func TestEventsOfAnEndedProcess(t *testing.T) {
+	h := newHarness(t, map[string]string{"w.toml": "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"})
+	h.waitEvent("unit.started", "w")
+	ended := &fakeProc{pid: 4242, done: make(chan struct{})}
+	if err := h.sup.do(context.Background(), func() {
+		h.sup.handleMsg(unitMsg{unit: "w", proc: ended, ipc: &worker.Message{Type: "status", Text: "from the ended process"}})
+		h.sup.handleMsg(unitMsg{unit: "w", proc: ended, ipc: &worker.Message{Type: "event", Name: "bye", Data: json.RawMessage(`{"n":1}`)}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e := h.waitEvent("worker.bye", "w")
+	if d, _ := e.Data["data"].(map[string]any); e.PID != 4242 || num(d["n"]) != 1 {
+		t.Errorf("worker.bye = %+v, want pid 4242 and its data", e)
+	}
+	if st := h.status("w"); st.StatusText == "from the ended process" {
+		t.Errorf("the ended process's status was taken: %+v", st)
+	}
+}
