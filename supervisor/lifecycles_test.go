@@ -51,20 +51,7 @@ func TestRecordLifecyclesBothForms(t *testing.T) {
 	for _, binary := range []bool{true, false} {
 		rec, ls := recordOf(t, 20, binary)
 		rec.Units = append(rec.Units, handover.Unit{Name: "none"}) // no lifecycle
-		var b []byte
-		var err error
-		if binary {
-			b, err = handover.EncodeBinary(rec)
-		} else {
-			b, err = handover.Encode(rec)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := handover.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, _ := roundTrip(t, rec, binary)
 		var logged []string
 		lcs := recordLifecycles(got, func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) })
 		if len(lcs) != len(ls)+1 || lcs[len(ls)] != nil || len(logged) > 0 {
@@ -87,41 +74,37 @@ func TestRecordLifecyclesBothForms(t *testing.T) {
 	}
 }
 
-// BenchmarkRecord writes and reads back the state record of 1000 running
-// units in each form: what a re-exec pays (binary) against JSON.
+// roundTrip writes rec in one form and reads it back; n is its size.
+func roundTrip(tb testing.TB, rec *handover.Record, binary bool) (got *handover.Record, n int) {
+	tb.Helper()
+	encode := handover.Encode
+	if binary {
+		encode = handover.EncodeBinary
+	}
+	b, err := encode(rec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got, err = handover.Decode(b); err != nil {
+		tb.Fatal(err)
+	}
+	return got, len(b)
+}
+
+// BenchmarkRecord builds, writes and reads back the state record of 1000
+// running units with their lifecycles in each form: what a re-exec pays
+// (binary) against JSON.
 func BenchmarkRecord(b *testing.B) {
 	for _, form := range []string{"binary", "json"} {
 		b.Run(form, func(b *testing.B) {
 			binary := form == "binary"
-			_, ls := recordOf(b, 1000, binary)
 			for b.Loop() {
-				rec, _ := recordOf(b, 0, binary)
-				for i, l := range ls {
-					u := handover.Unit{Name: fmt.Sprintf("u%05d", i), Observed: binary, Proc: &handover.Proc{PID: l.PID}}
-					rec.Units = append(rec.Units, u)
-				}
-				var data []byte
-				var err error
-				if binary {
-					rec.Lifecycles, _ = encodeLifecycles(ls)
-					data, err = handover.EncodeBinary(rec)
-				} else {
-					for i := range rec.Units {
-						rec.Units[i].Lifecycle, _ = json.Marshal(ls[i])
-					}
-					data, err = handover.Encode(rec)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				got, err := handover.Decode(data)
-				if err != nil {
-					b.Fatal(err)
-				}
+				rec, ls := recordOf(b, 1000, binary)
+				got, n := roundTrip(b, rec, binary)
 				if lcs := recordLifecycles(got, b.Logf); len(lcs) != len(ls) || lcs[0] == nil {
 					b.Fatal("lifecycles not read back")
 				}
-				b.ReportMetric(float64(len(data)), "bytes")
+				b.ReportMetric(float64(n), "bytes")
 			}
 		})
 	}
